@@ -1,0 +1,1 @@
+"""Checkpoints, the merge engine, objectives, the Ray worker pool and the built-in suites."""

@@ -1,0 +1,32 @@
+"""mergefront: multi-objective search of model-merge configurations.
+
+The light public surface (spec models, SDK, CLI); nothing here imports torch or Ray.
+"""
+
+from __future__ import annotations
+
+from mergefront.client import Client, Job
+from mergefront.errors import (
+    ConflictError,
+    EvaluationFailedError,
+    InvalidSpecError,
+    MergefrontError,
+    NotFoundError,
+    StorageError,
+)
+from mergefront.spec import JobSpec, load_spec, parse_spec
+
+__all__ = [
+    "Client",
+    "ConflictError",
+    "EvaluationFailedError",
+    "InvalidSpecError",
+    "Job",
+    "JobSpec",
+    "MergefrontError",
+    "NotFoundError",
+    "StorageError",
+    "load_spec",
+    "parse_spec",
+]
+__version__ = "0.1.0"

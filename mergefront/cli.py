@@ -1,0 +1,133 @@
+"""The `mergefront` command: run a search locally, serve the API, or talk to a server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from mergefront.errors import MergefrontError
+from mergefront.report import format_front
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MergefrontError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; a stored job resumes with `mergefront serve` or `mergefront run --resume JOB`",
+              file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mergefront", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a search locally, without a server, and print its front")
+    run.add_argument("spec", nargs="?", help="job spec (YAML or JSON)")
+    run.add_argument("--resume", type=int, metavar="JOB", help="continue a stored job instead")
+    run.add_argument("--db", help="SQLAlchemy URL (default: MERGEFRONT_DATABASE_URL or ~/.mergefront)")
+    run.set_defaults(func=_run)
+
+    serve = sub.add_parser("serve", help="start the REST API (and the job runner)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--db", help="SQLAlchemy URL")
+    serve.add_argument("--no-runner", action="store_true", help="serve the API only; run no jobs here")
+    serve.set_defaults(func=_serve)
+
+    submit = sub.add_parser("submit", help="submit a spec to a server")
+    submit.add_argument("spec")
+    submit.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", "http://127.0.0.1:8000"))
+    submit.add_argument("--wait", action="store_true", help="wait with a progress bar and print the front")
+    submit.set_defaults(func=_submit)
+
+    front = sub.add_parser("front", help="print a job's Pareto front from a server")
+    front.add_argument("job", type=int)
+    front.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", "http://127.0.0.1:8000"))
+    front.set_defaults(func=_front)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from mergefront.spec import load_spec
+    from optimizers import build_space
+    from service import repository as repo
+    from service.db import make_engine, make_session_factory, session_scope, upgrade_database
+    from service.runner import JobRunner, Progress
+    from service.settings import Settings
+
+    if (args.spec is None) == (args.resume is None):
+        raise MergefrontError("give a spec file or --resume JOB (one of them)")
+    settings = Settings(database_url=args.db) if args.db else Settings()
+    url = settings.resolved_database_url
+    upgrade_database(url)
+    sessions = make_session_factory(make_engine(url))
+    with session_scope(sessions) as s:
+        if args.resume is None:
+            spec = load_spec(args.spec)
+            job_id = repo.create_job(session=s, spec=spec).id
+            print(build_space(spec.merge, spec.models.experts).describe())
+        else:
+            job_id = repo.get_job(session=s, job_id=args.resume).id
+        budget = repo.get_job(session=s, job_id=job_id).budget
+    print(f"job {job_id} stored in {url}")
+    with tqdm(total=budget, desc=f"job {job_id}", unit="eval") as bar:
+        def show(p: Progress) -> None:
+            bar.n = p.n_finished
+            bar.set_postfix(hv=f"{p.hypervolume or 0:.4g}", front=p.front_size)
+            bar.refresh()
+
+        state = JobRunner(session_factory=sessions, settings=settings).run(job_id, progress=show)
+    with session_scope(sessions) as s:
+        job = repo.get_job(session=s, job_id=job_id)
+        print(format_front(repo.pareto_out(session=s, job=job)))
+        if state != "completed":
+            raise MergefrontError(f"job {job_id} ended {state}: {job.error}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(database_url=args.db) if args.db else Settings()
+    app = create_app(settings, run_jobs=not args.no_runner and settings.run_jobs)
+    print(f"mergefront API on http://{args.host}:{args.port} (docs at /docs), "
+          f"database {settings.resolved_database_url}")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from mergefront.client import Client
+
+    with Client(args.url) as client:
+        job = client.submit(args.spec)
+        print(f"submitted job {job.id} to {client.url}")
+        if args.wait:
+            info = job.wait()
+            print(format_front(job.pareto()))
+            return 0 if info.state == "completed" else 1
+    return 0
+
+
+def _front(args: argparse.Namespace) -> int:
+    from mergefront.client import Client
+
+    with Client(args.url) as client:
+        print(format_front(client.job(args.job).pareto()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

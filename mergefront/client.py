@@ -1,0 +1,120 @@
+"""The Python SDK: submit a spec, follow its job, read its evaluations and front."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from mergefront.errors import ConflictError, InvalidSpecError, MergefrontError, NotFoundError
+from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut
+from mergefront.spec import JobSpec
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class Client:
+    """A client of one mergefront server."""
+
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0, http: httpx.Client | None = None):
+        self.url = url.rstrip("/")
+        self._http = http or httpx.Client(base_url=self.url, timeout=timeout)
+
+    def submit(self, spec: JobSpec | Mapping[str, Any] | str | Path) -> Job:
+        """Queue a job from a spec object, a mapping, or a YAML/JSON file path."""
+        if isinstance(spec, JobSpec):
+            body: Any = spec.model_dump(mode="json")
+        elif isinstance(spec, str | Path):
+            body = yaml.safe_load(Path(spec).read_text())
+        else:
+            body = dict(spec)
+        return Job(self, JobOut.model_validate(self._request("POST", "/v1/jobs", json=body)).id)
+
+    def job(self, job_id: int) -> Job:
+        return Job(self, job_id)
+
+    def jobs(self, offset: int = 0, limit: int = 50) -> list[JobOut]:
+        page = JobPage.model_validate(self._request("GET", "/v1/jobs", params={"offset": offset, "limit": limit}))
+        return page.items
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise MergefrontError(f"cannot reach mergefront at {self.url}: {exc}") from exc
+        if response.status_code < 400:
+            return response.json()
+        raise _error(response)
+
+
+def _error(response: httpx.Response) -> MergefrontError:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text
+    if response.status_code == 422 and isinstance(detail, list) and detail:
+        first = detail[0]
+        loc = [p for p in first.get("loc", []) if p != "body"]
+        return InvalidSpecError(str(first.get("msg")), loc)
+    cls = {404: NotFoundError, 409: ConflictError}.get(response.status_code, MergefrontError)
+    return cls(f"HTTP {response.status_code}: {detail}")
+
+
+class Job:
+    """A handle on one job of a server."""
+
+    def __init__(self, client: Client, job_id: int) -> None:
+        self.client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id}, url={self.client.url!r})"
+
+    def info(self) -> JobOut:
+        return JobOut.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}"))
+
+    def pareto(self) -> ParetoOut:
+        return ParetoOut.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}/pareto"))
+
+    def evaluations(self, state: str | None = None, page_size: int = 500) -> list[EvaluationOut]:
+        """Every evaluation of the job (fetched page by page)."""
+        items: list[EvaluationOut] = []
+        while True:
+            params: dict[str, Any] = {"offset": len(items), "limit": page_size}
+            if state:
+                params["state"] = state
+            page = Page.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}/evaluations", params=params))
+            items += page.items
+            if len(items) >= page.total or not page.items:
+                return items
+
+    def wait(self, *, progress: bool = True, poll: float = 1.0, timeout: float | None = None) -> JobOut:
+        """Block until the job completes or fails, showing a progress bar; return its final state."""
+        from tqdm.auto import tqdm
+
+        info = self.info()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with tqdm(total=info.budget, desc=f"job {self.id}", unit="eval", disable=not progress) as bar:
+            while True:
+                bar.n = info.n_completed + info.n_failed
+                bar.set_postfix(state=info.state, hv=f"{info.hypervolume or 0:.4g}")
+                bar.refresh()
+                if info.done:
+                    return info
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {self.id} still {info.state} after {timeout} s")
+                time.sleep(poll)
+                info = self.info()

@@ -1,0 +1,175 @@
+"""The job spec: one pydantic model, validated at the edge (REST, SDK, CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mergefront.errors import InvalidSpecError
+from mergefront.suites import BUILTIN_SUITES, parse_bench_ref
+
+MergeMethod = Literal["task_arithmetic", "ties"]
+OptimizerName = Literal["random", "nsga2"]
+
+
+def _check_model_ref(ref: str) -> str:
+    if ref.startswith("bench://"):
+        parse_bench_ref(ref)
+        return ref
+    if "://" in ref:
+        scheme = ref.split("://", 1)[0]
+        raise ValueError(f"model reference scheme {scheme!r}:// is not supported yet; use bench://suite/name")
+    raise ValueError(f"{ref!r}: only built-in bench://suite/name models can be evaluated yet")
+
+
+ModelRef = Annotated[str, Field(min_length=1), AfterValidator(_check_model_ref)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    """A closed interval searched for one kind of merge parameter."""
+
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class ModelsSpec(_Strict):
+    base: ModelRef
+    experts: list[ModelRef] = Field(min_length=1, max_length=64)
+
+
+class MergeSpec(_Strict):
+    method: MergeMethod
+    granularity: Literal["model"] = "model"
+    weight: Range = Range(low=0.0, high=1.0)
+    density: Range | None = None
+    scale: float = Field(1.0, gt=0, description="lambda: the merged task vector is multiplied by this")
+
+    @model_validator(mode="after")
+    def _density_matches_method(self) -> MergeSpec:
+        if self.method == "ties" and self.density is None:
+            return self.model_copy(update={"density": Range(low=0.1, high=1.0)})
+        if self.method != "ties" and self.density is not None:
+            raise ValueError(f"density is searched by ties only, not by {self.method}")
+        if self.density is not None and not (0.0 < self.density.low and self.density.high <= 1.0):
+            raise ValueError("density must lie in (0, 1]")
+        return self
+
+
+class ObjectiveSpec(_Strict):
+    task: str = Field(min_length=1)
+    metric: Literal["accuracy"] = "accuracy"
+    split: Literal["validation", "test"] = "validation"
+    name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+    @property
+    def key(self) -> str:
+        """The objective's name in stored metrics."""
+        return self.name or f"{self.task}_{self.metric}"
+
+    @property
+    def maximize(self) -> bool:
+        return True
+
+
+class OptimizerSpec(_Strict):
+    name: OptimizerName = "nsga2"
+    budget: int = Field(48, gt=0, le=100_000, description="evaluations, failed ones included")
+    batch_size: int = Field(4, gt=0, le=1024)
+    seed: int = Field(0, ge=0)
+    reference_point: list[float] | None = None
+    population_size: int | None = Field(None, ge=4)
+    asynchronous: bool = Field(False, description="ask as workers free up (faster, not reproducible)")
+
+
+class ResourcesSpec(_Strict):
+    workers: int = Field(2, gt=0, le=256)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    gpus_per_worker: float = Field(0.0, ge=0)
+    max_retries: int = Field(1, ge=0, le=10)
+
+
+class JobSpec(_Strict):
+    """What to merge, what to search, what to optimize, and with which resources."""
+
+    name: str = Field("merge-search", min_length=1, max_length=200)
+    models: ModelsSpec
+    merge: MergeSpec
+    objectives: list[ObjectiveSpec] = Field(min_length=1, max_length=16)
+    optimizer: OptimizerSpec = OptimizerSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+
+    @property
+    def objective_keys(self) -> list[str]:
+        return [o.key for o in self.objectives]
+
+    @property
+    def maximize(self) -> list[bool]:
+        return [o.maximize for o in self.objectives]
+
+    def default_reference_point(self) -> list[float]:
+        """The worst value each objective can take (0 for accuracies)."""
+        return [0.0 for _ in self.objectives]
+
+
+def check_spec(spec: JobSpec) -> None:
+    """Cross-field checks pydantic cannot place on one field; raise InvalidSpecError naming the field."""
+    suite = _common_suite(spec)
+    tasks = BUILTIN_SUITES[suite]
+    for i, obj in enumerate(spec.objectives):
+        if obj.task not in tasks:
+            raise InvalidSpecError(f"{obj.task!r} is not a task of suite {suite!r}; known: {list(tasks)}",
+                                   ("objectives", i, "task"))
+    keys = spec.objective_keys
+    for i, key in enumerate(keys):
+        if keys.index(key) != i:
+            raise InvalidSpecError(f"objective name {key!r} is used twice", ("objectives", i, "name"))
+    seen: set[str] = set()
+    for i, ref in enumerate(spec.models.experts):
+        if ref in seen or ref == spec.models.base:
+            raise InvalidSpecError(f"{ref!r} is listed twice (or is the base)", ("models", "experts", i))
+        seen.add(ref)
+    ref_point = spec.optimizer.reference_point
+    if ref_point is not None and len(ref_point) != len(spec.objectives):
+        raise InvalidSpecError(f"has {len(ref_point)} values for {len(spec.objectives)} objectives",
+                               ("optimizer", "reference_point"))
+
+
+def _common_suite(spec: JobSpec) -> str:
+    base_suite, base_name = parse_bench_ref(spec.models.base)
+    if base_name != "base":
+        raise InvalidSpecError(f"the base of suite {base_suite!r} is bench://{base_suite}/base", ("models", "base"))
+    for i, ref in enumerate(spec.models.experts):
+        suite, name = parse_bench_ref(ref)
+        if suite != base_suite or name == "base":
+            raise InvalidSpecError(f"{ref!r} is not an expert of suite {base_suite!r}", ("models", "experts", i))
+    return base_suite
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a spec given as a mapping; raise InvalidSpecError naming the first bad field."""
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidSpecError(first["msg"], first["loc"]) from exc
+    check_spec(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON spec file."""
+    text = Path(path).read_text()
+    return parse_spec(yaml.safe_load(text))

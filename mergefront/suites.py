@@ -1,0 +1,26 @@
+"""Names of the built-in benchmark suites, known without importing torch.
+
+The suites themselves are built in `evaluators.suites`; a test checks that both agree.
+"""
+
+from __future__ import annotations
+
+#: suite name -> the tasks it has (each task has one expert and one held-out evaluation set).
+BUILTIN_SUITES: dict[str, tuple[str, ...]] = {
+    "digits": ("rotated", "inverted", "noisy", "parity", "mod3"),
+}
+
+BENCH_SCHEME = "bench://"
+
+
+def parse_bench_ref(ref: str) -> tuple[str, str]:
+    """Split `bench://suite/name` into (suite, name); raise ValueError when it is not one."""
+    if not ref.startswith(BENCH_SCHEME):
+        raise ValueError(f"{ref!r} is not a bench:// reference")
+    suite, _, name = ref[len(BENCH_SCHEME) :].partition("/")
+    if suite not in BUILTIN_SUITES:
+        raise ValueError(f"unknown built-in suite {suite!r} in {ref!r}; known: {sorted(BUILTIN_SUITES)}")
+    known = ("base", *BUILTIN_SUITES[suite])
+    if name not in known:
+        raise ValueError(f"{ref!r} names no model of suite {suite!r}; known: {list(known)}")
+    return suite, name

@@ -1,0 +1,1 @@
+"""Alembic environment and versions: the only source of the schema."""

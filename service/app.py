@@ -1,0 +1,99 @@
+"""The FastAPI application, its error mapping, and the background job runner it hosts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from mergefront.errors import (
+    ConflictError,
+    EvaluationFailedError,
+    InvalidSpecError,
+    MergefrontError,
+    NotFoundError,
+    StorageError,
+)
+from service.db import make_engine, make_session_factory, upgrade_database
+from service.routes import jobs
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+_STATUS = {InvalidSpecError: 422, NotFoundError: 404, ConflictError: 409, StorageError: 503,
+           EvaluationFailedError: 500}
+
+
+async def _handle_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, InvalidSpecError):
+        detail = [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "value_error"}]
+        return JSONResponse({"detail": detail}, status_code=422)
+    status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 500)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+class BackgroundRunner:
+    """A thread that leases and runs jobs one after another until stopped."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        from service.runner import JobRunner
+
+        self.runner = JobRunner(session_factory=app.state.sessions, settings=settings)
+        self.poll = settings.poll_seconds
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="mergefront-runner", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                job_id = self.runner.run_next(stop=self.stop)
+            except MergefrontError:
+                log.exception("runner error")
+                job_id = None
+            if job_id is None:
+                self.stop.wait(self.poll)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None) -> FastAPI:
+    """The API; with `run_jobs` (default: settings.run_jobs) it also runs queued jobs in a thread."""
+    settings = settings or get_settings()
+    url = settings.resolved_database_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upgrade_database(url)
+        runner = BackgroundRunner(app, settings) if (settings.run_jobs if run_jobs is None else run_jobs) else None
+        if runner is not None:
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.close()
+            app.state.engine.dispose()
+
+    app = FastAPI(title="mergefront", version="0.1.0", lifespan=lifespan,
+                  description="Multi-objective search of model-merge configurations.")
+    app.state.engine = make_engine(url)
+    app.state.sessions = make_session_factory(app.state.engine)
+    app.state.settings = settings
+    app.add_exception_handler(MergefrontError, _handle_error)
+    app.include_router(jobs.router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, str]:
+        """Liveness probe."""
+        return {"status": "ok"}
+
+    return app

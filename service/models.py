@@ -1,0 +1,113 @@
+"""SQLAlchemy models: jobs, evaluations, Pareto front snapshots. Alembic migrations create the tables."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    """Naive UTC, stored the same way by every backend."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class JobState(enum.StrEnum):
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+
+
+class EvaluationState(enum.StrEnum):
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    state: Mapped[str] = mapped_column(String(16), index=True, default=JobState.pending)
+    optimizer: Mapped[str] = mapped_column(String(32))
+    budget: Mapped[int] = mapped_column(Integer)
+    objectives: Mapped[list[str]] = mapped_column(JsonType)
+    maximize: Mapped[list[bool]] = mapped_column(JsonType)
+    reference_point: Mapped[list[float]] = mapped_column(JsonType)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    evaluations: Mapped[list[Evaluation]] = relationship(back_populates="job", cascade="all, delete-orphan",
+                                                         order_by="Evaluation.number")
+
+
+class Evaluation(Base):
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("job_id", "number", name="uq_evaluations_job_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True, default=EvaluationState.pending)
+    x: Mapped[list[float]] = mapped_column(JsonType)
+    params: Mapped[dict[str, float]] = mapped_column(JsonType)
+    metrics: Mapped[dict[str, float] | None] = mapped_column(JsonType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    merge_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    eval_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    job: Mapped[Job] = relationship(back_populates="evaluations")
+
+
+pareto_members = Table(
+    "pareto_members",
+    Base.metadata,
+    Column("snapshot_id", ForeignKey("pareto_snapshots.id", ondelete="CASCADE"), primary_key=True),
+    Column("evaluation_id", ForeignKey("evaluations.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class ParetoSnapshot(Base):
+    __tablename__ = "pareto_snapshots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    n_completed: Mapped[int] = mapped_column(Integer)
+    hypervolume: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    members: Mapped[list[Evaluation]] = relationship(secondary=pareto_members, order_by="Evaluation.number")

@@ -1,0 +1,168 @@
+"""Data access: keyword-only functions over a session. Routes and the runner call these, never the session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from mergefront.errors import NotFoundError
+from mergefront.schemas import EvaluationOut, JobOut, ParetoOut
+from mergefront.spec import JobSpec
+from service.models import Evaluation, EvaluationState, Job, JobState, ParetoSnapshot, utcnow
+
+
+def create_job(*, session: Session, spec: JobSpec) -> Job:
+    """Store a validated spec as a pending job, its reference point fixed now."""
+    ref = spec.optimizer.reference_point or spec.default_reference_point()
+    job = Job(name=spec.name, spec=spec.model_dump(mode="json"), state=JobState.pending,
+              optimizer=spec.optimizer.name, budget=spec.optimizer.budget, objectives=spec.objective_keys,
+              maximize=spec.maximize, reference_point=[float(v) for v in ref])
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(*, session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return job
+
+
+def job_out(*, session: Session, job: Job) -> JobOut:
+    """A job with its progress counts and latest hypervolume."""
+    counts = dict(session.execute(
+        select(Evaluation.state, func.count()).where(Evaluation.job_id == job.id).group_by(Evaluation.state)
+    ).tuples().all())
+    snapshot = latest_snapshot(session=session, job_id=job.id)
+    out = JobOut.model_validate(job)
+    return out.model_copy(update={
+        "n_completed": counts.get(EvaluationState.completed, 0),
+        "n_failed": counts.get(EvaluationState.failed, 0),
+        "hypervolume": snapshot.hypervolume if snapshot else None,
+    })
+
+
+def list_jobs(*, session: Session, offset: int = 0, limit: int = 50) -> tuple[int, list[Job]]:
+    total = session.scalar(select(func.count()).select_from(Job)) or 0
+    jobs = session.scalars(select(Job).order_by(Job.id.desc()).offset(offset).limit(limit)).all()
+    return total, list(jobs)
+
+
+def lease_job(*, session: Session, owner: str, seconds: float, job_id: int | None = None) -> int | None:
+    """Take the lease of a pending job, or of a running job whose runner stopped renewing; return its id."""
+    now = utcnow()
+    free = or_(Job.state == JobState.pending,
+               (Job.state == JobState.running) & (or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now,
+                                                      Job.lease_owner == owner)))
+    query = select(Job.id).where(free).order_by(Job.id).limit(1)
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    candidate = session.scalar(query)
+    if candidate is None:
+        return None
+    return session.scalar(
+        update(Job).where(Job.id == candidate, free)
+        .values(state=JobState.running, lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds),
+                started_at=func.coalesce(Job.started_at, now))
+        .returning(Job.id).execution_options(synchronize_session=False)
+    )
+
+
+def renew_lease(*, session: Session, job_id: int, owner: str, seconds: float) -> bool:
+    renewed = session.scalar(
+        update(Job).where(Job.id == job_id, Job.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
+        .returning(Job.id).execution_options(synchronize_session=False)
+    )
+    return renewed is not None
+
+
+def release_lease(*, session: Session, job_id: int, owner: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
+                    .values(lease_owner=None, lease_expires_at=None).execution_options(synchronize_session=False))
+
+
+def finish_job(*, session: Session, job_id: int, state: JobState, error: str | None = None) -> None:
+    job = get_job(session=session, job_id=job_id)
+    job.state, job.error, job.finished_at = state, error, utcnow()
+    job.lease_owner, job.lease_expires_at = None, None
+
+
+def add_evaluations(*, session: Session, job_id: int, points: Sequence[tuple[list[float], dict[str, float]]]
+                    ) -> list[Evaluation]:
+    """Record proposed candidates (unit-cube point, named parameters) as pending evaluations, numbered on."""
+    start = session.scalar(select(func.count()).select_from(Evaluation).where(Evaluation.job_id == job_id)) or 0
+    rows = [Evaluation(job_id=job_id, number=start + i, state=EvaluationState.pending, x=list(x), params=params,
+                       attempts=0) for i, (x, params) in enumerate(points)]
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+def list_evaluations(*, session: Session, job_id: int, state: str | None = None, offset: int = 0,
+                     limit: int | None = None) -> tuple[int, list[Evaluation]]:
+    where: list[Any] = [Evaluation.job_id == job_id]
+    if state is not None:
+        where.append(Evaluation.state == state)
+    total = session.scalar(select(func.count()).select_from(Evaluation).where(*where)) or 0
+    query = select(Evaluation).where(*where).order_by(Evaluation.number).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return total, list(session.scalars(query).all())
+
+
+def start_evaluation(*, session: Session, evaluation_id: int) -> None:
+    row = get_evaluation(session=session, evaluation_id=evaluation_id)
+    row.state, row.attempts, row.started_at = EvaluationState.running, row.attempts + 1, utcnow()
+
+
+def complete_evaluation(*, session: Session, evaluation_id: int, metrics: dict[str, float], worker: str,
+                        merge_seconds: float, eval_seconds: float) -> None:
+    row = get_evaluation(session=session, evaluation_id=evaluation_id)
+    row.state, row.metrics, row.worker, row.error = EvaluationState.completed, metrics, worker, None
+    row.merge_seconds, row.eval_seconds, row.finished_at = merge_seconds, eval_seconds, utcnow()
+
+
+def fail_evaluation(*, session: Session, evaluation_id: int, error: str, final: bool) -> None:
+    """Record an error; a final failure ends the evaluation, otherwise it waits to be retried."""
+    row = get_evaluation(session=session, evaluation_id=evaluation_id)
+    row.error = error
+    if final:
+        row.state, row.finished_at = EvaluationState.failed, utcnow()
+    else:
+        row.state = EvaluationState.pending
+
+
+def get_evaluation(*, session: Session, evaluation_id: int) -> Evaluation:
+    row = session.get(Evaluation, evaluation_id)
+    if row is None:
+        raise NotFoundError(f"evaluation {evaluation_id} does not exist")
+    return row
+
+
+def add_snapshot(*, session: Session, job_id: int, member_ids: Sequence[int], hypervolume: float,
+                 n_completed: int) -> ParetoSnapshot:
+    members = list(session.scalars(select(Evaluation).where(Evaluation.id.in_(member_ids))).all())
+    snapshot = ParetoSnapshot(job_id=job_id, hypervolume=hypervolume, n_completed=n_completed, members=members)
+    session.add(snapshot)
+    session.flush()
+    return snapshot
+
+
+def latest_snapshot(*, session: Session, job_id: int) -> ParetoSnapshot | None:
+    return session.scalar(select(ParetoSnapshot).where(ParetoSnapshot.job_id == job_id)
+                          .order_by(ParetoSnapshot.n_completed.desc(), ParetoSnapshot.id.desc()).limit(1))
+
+
+def pareto_out(*, session: Session, job: Job) -> ParetoOut:
+    """The latest front of a job (empty before its first evaluation completes)."""
+    snap = latest_snapshot(session=session, job_id=job.id)
+    return ParetoOut(job_id=job.id, objectives=job.objectives, maximize=job.maximize,
+                     reference_point=job.reference_point, n_completed=snap.n_completed if snap else 0,
+                     hypervolume=snap.hypervolume if snap else 0.0,
+                     members=[EvaluationOut.model_validate(m) for m in snap.members] if snap else [])

@@ -1,0 +1,55 @@
+"""Jobs, their evaluations and their Pareto fronts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut
+from mergefront.spec import JobSpec, check_spec
+from service import repository as repo
+from service.deps import SessionDep
+from service.models import EvaluationState
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.post("", status_code=201)
+def submit_job(spec: JobSpec, session: SessionDep) -> JobOut:
+    """Validate a job spec and queue the job."""
+    check_spec(spec)
+    job = repo.create_job(session=session, spec=spec)
+    return repo.job_out(session=session, job=job)
+
+
+@router.get("")
+def list_jobs(session: SessionDep, offset: Offset = 0, limit: Limit = 50) -> JobPage:
+    """List jobs, newest first."""
+    total, jobs = repo.list_jobs(session=session, offset=offset, limit=limit)
+    return JobPage(total=total, offset=offset, limit=limit,
+                   items=[repo.job_out(session=session, job=j) for j in jobs])
+
+
+@router.get("/{job_id}")
+def get_job(job_id: int, session: SessionDep) -> JobOut:
+    """One job with its progress and hypervolume."""
+    return repo.job_out(session=session, job=repo.get_job(session=session, job_id=job_id))
+
+
+@router.get("/{job_id}/evaluations")
+def list_evaluations(job_id: int, session: SessionDep, state: EvaluationState | None = None,
+                     offset: Offset = 0, limit: Limit = 100) -> Page:
+    """A job's evaluations in the order they were proposed."""
+    repo.get_job(session=session, job_id=job_id)
+    total, rows = repo.list_evaluations(session=session, job_id=job_id, state=state, offset=offset, limit=limit)
+    return Page(total=total, offset=offset, limit=limit, items=[EvaluationOut.model_validate(r) for r in rows])
+
+
+@router.get("/{job_id}/pareto")
+def get_pareto(job_id: int, session: SessionDep) -> ParetoOut:
+    """The latest Pareto front of a job and its hypervolume against the job's reference point."""
+    return repo.pareto_out(session=session, job=repo.get_job(session=session, job_id=job_id))

@@ -1,0 +1,260 @@
+"""The job runner: lease a job, ask the optimizer, evaluate on Ray workers, record, repeat.
+
+By default each round asks `batch_size` candidates and waits for all of them before asking again, so a
+job replays identically from its seed. With `optimizer.asynchronous` it asks as soon as a worker is free.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from mergefront.errors import ConflictError
+from mergefront.spec import JobSpec
+from mergefront.suites import parse_bench_ref
+from optimizers import (
+    Observation,
+    Optimizer,
+    SearchSpace,
+    build_space,
+    hypervolume,
+    make_optimizer,
+    nondominated_mask,
+)
+from service import repository as repo
+from service.db import session_scope
+from service.models import Evaluation, EvaluationState, JobState
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from evaluators.evaluation import WorkerSetup
+    from evaluators.pool import Finished, WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display needs after each finished evaluation."""
+
+    job_id: int
+    n_finished: int
+    budget: int
+    hypervolume: float | None
+    front_size: int
+
+
+@dataclass
+class _JobRun:
+    job_id: int
+    spec: JobSpec
+    space: SearchSpace
+    optimizer: Optimizer
+    pool: WorkerPool
+    reference_point: list[float]
+    in_flight: dict[int, Evaluation] = field(default_factory=dict)
+
+
+PoolFactory = Callable[["WorkerSetup", JobSpec], "WorkerPool"]
+
+
+def default_pool(setup: WorkerSetup, spec: JobSpec) -> WorkerPool:
+    from evaluators.pool import WorkerPool
+
+    return WorkerPool(setup, spec.resources.workers, spec.resources.gpus_per_worker)
+
+
+class JobRunner:
+    """Runs jobs stored in the database; many runners may share one database through leases."""
+
+    def __init__(self, *, session_factory: sessionmaker[Session], settings: Settings,
+                 pool_factory: PoolFactory = default_pool, owner: str | None = None) -> None:
+        self.sessions = session_factory
+        self.settings = settings
+        self.pool_factory = pool_factory
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def run_next(self, **kwargs: Any) -> int | None:
+        """Lease the oldest runnable job and run it; return its id, or None when there is none."""
+        with session_scope(self.sessions) as s:
+            job_id = repo.lease_job(session=s, owner=self.owner, seconds=self.settings.lease_seconds)
+        if job_id is not None:
+            self._run_leased(job_id, **kwargs)
+        return job_id
+
+    def run(self, job_id: int, **kwargs: Any) -> str:
+        """Lease job `job_id` and run it to its end (or until `stop` is set); return its state."""
+        with session_scope(self.sessions) as s:
+            if repo.lease_job(session=s, owner=self.owner, seconds=self.settings.lease_seconds,
+                              job_id=job_id) is None:
+                state = repo.get_job(session=s, job_id=job_id).state
+                if state in (JobState.completed, JobState.failed):
+                    return state
+                raise ConflictError(f"job {job_id} is leased by another runner")
+        return self._run_leased(job_id, **kwargs)
+
+    def _run_leased(self, job_id: int, progress: Callable[[Progress], None] | None = None,
+                    stop: threading.Event | None = None) -> str:
+        run: _JobRun | None = None
+        try:
+            run = self._prepare(job_id)
+            finished = self._loop(run, progress, stop or threading.Event())
+        except Exception as exc:
+            log.exception("job %s failed", job_id)
+            with session_scope(self.sessions) as s:
+                repo.finish_job(session=s, job_id=job_id, state=JobState.failed, error=f"{type(exc).__name__}: {exc}")
+            return JobState.failed
+        finally:
+            if run is not None:
+                run.pool.shutdown()
+        with session_scope(self.sessions) as s:
+            if finished:
+                repo.finish_job(session=s, job_id=job_id, state=JobState.completed)
+                return JobState.completed
+            repo.release_lease(session=s, job_id=job_id, owner=self.owner)
+            return JobState.running
+
+    def _prepare(self, job_id: int) -> _JobRun:
+        from evaluators.pool import init_ray
+
+        with session_scope(self.sessions) as s:
+            job = repo.get_job(session=s, job_id=job_id)
+            spec, ref = JobSpec.model_validate(job.spec), list(job.reference_point)
+        space = build_space(spec.merge, spec.models.experts)
+        setup = self._worker_setup(spec)
+        init_ray(self.settings.ray_address)
+        return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec), ref)
+
+    def _worker_setup(self, spec: JobSpec) -> WorkerSetup:
+        from evaluators.evaluation import ObjectiveSetup, WorkerSetup
+        from evaluators.suites import ensure_suite
+
+        suite = parse_bench_ref(spec.models.base)[0]
+        suite_dir = ensure_suite(suite, self.settings.resolved_cache_dir)
+        experts = tuple(parse_bench_ref(ref)[1] for ref in spec.models.experts)
+        objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric) for o in spec.objectives)
+        return WorkerSetup(str(suite_dir), experts, objectives, spec.resources.device)
+
+    def _loop(self, run: _JobRun, progress: Callable[[Progress], None] | None, stop: threading.Event) -> bool:
+        """Drive the job until its budget is spent (True) or `stop` is set (False)."""
+        self._dispatch_orphans(run)
+        while not stop.is_set():
+            self._propose(run)
+            if not run.in_flight:
+                return True
+            finished = run.pool.next_finished(timeout=min(5.0, self.settings.lease_seconds / 3))
+            self._renew(run.job_id)
+            if finished is not None:
+                self._record(run, finished)
+                if progress is not None:
+                    progress(self._progress(run))
+        return False
+
+    def _renew(self, job_id: int) -> None:
+        with session_scope(self.sessions) as s:
+            if not repo.renew_lease(session=s, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds):
+                raise ConflictError(f"job {job_id}: lease lost to another runner")
+
+    def _dispatch_orphans(self, run: _JobRun) -> None:
+        """Evaluations left pending or running by a runner that stopped are evaluated again."""
+        with session_scope(self.sessions) as s:
+            _, rows = repo.list_evaluations(session=s, job_id=run.job_id)
+            orphans = [r for r in rows if r.state in (EvaluationState.pending, EvaluationState.running)]
+        for row in orphans:
+            self._dispatch(run, row)
+
+    def _propose(self, run: _JobRun) -> None:
+        opt = run.spec.optimizer
+        with session_scope(self.sessions) as s:
+            n_created, rows = repo.list_evaluations(session=s, job_id=run.job_id)
+        free = run.spec.resources.workers - len(run.in_flight) if opt.asynchronous else opt.batch_size
+        if run.in_flight and not opt.asynchronous:
+            return
+        n = min(opt.batch_size, free, opt.budget - n_created)
+        if n <= 0:
+            return
+        history = [self._observation(run, r) for r in rows if r.state in (EvaluationState.completed,
+                                                                          EvaluationState.failed)]
+        pending = [tuple(r.x) for r in run.in_flight.values()]
+        points = run.optimizer.ask(n, history, pending)
+        with session_scope(self.sessions) as s:
+            new = repo.add_evaluations(session=s, job_id=run.job_id,
+                                       points=[(list(x), run.space.decode(x)) for x in points])
+        for row in new:
+            self._dispatch(run, row)
+
+    def _observation(self, run: _JobRun, row: Evaluation) -> Observation:
+        if row.state != EvaluationState.completed or row.metrics is None:
+            return Observation(tuple(row.x), None)
+        values = tuple(-row.metrics[o.key] if o.maximize else row.metrics[o.key] for o in run.spec.objectives)
+        return Observation(tuple(row.x), values)
+
+    def _dispatch(self, run: _JobRun, row: Evaluation) -> None:
+        from evaluators.evaluation import Candidate
+
+        with session_scope(self.sessions) as s:
+            repo.start_evaluation(session=s, evaluation_id=row.id)
+            row = repo.get_evaluation(session=s, evaluation_id=row.id)
+        run.in_flight[row.id] = row
+        candidate = Candidate(row.id, merge_config(run.spec, row.params))
+        run.pool.submit(lambda actor, c: actor.evaluate.remote(c), candidate, tag=row.id)
+
+    def _record(self, run: _JobRun, finished: Finished) -> None:
+        row = run.in_flight.pop(finished.tag)
+        if finished.error is None:
+            r = finished.value
+            with session_scope(self.sessions) as s:
+                repo.complete_evaluation(session=s, evaluation_id=row.id, metrics=r.metrics, worker=r.worker,
+                                         merge_seconds=r.merge_seconds, eval_seconds=r.eval_seconds)
+            self.update_front(run.job_id)
+            return
+        final = row.attempts > run.spec.resources.max_retries
+        log.warning("evaluation %s failed (attempt %s): %s", row.id, row.attempts, finished.error)
+        with session_scope(self.sessions) as s:
+            repo.fail_evaluation(session=s, evaluation_id=row.id, error=_describe(finished.error), final=final)
+        if not final:
+            self._dispatch(run, row)
+
+    def update_front(self, job_id: int) -> None:
+        """Store a snapshot of the front of every completed evaluation, with its hypervolume."""
+        with session_scope(self.sessions) as s:
+            job = repo.get_job(session=s, job_id=job_id)
+            _, rows = repo.list_evaluations(session=s, job_id=job_id, state=EvaluationState.completed)
+            values = [[r.metrics[k] for k in job.objectives] for r in rows if r.metrics is not None]
+            if not values:
+                return
+            mask = nondominated_mask(values, job.maximize)
+            members = [r.id for r, keep in zip(rows, mask, strict=True) if keep]
+            hv = hypervolume(values, job.reference_point, job.maximize)
+            repo.add_snapshot(session=s, job_id=job_id, member_ids=members, hypervolume=hv, n_completed=len(rows))
+
+    def _progress(self, run: _JobRun) -> Progress:
+        with session_scope(self.sessions) as s:
+            out = repo.job_out(session=s, job=repo.get_job(session=s, job_id=run.job_id))
+            snap = repo.latest_snapshot(session=s, job_id=run.job_id)
+            front = len(snap.members) if snap else 0
+        return Progress(run.job_id, out.n_completed + out.n_failed, out.budget, out.hypervolume, front)
+
+
+def merge_config(spec: JobSpec, params: dict[str, float]) -> Any:
+    """The merge a candidate's named parameters stand for (see `optimizers.space.build_space`)."""
+    from evaluators.merge import MergeConfig
+    from optimizers.space import expert_label
+
+    labels = [expert_label(ref) for ref in spec.models.experts]
+    densities = tuple(params[f"density.{lb}"] for lb in labels) if spec.merge.density is not None else None
+    return MergeConfig(spec.merge.method, tuple(params[f"weight.{lb}"] for lb in labels), densities,
+                       spec.merge.scale)
+
+
+def _describe(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 4000 else text[:4000] + " ..."

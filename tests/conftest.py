@@ -1,0 +1,101 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), the digits suite, settings in a temp home."""
+
+from __future__ import annotations
+
+import copy
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from service.db import make_engine, make_session_factory, upgrade_database
+from service.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("MERGEFRONT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+SPEC = {
+    "name": "test-digits",
+    "models": {"base": "bench://digits/base",
+               "experts": ["bench://digits/rotated", "bench://digits/inverted", "bench://digits/parity"]},
+    "merge": {"method": "ties", "weight": {"low": 0.0, "high": 1.0}, "density": {"low": 0.2, "high": 1.0}},
+    "objectives": [{"task": "rotated"}, {"task": "inverted"}, {"task": "parity"}],
+    "optimizer": {"name": "nsga2", "budget": 12, "batch_size": 4, "seed": 3, "population_size": 8},
+    "resources": {"workers": 2, "device": "cpu"},
+}
+
+
+def _pg_conninfo(url: str) -> str:
+    parsed = make_url(url)
+    return (f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} "
+            f"dbname={parsed.database}" + (f" password={parsed.password}" if parsed.password else ""))
+
+
+@pytest.fixture
+def spec_data() -> dict:
+    """A small valid job spec (a fresh copy per test)."""
+    return copy.deepcopy(SPEC)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards. In CI an unreachable server fails, never skips."""
+    name = f"mergefront_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mergefront.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One built digits suite for the whole test session."""
+    from evaluators.suites import ensure_suite
+
+    root = tmp_path_factory.mktemp("cache")
+    ensure_suite("digits", root, verbose=False)
+    return root
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, cache_dir: Path) -> Settings:
+    return Settings(home=tmp_path / "home", database_url=database_url, cache_dir=cache_dir, lease_seconds=30,
+                    poll_seconds=0.2)
+
+
+@pytest.fixture
+def sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    upgrade_database(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_shutdown() -> Iterator[None]:
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

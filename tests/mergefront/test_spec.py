@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from mergefront.errors import InvalidSpecError
+from mergefront.spec import load_spec, parse_spec
+from mergefront.suites import BUILTIN_SUITES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _with(spec: dict, path: str, value: object) -> dict:
+    spec = copy.deepcopy(spec)
+    *parents, last = path.split(".")
+    node = spec
+    for p in parents:
+        node = node[int(p)] if p.isdigit() else node[p]
+    if value is _DELETE:
+        del node[int(last) if last.isdigit() else last]
+    else:
+        node[int(last) if last.isdigit() else last] = value
+    return spec
+
+
+_DELETE = object()
+
+
+def test_example_spec_is_valid() -> None:
+    spec = load_spec(ROOT / "examples" / "digits.yaml")
+    assert spec.merge.method == "ties" and len(spec.models.experts) >= 4
+
+
+def test_ties_gets_default_density_and_task_arithmetic_has_none(spec_data: dict) -> None:
+    spec = parse_spec(_with(spec_data, "merge.density", _DELETE))
+    assert spec.merge.density is not None and spec.merge.density.low == pytest.approx(0.1)
+    ta = parse_spec(_with(spec_data, "merge", {"method": "task_arithmetic"}))
+    assert ta.merge.density is None
+
+
+@pytest.mark.parametrize(("path", "value", "loc"), [
+    ("merge.method", "frankenmerge", ("merge", "method")),
+    ("models.experts", [], ("models", "experts")),
+    ("models.experts.1", "bench://digits/nope", ("models", "experts", 1)),
+    ("optimizer.budget", -3, ("optimizer", "budget")),
+    ("optimizer.batch_size", "four", ("optimizer", "batch_size")),
+    ("objectives.0.task", "sorting", ("objectives", 0, "task")),
+    ("optimizer.reference_point", [0.0], ("optimizer", "reference_point")),
+    ("merge.weight", {"low": 1.0, "high": 0.5}, ("merge", "weight")),
+    ("models.base", "hf://org/model", ("models", "base")),
+    ("models.experts.2", "bench://digits/rotated", ("models", "experts", 2)),
+])
+def test_bad_spec_names_the_field(spec_data: dict, path: str, value: object, loc: tuple) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(_with(spec_data, path, value))
+    assert info.value.loc[: len(loc)] == loc, str(info.value)
+
+
+def test_density_with_task_arithmetic_is_rejected(spec_data: dict) -> None:
+    with pytest.raises(InvalidSpecError, match="density"):
+        parse_spec(_with(spec_data, "merge.method", "task_arithmetic"))
+
+
+def test_unknown_field_is_rejected(spec_data: dict) -> None:
+    with pytest.raises(InvalidSpecError) as info:
+        parse_spec(_with(spec_data, "optimizer.budgett", 3))
+    assert info.value.loc == ("optimizer", "budgett")
+
+
+def test_light_suite_registry_matches_the_built_suite() -> None:
+    from evaluators.suites import digits
+
+    assert BUILTIN_SUITES["digits"] == tuple(digits.TASKS)
