@@ -7,6 +7,7 @@ a dead actor is never handed out again: it is replaced by a fresh one, and its t
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,16 +16,45 @@ import ray
 
 from evaluators.evaluation import CandidateEvaluator, WorkerSetup
 
+_init_lock = threading.Lock()
+
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS); without one, start a local Ray once per process."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "warning"}
-    if address is None:
-        kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
-    ray.init(address=address, **kwargs)
+    """Join the cluster at `address` (or RAY_ADDRESS); without one, start a local Ray once per process.
+
+    A local Ray's processes die with the thread that started them (they are spawned with a parent-death
+    signal), so from any thread but the main one Ray is started by a thread that lives as long as the process.
+    """
+    with _init_lock:
+        if ray.is_initialized():
+            return
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": "warning"}
+        if address is None:
+            kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+        if threading.current_thread() is threading.main_thread():
+            ray.init(address=address, **kwargs)
+            return
+        _init_in_keeper_thread(address, kwargs)
+
+
+def _init_in_keeper_thread(address: str | None, kwargs: dict[str, Any]) -> None:
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def keep() -> None:
+        try:
+            ray.init(address=address, **kwargs)
+        except BaseException as exc:  # handed to the caller below
+            errors.append(exc)
+        started.set()
+        if not errors:
+            threading.Event().wait()  # never returns: this thread is the parent of Ray's processes
+
+    threading.Thread(target=keep, name="ray-keeper", daemon=True).start()
+    started.wait()
+    if errors:
+        raise errors[0]
 
 
 @dataclass

@@ -35,9 +35,9 @@ def get_job(*, session: Session, job_id: int) -> Job:
 
 def job_out(*, session: Session, job: Job) -> JobOut:
     """A job with its progress counts and latest hypervolume."""
-    counts = dict(session.execute(
+    counts = {state: n for state, n in session.execute(
         select(Evaluation.state, func.count()).where(Evaluation.job_id == job.id).group_by(Evaluation.state)
-    ).tuples().all())
+    ).all()}
     snapshot = latest_snapshot(session=session, job_id=job.id)
     out = JobOut.model_validate(job)
     return out.model_copy(update={

@@ -1,0 +1,75 @@
+"""Bad input gets a 422 that names the field, and stores nothing."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+
+
+@pytest.fixture
+def client(settings):  # type: ignore[no-untyped-def]
+    with TestClient(create_app(settings, run_jobs=False)) as c:
+        yield c
+
+
+def _set(spec: dict, path: tuple, value: object) -> dict:
+    spec = copy.deepcopy(spec)
+    node = spec
+    for p in path[:-1]:
+        node = node[p]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return spec
+
+
+@pytest.mark.parametrize(("path", "value", "loc"), [
+    (("merge", "method"), "frankenmerge", ["body", "merge", "method"]),
+    (("models", "experts"), [], ["body", "models", "experts"]),
+    (("models", "experts", 1), "bench://digits/missing", ["body", "models", "experts", 1]),
+    (("models",), None, ["body", "models"]),
+    (("optimizer", "budget"), -5, ["body", "optimizer", "budget"]),
+    (("optimizer", "budget"), "lots", ["body", "optimizer", "budget"]),
+    (("objectives", 0, "task"), "sorting", ["body", "objectives", 0, "task"]),
+    (("optimizer", "reference_point"), [0.0, 0.0], ["body", "optimizer", "reference_point"]),
+])
+def test_bad_spec_is_422_naming_the_field_and_stores_nothing(client: TestClient, spec_data: dict,
+                                                             path: tuple, value: object, loc: list) -> None:
+    response = client.post("/v1/jobs", json=_set(spec_data, path, value))
+    assert response.status_code == 422, response.text
+    locs = [d["loc"] for d in response.json()["detail"]]
+    assert any(got[: len(loc)] == loc for got in locs), locs
+    assert client.get("/v1/jobs").json()["total"] == 0
+
+
+def test_body_that_is_not_a_spec(client: TestClient) -> None:
+    assert client.post("/v1/jobs", content=b"not json", headers={"content-type": "application/json"}).status_code == 422
+    assert client.post("/v1/jobs", json=[1, 2]).status_code == 422
+    assert client.get("/v1/jobs").json()["total"] == 0
+
+
+def test_valid_spec_is_stored_pending_with_its_reference_point(client: TestClient, spec_data: dict) -> None:
+    response = client.post("/v1/jobs", json=spec_data)
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["state"] == "pending" and job["reference_point"] == [0.0, 0.0, 0.0]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["spec"]["optimizer"]["seed"] == 3
+    front = client.get(f"/v1/jobs/{job['id']}/pareto").json()
+    assert front["members"] == [] and front["hypervolume"] == 0.0
+
+
+def test_unknown_job_is_404(client: TestClient) -> None:
+    for path in ("/v1/jobs/999", "/v1/jobs/999/evaluations", "/v1/jobs/999/pareto"):
+        response = client.get(path)
+        assert response.status_code == 404 and "999" in response.json()["detail"]
+    assert client.get("/v1/jobs?limit=0").status_code == 422
+
+
+def test_openapi_docs_are_served(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    assert "/v1/jobs/{job_id}/pareto" in client.get("/openapi.json").json()["paths"]

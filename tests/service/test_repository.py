@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import time
+
+from mergefront.spec import parse_spec
+from service import repository as repo
+from service.db import session_scope
+from service.models import EvaluationState, JobState
+
+
+def test_lease_is_exclusive_until_it_expires(sessions, spec_data: dict) -> None:
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    with session_scope(sessions) as s:
+        assert repo.lease_job(session=s, owner="a", seconds=0.5) == job_id
+    with session_scope(sessions) as s:
+        assert repo.lease_job(session=s, owner="b", seconds=30) is None
+        assert repo.lease_job(session=s, owner="a", seconds=0.5, job_id=job_id) == job_id  # its owner may renew
+    time.sleep(0.6)
+    with session_scope(sessions) as s:
+        assert repo.lease_job(session=s, owner="b", seconds=30) == job_id  # a stopped runner loses its job
+        assert not repo.renew_lease(session=s, job_id=job_id, owner="a", seconds=30)
+        assert repo.get_job(session=s, job_id=job_id).state == JobState.running
+
+
+def test_evaluations_are_numbered_and_finished_jobs_are_not_leased(sessions, spec_data: dict) -> None:
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+        rows = repo.add_evaluations(session=s, job_id=job_id, points=[([0.1] * 6, {"a": 1.0}), ([0.2] * 6, {"a": 2.0})])
+        more = repo.add_evaluations(session=s, job_id=job_id, points=[([0.3] * 6, {"a": 3.0})])
+        assert [r.number for r in rows + more] == [0, 1, 2]
+        repo.complete_evaluation(session=s, evaluation_id=rows[0].id, metrics={"m": 0.5}, worker="w",
+                                 merge_seconds=0.1, eval_seconds=0.2)
+        repo.fail_evaluation(session=s, evaluation_id=rows[1].id, error="boom", final=True)
+    with session_scope(sessions) as s:
+        total, done = repo.list_evaluations(session=s, job_id=job_id, state=EvaluationState.completed)
+        assert total == 1 and done[0].metrics == {"m": 0.5}
+        out = repo.job_out(session=s, job=repo.get_job(session=s, job_id=job_id))
+        assert (out.n_completed, out.n_failed) == (1, 1)
+        repo.finish_job(session=s, job_id=job_id, state=JobState.completed)
+    with session_scope(sessions) as s:
+        assert repo.lease_job(session=s, owner="x", seconds=30) is None

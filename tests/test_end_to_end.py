@@ -1,0 +1,159 @@
+"""Real searches on bench://digits through REST, the runner, the SDK and the CLI (real Ray, real databases)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+import yaml
+from fastapi.testclient import TestClient
+from pymoo.indicators.hv import HV
+
+from mergefront import Client, InvalidSpecError
+from mergefront.cli import main as cli_main
+from mergefront.spec import parse_spec
+from service import repository as repo
+from service.app import create_app
+from service.db import make_engine, make_session_factory, session_scope
+from service.runner import JobRunner, Progress
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_done(client: TestClient, job_id: int, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in ("completed", "failed"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
+
+
+def _naive_front_ids(rows: list[dict], keys: list[str]) -> set[int]:
+    values = np.array([[r["metrics"][k] for k in keys] for r in rows])  # n x m, maximised
+    return {rows[i]["id"] for i in range(len(rows))
+            if not any(np.all(values[j] >= values[i]) and np.any(values[j] > values[i]) for j in range(len(rows)))}
+
+
+def test_rest_job_front_agrees_with_stored_evaluations(settings, spec_data: dict) -> None:
+    with TestClient(create_app(settings)) as client:
+        job_id = client.post("/v1/jobs", json=spec_data).json()["id"]
+        job = _wait_done(client, job_id)
+        assert job["state"] == "completed", job["error"]
+        page = client.get(f"/v1/jobs/{job_id}/evaluations", params={"limit": 1000}).json()
+        front = client.get(f"/v1/jobs/{job_id}/pareto").json()
+    rows = page["items"]
+    budget = spec_data["optimizer"]["budget"]
+    assert page["total"] == budget and job["n_completed"] == budget
+    keys = job["objectives"]
+    for r in rows:
+        assert r["state"] == "completed" and r["worker"] and r["merge_seconds"] >= 0
+        assert all(0.0 <= r["metrics"][k] <= 1.0 for k in keys)
+        assert all(0.0 <= v <= 1.0 for v in r["params"].values())
+    assert {m["id"] for m in front["members"]} == _naive_front_ids(rows, keys)
+    values = np.array([[r["metrics"][k] for k in keys] for r in rows])
+    expected_hv = HV(ref_point=-np.array(front["reference_point"]))(-values)
+    assert front["hypervolume"] == pytest.approx(expected_hv, rel=1e-9)
+    assert front["n_completed"] == budget and job["hypervolume"] == front["hypervolume"]
+
+
+def _evaluations(sessions, job_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+    with session_scope(sessions) as s:
+        _, rows = repo.list_evaluations(session=s, job_id=job_id)
+        return [(r.number, r.state, tuple(r.x), r.metrics) for r in rows]
+
+
+def test_job_resumes_after_a_restart_exactly_as_if_uninterrupted(sessions, settings, spec_data: dict) -> None:
+    spec = parse_spec(spec_data)
+    with session_scope(sessions) as s:
+        interrupted = repo.create_job(session=s, spec=spec).id
+        reference = repo.create_job(session=s, spec=spec).id
+    stop = threading.Event()
+
+    def stop_after_five(p: Progress) -> None:
+        if p.n_finished >= 5:
+            stop.set()
+
+    first = JobRunner(session_factory=sessions, settings=settings)
+    assert first.run(interrupted, progress=stop_after_five, stop=stop) == "running"
+    partial = _evaluations(sessions, interrupted)
+    assert 5 <= sum(state == "completed" for _, state, _, _ in partial) < spec.optimizer.budget
+    # a new runner (as after a server restart) picks the job up and finishes it
+    assert JobRunner(session_factory=sessions, settings=settings).run(interrupted) == "completed"
+    assert JobRunner(session_factory=sessions, settings=settings).run(reference) == "completed"
+    resumed = _evaluations(sessions, interrupted)
+    assert len(resumed) == spec.optimizer.budget
+    assert resumed == _evaluations(sessions, reference)
+
+
+def test_failed_evaluations_are_retried_then_recorded_without_killing_the_job(sessions, settings,
+                                                                             spec_data: dict) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA: the failure is asking for a GPU that is not there")
+    spec_data["resources"] = {"workers": 1, "device": "cuda", "max_retries": 1}
+    spec_data["optimizer"].update(budget=2, batch_size=2)
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    assert JobRunner(session_factory=sessions, settings=settings).run(job_id) == "completed"
+    with session_scope(sessions) as s:
+        _, rows = repo.list_evaluations(session=s, job_id=job_id)
+        assert [(r.state, r.attempts) for r in rows] == [("failed", 2), ("failed", 2)]
+        assert all("CUDA" in (r.error or "") for r in rows)
+        assert repo.pareto_out(session=s, job=repo.get_job(session=s, job_id=job_id)).members == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_cli_run_twice_with_the_same_seed_stores_the_same_evaluations(settings, spec_data: dict, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MERGEFRONT_CACHE_DIR", str(settings.resolved_cache_dir))
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump(spec_data))
+    url = settings.resolved_database_url
+    assert cli_main(["run", str(spec_path), "--db", url]) == 0
+    assert cli_main(["run", str(spec_path), "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front of job 1" in out and "Pareto front of job 2" in out and "search space: 6 dimensions" in out
+    sessions = make_session_factory(make_engine(url))
+    first, second = _evaluations(sessions, 1), _evaluations(sessions, 2)
+    assert len(first) == spec_data["optimizer"]["budget"] and first == second
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_sdk_submits_and_waits_on_a_live_server(settings, spec_data: dict) -> None:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with Client(f"http://127.0.0.1:{port}") as client:
+            deadline = time.monotonic() + 30
+            while not server.started and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with pytest.raises(InvalidSpecError) as info:
+                client.submit({**spec_data, "optimizer": {"budget": 0}})
+            assert info.value.loc[:2] == ("optimizer", "budget")
+            job = client.submit(spec_data)
+            final = job.wait(progress=False, poll=0.3, timeout=180)
+            assert final.state == "completed" and final.n_completed == spec_data["optimizer"]["budget"]
+            front = job.pareto()
+            assert front.members and front.hypervolume > 0
+            assert len(job.evaluations(page_size=5)) == spec_data["optimizer"]["budget"]
+            assert [j.id for j in client.jobs()] == [job.id]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
