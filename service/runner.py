@@ -112,6 +112,10 @@ class JobRunner:
             with session_scope(self.sessions) as s:
                 repo.finish_job(session=s, job_id=job_id, state=JobState.failed, error=f"{type(exc).__name__}: {exc}")
             return JobState.failed
+        except BaseException:  # Ctrl-C: leave the job to be resumed at once, not after its lease expires
+            with session_scope(self.sessions) as s:
+                repo.release_lease(session=s, job_id=job_id, owner=self.owner)
+            raise
         finally:
             if run is not None:
                 run.pool.shutdown()
