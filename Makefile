@@ -25,7 +25,7 @@ serve: $(VENV)/.installed
 	$(BIN)/mergefront serve
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check mergefront optimizers surrogates evaluators service migrations tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: lint

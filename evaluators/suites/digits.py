@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call
 
+from evaluators.merge import MergeConfig, ResidentMerger
 from evaluators.suites.digits_data import (
     N_DIGITS,
     N_PIXELS,
@@ -131,10 +132,9 @@ def task_arithmetic(
     base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]], weight: float
 ) -> dict[str, torch.Tensor]:
     """`base + weight * sum_i (expert_i - base)` over the trunk tensors (the reference merge of the table)."""
-    return {
-        k: v + weight * sum((e[k] - v for e in experts), torch.zeros_like(v))
-        for k, v in _trunk_of(base).items()
-    }
+    merger = ResidentMerger(base, experts, list(_trunk_of(base)))
+    merged = merger.merge(MergeConfig("task_arithmetic", (weight,) * len(experts)))
+    return {k: v.clone() for k, v in merged.items()}
 
 
 class DigitsEvaluator:
