@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mergefront.errors import MergefrontError, StorageError
+from mergefront.errors import StorageError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -77,5 +77,3 @@ def upgrade_database(url: str) -> None:
     except SQLAlchemyError as exc:
         raise StorageError(f"could not migrate {make_url(url).render_as_string(hide_password=True)}: {exc}") from exc
 
-
-__all__ = ["MergefrontError", "make_engine", "make_session_factory", "session_scope", "upgrade_database"]
