@@ -14,7 +14,7 @@ import torch
 
 from evaluators.device import pick_device
 from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.suites import digits
+from evaluators.suites import open_suite
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ObjectiveSetup:
 class WorkerSetup:
     """Everything a worker loads once per job."""
 
+    suite: str
     suite_dir: str
     experts: tuple[str, ...]
     objectives: tuple[ObjectiveSetup, ...]
@@ -60,14 +61,12 @@ class CandidateEvaluator:
         torch.set_num_threads(setup.threads)
         self.setup = setup
         self.device = pick_device(setup.device)
-        suite = Path(setup.suite_dir)
-        base = digits.load_model(suite, "base")
-        experts = [digits.load_model(suite, name) for name in setup.experts]
-        keys = [k for k in base if k.startswith(digits.MERGED_PREFIX)]
-        self.merger = ResidentMerger(base, experts, keys, self.device)
+        suite = open_suite(setup.suite, Path(setup.suite_dir))
+        base = suite.load_model("base")
+        experts = [suite.load_model(name) for name in setup.experts]
+        self.merger = ResidentMerger(base, experts, suite.merged_keys(base), self.device)
         self.evaluators = {
-            split: digits.DigitsEvaluator(suite, sorted({o.task for o in setup.objectives if o.split == split}),
-                                          split=split, device=self.device)
+            split: suite.evaluator(sorted({o.task for o in setup.objectives if o.split == split}), split, self.device)
             for split in sorted({o.split for o in setup.objectives})
         }
         self.name = f"{socket.gethostname()}:{self.device}"
@@ -79,7 +78,7 @@ class CandidateEvaluator:
             torch.cuda.synchronize(self.device)
         merged_at = time.perf_counter()
         scores = {split: ev.evaluate(merged) for split, ev in self.evaluators.items()}
-        metrics = {o.key: float(scores[o.split][o.task]) for o in self.setup.objectives}
+        metrics = {o.key: float(scores[o.split][o.task][o.metric]) for o in self.setup.objectives}
         return EvaluationResult(candidate.evaluation_id, metrics, merged_at - start,
                                 time.perf_counter() - merged_at, self.name)
 

@@ -145,7 +145,7 @@ class JobRunner:
         suite_dir = ensure_suite(suite, self.settings.resolved_cache_dir)
         experts = tuple(parse_bench_ref(ref)[1] for ref in spec.models.experts)
         objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric) for o in spec.objectives)
-        return WorkerSetup(str(suite_dir), experts, objectives, spec.resources.device)
+        return WorkerSetup(suite, str(suite_dir), experts, objectives, spec.resources.device)
 
     def _loop(self, run: _JobRun, progress: Callable[[Progress], None] | None, stop: threading.Event) -> bool:
         """Drive the job until its budget is spent (True) or `stop` is set (False)."""

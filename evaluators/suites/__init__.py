@@ -1,14 +1,52 @@
-"""Built-in benchmark suites: small real models trained here, cached on disk."""
+"""Built-in benchmark suites: small real models trained here, cached on disk.
+
+Every suite offers the same small surface (`Suite`): load a model of the suite by name, say which tensors are
+merged, and make an evaluator that scores merged tensors on some of its tasks. `open_suite` returns it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
+
+import torch
+
+
+class TaskEvaluator(Protocol):
+    """Scores merged tensors on a fixed set of tasks; data and heads stay resident on one device."""
+
+    def evaluate(self, merged: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+        """`{task: {metric: value}}` of the model whose merged tensors are `merged`."""
+        ...
+
+
+class Suite(Protocol):
+    def load_model(self, name: str) -> dict[str, torch.Tensor]:
+        """The state dict of model `name` ("base" or a task's expert)."""
+        ...
+
+    def merged_keys(self, base: Mapping[str, torch.Tensor]) -> list[str]:
+        """The tensors of the base that merging changes (task heads, if any, are not merged)."""
+        ...
+
+    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device) -> TaskEvaluator: ...
 
 
 def ensure_suite(name: str, cache_root: Path, seed: int = 0, *, verbose: bool = True) -> Path:
     """Build the named suite into `cache_root` unless it is cached; return its folder."""
+    return _module(name).ensure_built(cache_root, seed, verbose=verbose)
+
+
+def open_suite(name: str, path: Path) -> Suite:
+    """The built suite `name` at `path`."""
+    suite: Suite = _module(name).open_suite(path)
+    return suite
+
+
+def _module(name: str):  # type: ignore[no-untyped-def]
     if name == "digits":
         from evaluators.suites import digits
 
-        return digits.ensure_built(cache_root, seed, verbose=verbose)
+        return digits
     raise ValueError(f"unknown built-in suite {name!r}")

@@ -376,3 +376,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+class DigitsSuite:
+    """The `evaluators.suites.Suite` surface of one built digits suite."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load_model(self, name: str) -> dict[str, torch.Tensor]:
+        return load_model(self.path, name)
+
+    def merged_keys(self, base: Mapping[str, torch.Tensor]) -> list[str]:
+        return list(_trunk_of(base))
+
+    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device) -> _AccuracyEvaluator:
+        return _AccuracyEvaluator(DigitsEvaluator(self.path, tasks, split=split, device=device))
+
+
+class _AccuracyEvaluator:
+    def __init__(self, inner: DigitsEvaluator) -> None:
+        self.inner = inner
+
+    def evaluate(self, merged: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+        return {task: {"accuracy": acc} for task, acc in self.inner.evaluate(merged).items()}
+
+
+def open_suite(path: Path) -> DigitsSuite:
+    return DigitsSuite(path)

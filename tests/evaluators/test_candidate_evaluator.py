@@ -14,7 +14,8 @@ from evaluators.suites.digits import suite_dir
 def evaluator(cache_dir: Path) -> CandidateEvaluator:
     objectives = (ObjectiveSetup("rot", "rotated", "validation"), ObjectiveSetup("par", "parity", "validation"),
                   ObjectiveSetup("rot_test", "rotated", "test"))
-    return CandidateEvaluator(WorkerSetup(str(suite_dir(cache_dir)), ("rotated", "parity"), objectives, "cpu"))
+    setup = WorkerSetup("digits", str(suite_dir(cache_dir)), ("rotated", "parity"), objectives, "cpu")
+    return CandidateEvaluator(setup)
 
 
 def test_one_hot_merge_scores_as_the_expert(evaluator: CandidateEvaluator, cache_dir: Path) -> None:
