@@ -74,3 +74,53 @@ class JobPage(BaseModel):
     offset: int
     limit: int
     items: list[JobOut]
+
+
+class EvaluationRow(EvaluationOut):
+    """An evaluation as the dashboard's table shows it: with whether it is on the latest front."""
+
+    on_front: bool = False
+
+
+class EvaluationTable(BaseModel):
+    """One page of a job's evaluations, sorted and filtered on the server."""
+
+    total: int
+    offset: int
+    limit: int
+    sort: str
+    descending: bool
+    columns: list[str]
+    items: list[EvaluationRow]
+
+
+class FrontPoints(BaseModel):
+    """Completed evaluations as plot columns: every front member, dominated ones thinned to a bound.
+
+    `values[k][i]` is objective `objectives[k]` of point `i`; `ids`, `numbers`, `on_front` are per point.
+    """
+
+    job_id: int
+    objectives: list[str]
+    maximize: list[bool]
+    n_completed: int
+    n_front: int
+    n_dominated: int
+    n_dominated_shown: int
+    ids: list[int]
+    numbers: list[int]
+    on_front: list[bool]
+    values: list[list[float]]
+
+
+class HypervolumePoint(BaseModel):
+    n_completed: int
+    hypervolume: float
+
+
+class HypervolumeHistory(BaseModel):
+    """Hypervolume against completed evaluations, at most `max_points` points (bucketed on the server)."""
+
+    job_id: int
+    reference_point: list[float]
+    points: list[HypervolumePoint]

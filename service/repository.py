@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from mergefront.errors import NotFoundError
-from mergefront.schemas import EvaluationOut, JobOut, ParetoOut
+from mergefront.errors import InvalidSpecError, NotFoundError
+from mergefront.schemas import (
+    EvaluationOut,
+    FrontPoints,
+    HypervolumeHistory,
+    HypervolumePoint,
+    JobOut,
+    ParetoOut,
+)
 from mergefront.spec import JobSpec
-from service.models import Evaluation, EvaluationState, Job, JobState, ParetoSnapshot, utcnow
+from service.models import Evaluation, EvaluationState, Job, JobState, ParetoSnapshot, pareto_members, utcnow
 
 
 def create_job(*, session: Session, spec: JobSpec) -> Job:
@@ -166,3 +175,101 @@ def pareto_out(*, session: Session, job: Job) -> ParetoOut:
                      reference_point=job.reference_point, n_completed=snap.n_completed if snap else 0,
                      hypervolume=snap.hypervolume if snap else 0.0,
                      members=[EvaluationOut.model_validate(m) for m in snap.members] if snap else [])
+
+
+# --- dashboard reads: sorted/filtered pages, plot columns, hypervolume history -----------------------------------
+
+TABLE_COLUMNS = ("number", "state", "attempts", "merge_seconds", "eval_seconds", "created_at", "finished_at")
+
+
+@dataclass(frozen=True)
+class ColumnFilter:
+    """`column op value`, e.g. `metrics.parity_accuracy >= 0.5`; `column` is a table column or metrics./params.KEY."""
+
+    column: str
+    op: str
+    value: float
+
+
+_OPS: dict[str, Callable[[Any, float], Any]] = {
+    ">=": lambda c, v: c >= v, "<=": lambda c, v: c <= v, ">": lambda c, v: c > v, "<": lambda c, v: c < v,
+    "=": lambda c, v: c == v, "!=": lambda c, v: c != v,
+}
+
+
+def table_columns(*, session: Session, job: Job) -> list[str]:
+    """The columns a job's evaluations can be sorted and filtered on (parameters named by its first evaluation)."""
+    params = session.scalar(select(Evaluation.params).where(Evaluation.job_id == job.id)
+                            .order_by(Evaluation.number).limit(1)) or {}
+    return [*TABLE_COLUMNS, *(f"metrics.{k}" for k in job.objectives), *(f"params.{k}" for k in params)]
+
+
+def _column(*, columns: Sequence[str], name: str, loc: str) -> Any:
+    if name not in columns:
+        raise InvalidSpecError(f"unknown column {name!r}; one of {list(columns)}", ("query", loc))
+    if name.startswith("metrics."):
+        return Evaluation.metrics[name.removeprefix("metrics.")].as_float()
+    if name.startswith("params."):
+        return Evaluation.params[name.removeprefix("params.")].as_float()
+    return getattr(Evaluation, name)
+
+
+def front_member_ids(*, session: Session, job_id: int) -> set[int]:
+    """Ids of the evaluations on a job's latest front."""
+    snap_id = session.scalar(select(ParetoSnapshot.id).where(ParetoSnapshot.job_id == job_id)
+                             .order_by(ParetoSnapshot.n_completed.desc(), ParetoSnapshot.id.desc()).limit(1))
+    if snap_id is None:
+        return set()
+    return set(session.scalars(select(pareto_members.c.evaluation_id).where(pareto_members.c.snapshot_id == snap_id)))
+
+
+def evaluation_table(*, session: Session, job: Job, sort: str = "number", descending: bool = False,
+                     state: str | None = None, front_only: bool = False, filters: Sequence[ColumnFilter] = (),
+                     offset: int = 0, limit: int = 50) -> tuple[int, list[Evaluation], set[int]]:
+    """One sorted, filtered page of a job's evaluations: (total matching, page rows, ids on the front)."""
+    front = front_member_ids(session=session, job_id=job.id)
+    columns = table_columns(session=session, job=job)
+    where: list[Any] = [Evaluation.job_id == job.id]
+    if state is not None:
+        where.append(Evaluation.state == state)
+    if front_only:
+        where.append(Evaluation.id.in_(front) if front else false())
+    for f in filters:
+        if f.op not in _OPS:
+            raise InvalidSpecError(f"unknown operator {f.op!r}; one of {list(_OPS)}", ("query", "filter"))
+        where.append(_OPS[f.op](_column(columns=columns, name=f.column, loc="filter"), f.value))
+    total = session.scalar(select(func.count()).select_from(Evaluation).where(*where)) or 0
+    key = _column(columns=columns, name=sort, loc="sort")
+    order = (key.desc() if descending else key.asc()).nulls_last()
+    rows = session.scalars(select(Evaluation).where(*where).order_by(order, Evaluation.number)
+                           .offset(offset).limit(limit)).all()
+    return total, list(rows), front
+
+
+def front_points(*, session: Session, job: Job, max_dominated: int) -> FrontPoints:
+    """Every front member and at most `max_dominated` dominated evaluations (evenly thinned), as plot columns."""
+    front = front_member_ids(session=session, job_id=job.id)
+    rows = session.execute(select(Evaluation.id, Evaluation.number, Evaluation.metrics)
+                           .where(Evaluation.job_id == job.id, Evaluation.state == EvaluationState.completed)
+                           .order_by(Evaluation.number)).all()
+    dominated = [r for r in rows if r.id not in front]
+    stride = max(1, math.ceil(len(dominated) / max_dominated)) if max_dominated > 0 else 0
+    shown_dominated = {r.id for r in dominated[::stride]} if stride else set()
+    kept = [r for r in rows if r.id in front or r.id in shown_dominated]
+    return FrontPoints(job_id=job.id, objectives=job.objectives, maximize=job.maximize, n_completed=len(rows),
+                       n_front=len(rows) - len(dominated), n_dominated=len(dominated),
+                       n_dominated_shown=len(shown_dominated), ids=[r.id for r in kept],
+                       numbers=[r.number for r in kept], on_front=[r.id in front for r in kept],
+                       values=[[float(r.metrics[k]) for r in kept] for k in job.objectives])
+
+
+def hypervolume_history(*, session: Session, job: Job, max_points: int) -> HypervolumeHistory:
+    """Hypervolume against completed evaluations from the snapshots, bucketed to at most `max_points` points."""
+    last = session.scalar(select(func.max(ParetoSnapshot.n_completed)).where(ParetoSnapshot.job_id == job.id)) or 0
+    bucket = max(1, math.ceil(last / max_points))
+    group = (ParetoSnapshot.n_completed - 1) // bucket if bucket > 1 else ParetoSnapshot.n_completed
+    rows = session.execute(select(func.max(ParetoSnapshot.n_completed), func.max(ParetoSnapshot.hypervolume))
+                           .where(ParetoSnapshot.job_id == job.id).group_by(group)
+                           .order_by(func.max(ParetoSnapshot.n_completed))).all()
+    return HypervolumeHistory(job_id=job.id, reference_point=job.reference_point,
+                              points=[HypervolumePoint(n_completed=n, hypervolume=hv) for n, hv in rows])

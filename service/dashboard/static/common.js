@@ -1,0 +1,67 @@
+// Shared helpers of the mergefront dashboard (no framework, no CDN).
+"use strict";
+
+window.MF = window.MF || {};
+
+MF.el = function (tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+};
+
+MF.getJson = async function (url) {
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = JSON.stringify((await response.json()).detail); } catch (_) { /* not JSON */ }
+    throw new Error(`${url}: ${response.status} ${detail}`);
+  }
+  return response.json();
+};
+
+MF.fmt = function (value, digits = 4) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(digits);
+  return String(value);
+};
+
+MF.seconds = function (value) {
+  return value === null || value === undefined ? "–" : `${value.toFixed(3)} s`;
+};
+
+// Stored times are naive UTC.
+MF.parseTime = function (text) {
+  return text ? new Date(/[zZ]|[+-]\d\d:\d\d$/.test(text) ? text : `${text}Z`) : null;
+};
+
+MF.age = function (text) {
+  const then = MF.parseTime(text);
+  if (!then) return "–";
+  const s = Math.max(0, (Date.now() - then.getTime()) / 1000);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${(s / 3600).toFixed(1)} h ago`;
+  return `${(s / 86400).toFixed(1)} days ago`;
+};
+
+MF.isDone = (job) => job.state === "completed" || job.state === "failed";
+
+MF.stateBadge = (state) => MF.el("span", { class: `badge state-${state}` }, state);
+
+MF.progress = function (job) {
+  const finished = job.n_completed + job.n_failed;
+  const pct = job.budget ? Math.min(100, (100 * finished) / job.budget) : 0;
+  return MF.el("span", { class: "progress", title: `${job.n_completed} completed, ${job.n_failed} failed` },
+    MF.el("span", { class: "bar" }, MF.el("span", { class: "fill", style: `width:${pct.toFixed(1)}%` })),
+    MF.el("span", { class: "count" }, `${finished} / ${job.budget}`));
+};

@@ -1,0 +1,55 @@
+// The selected point: its configuration, metrics, timings and its mergekit export (when the server offers one).
+"use strict";
+
+MF.details = (function () {
+  let current = null;
+
+  function pairs(title, obj, cls) {
+    const rows = Object.entries(obj || {}).map(([key, value]) =>
+      MF.el("tr", {}, MF.el("th", {}, key), MF.el("td", { class: "num" }, MF.fmt(value))));
+    return [MF.el("h3", {}, title), MF.el("table", { class: `kv ${cls}` }, MF.el("tbody", {}, rows))];
+  }
+
+  async function exportBlock(ev) {
+    const url = `/v1/evaluations/${ev.id}/export/mergekit`;
+    const box = MF.el("div", { class: "export" }, MF.el("h3", {}, "mergekit export"));
+    try {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(String(response.status));
+      const text = await response.text();
+      box.append(MF.el("pre", { class: "yaml", id: "export-yaml" }, text),
+        MF.el("a", { id: "export-download", href: url, download: `job${ev.job_id}-eval${ev.number}-mergekit.yaml` },
+          "download YAML"));
+    } catch (_) {
+      box.append(MF.el("p", { class: "muted", id: "export-missing" }, "export not available"));
+    }
+    return box;
+  }
+
+  async function show(id) {
+    current = id;
+    const target = document.getElementById("details");
+    let ev;
+    try { ev = await MF.getJson(`/v1/evaluations/${id}`); } catch (err) {
+      target.replaceChildren(MF.el("p", { class: "error" }, String(err)));
+      return;
+    }
+    if (current !== id) return;
+    const timings = { "merge": MF.seconds(ev.merge_seconds), "evaluate": MF.seconds(ev.eval_seconds),
+      "worker": ev.worker || "–", "attempts": ev.attempts, "started": ev.started_at || "–",
+      "finished": ev.finished_at || "–" };
+    target.replaceChildren(...[
+      MF.el("p", { class: "picked", id: "picked", dataset: { evaluationId: ev.id } },
+        MF.el("strong", {}, `Evaluation #${ev.number}`), " ", MF.stateBadge(ev.state),
+        MF.el("span", { class: "muted" }, ` id ${ev.id}`)),
+      ev.error ? MF.el("pre", { class: "error" }, ev.error) : null,
+      ...pairs("metrics", ev.metrics, "metrics"), ...pairs("configuration", ev.params, "params"),
+      ...pairs("timings", timings, "timings")].filter(Boolean));
+    const block = await exportBlock(ev);
+    if (current === id) target.append(block);
+  }
+
+  return { show };
+})();
+
+MF.onPick = (id) => MF.details.show(id);

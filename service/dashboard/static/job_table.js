@@ -1,0 +1,85 @@
+// The evaluation table: sorted, filtered and paginated on the server (GET /v1/jobs/{id}/table).
+"use strict";
+
+MF.table = (function () {
+  const PAGE = 25;
+  const state = { jobId: null, sort: "number", descending: false, offset: 0, query: {}, objectives: [] };
+
+  function label(column) {
+    return column.replace(/^metrics\./, "").replace(/^params\./, "").replace(/_seconds$/, " s");
+  }
+
+  function header(columns) {
+    const cells = columns.map((column) => {
+      const arrow = column === state.sort ? (state.descending ? " ▼" : " ▲") : "";
+      return MF.el("th", { class: "sortable", dataset: { column }, title: `sort by ${column}`,
+        onclick: () => sortBy(column) }, label(column) + arrow);
+    });
+    return MF.el("tr", {}, MF.el("th", { title: "on the latest Pareto front" }, "front"), cells);
+  }
+
+  function cell(row, column) {
+    if (column.startsWith("metrics.")) return row.metrics ? row.metrics[column.slice(8)] : null;
+    if (column.startsWith("params.")) return row.params[column.slice(7)];
+    return row[column];
+  }
+
+  function body(rows, columns) {
+    return rows.map((row) => MF.el("tr", { class: `eval-row${row.on_front ? " on-front" : ""}`,
+      dataset: { evaluationId: row.id }, onclick: () => MF.onPick(row.id) },
+    MF.el("td", {}, row.on_front ? "★" : ""),
+    columns.map((column) => {
+      const value = cell(row, column);
+      if (column === "state") return MF.el("td", {}, MF.stateBadge(value));
+      if (column.endsWith("_at")) return MF.el("td", { title: value || "" }, MF.age(value));
+      return MF.el("td", { class: "num" }, MF.fmt(value));
+    })));
+  }
+
+  function visible(columns) {
+    return columns.filter((c) => !["created_at", "attempts"].includes(c));
+  }
+
+  async function load() {
+    const params = new URLSearchParams({ sort: state.sort, descending: state.descending, offset: state.offset,
+      limit: PAGE });
+    if (state.query.state) params.set("state", state.query.state);
+    if (state.query.front) params.set("front", "true");
+    for (const f of state.query.filters || []) params.append("filter", f);
+    const page = await MF.getJson(`/v1/jobs/${state.jobId}/table?${params}`);
+    const columns = visible(page.columns);
+    const table = document.getElementById("evaluations");
+    table.tHead.replaceChildren(header(columns));
+    table.tBodies[0].replaceChildren(...body(page.items, columns));
+    document.getElementById("table-count").textContent = page.total
+      ? `${page.offset + 1}–${page.offset + page.items.length} of ${page.total}` : "no evaluations match";
+    document.getElementById("table-prev").disabled = state.offset === 0;
+    document.getElementById("table-next").disabled = state.offset + PAGE >= page.total;
+  }
+
+  function sortBy(column) {
+    state.descending = column === state.sort ? !state.descending : column.startsWith("metrics.");
+    state.sort = column;
+    state.offset = 0;
+    MF.guard(load)();
+  }
+
+  function readForm(form) {
+    const data = new FormData(form);
+    const filters = String(data.get("filter") || "").split(",").map((s) => s.trim()).filter(Boolean);
+    state.query = { state: data.get("state"), front: data.get("front") === "on", filters };
+    state.offset = 0;
+  }
+
+  function init(jobId) {
+    state.jobId = jobId;
+    const form = document.getElementById("table-filters");
+    form.addEventListener("submit", (event) => { event.preventDefault(); readForm(form); MF.guard(load)(); });
+    document.getElementById("table-prev").addEventListener("click",
+      () => { state.offset = Math.max(0, state.offset - PAGE); MF.guard(load)(); });
+    document.getElementById("table-next").addEventListener("click",
+      () => { state.offset += PAGE; MF.guard(load)(); });
+  }
+
+  return { init, load };
+})();
