@@ -1,31 +1,53 @@
 """The merge engine: base weights and task vectors stay resident; each candidate is merged in place.
 
 All merged tensors are laid out in one flat buffer (`n` numbers): the base (`n`), the task vectors of the
-`k` experts as one `k x n` matrix, and one output buffer (`n`) that every merge overwrites. The tensors
-handed out by `merge` are views into that output buffer, valid until the next merge.
+`k` experts as one `k x n` matrix, and one output buffer (`n`) that every merge overwrites. The tensors handed
+out by `merge` are views into that output buffer, valid until the next merge. Methods run tensor by tensor
+(`evaluators.methods`), each with the parameter values of the groups the tensor falls in.
+
+Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep one more (its
+magnitudes sorted once, so a new density costs no sort); DELLA keeps int32 magnitude ranks instead.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from evaluators.methods import NEEDS_RANKS, NEEDS_SORTED, REGISTRY, SegmentData, SegmentParams
 from mergefront.errors import InvalidSpecError
+from mergefront.granularity import Granularity
+from mergefront.methods import METHODS, PER_EXPERT
 
-METHODS = ("task_arithmetic", "ties")
+METHOD_NAMES = tuple(REGISTRY)
+
+
+@dataclass(frozen=True)
+class GroupedValues:
+    """A parameter's values by group: `{group: (v_1, ..., v_k)}` per expert, or `{group: (v,)}` if global."""
+
+    granularity: Granularity
+    values: Mapping[str, tuple[float, ...]]
 
 
 @dataclass(frozen=True)
 class MergeConfig:
-    """One candidate's merge: per-expert weights (`k`), TIES densities (`k`), and the global scale."""
+    """One candidate's merge.
+
+    `weights` / `densities` / `scale` are whole-model shorthands for the `weight` / `density` / `lambda`
+    entries of `params`; a parameter given nowhere takes the method's default.
+    """
 
     method: str
-    weights: tuple[float, ...]
+    weights: tuple[float, ...] | None = None
     densities: tuple[float, ...] | None = None
-    scale: float = 1.0
+    scale: float | None = None
+    params: Mapping[str, float | GroupedValues] = field(default_factory=dict)
+    normalize: bool | None = None
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,11 +62,13 @@ class ResidentMerger:
     """Merges candidates of one base and `k` experts, keeping all weights on `device`."""
 
     def __init__(self, base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],
-                 keys: Sequence[str], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+                 keys: Sequence[str], device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
         if not experts:
             raise InvalidSpecError("at least one expert is needed", ("models", "experts"))
         self.device = torch.device(device)
         self.segments = _layout(base, experts, keys)
+        self.keys = [s.key for s in self.segments]
+        dtype = dtype or _common_dtype(base, keys)
         n = sum(s.numel for s in self.segments)
         self.base = torch.empty(n, dtype=dtype, device=self.device)
         self.task_vectors = torch.empty((len(experts), n), dtype=dtype, device=self.device)  # k x n
@@ -53,9 +77,11 @@ class ResidentMerger:
             base_flat = base[seg.key].reshape(-1).to(self.device, dtype)
             self.base[sl] = base_flat
             for i, expert in enumerate(experts):
-                self.task_vectors[i, sl] = expert[seg.key].reshape(-1).to(self.device, dtype) - base_flat
+                torch.sub(expert[seg.key].reshape(-1).to(self.device, dtype), base_flat, out=self.task_vectors[i, sl])
         self.out = self.base.clone()
-        self._sorted_magnitudes: list[torch.Tensor] | None = None  # per segment: k x numel, descending
+        self._data = [SegmentData(self.base[s.offset:s.offset + s.numel],
+                                  self.task_vectors[:, s.offset:s.offset + s.numel], 0) for s in self.segments]
+        self._groups: dict[Granularity, list[str]] = {}
 
     @property
     def n_experts(self) -> int:
@@ -63,60 +89,78 @@ class ResidentMerger:
 
     def merge(self, config: MergeConfig) -> dict[str, torch.Tensor]:
         """Merge one candidate into the output buffer; return the merged tensors (views into it)."""
-        if len(config.weights) != self.n_experts:
-            raise ValueError(f"{len(config.weights)} weights for {self.n_experts} experts")
-        if config.method == "task_arithmetic":
-            self._task_arithmetic(config)
-        elif config.method == "ties":
-            self._ties(config)
-        else:
-            raise ValueError(f"unknown merge method {config.method!r}; known: {METHODS}")
+        method = REGISTRY.get(config.method)
+        if method is None:
+            raise ValueError(f"unknown merge method {config.method!r}; known: {METHOD_NAMES}")
+        self._check(config)
+        self._prepare(config.method)
+        for j, (seg, data) in enumerate(zip(self.segments, self._data, strict=True)):
+            data.seed = config.seed * 1_000_003 + j
+            method(data, self._segment_params(config, j), self.out[seg.offset:seg.offset + seg.numel])
         return self.tensors()
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {s.key: self.out[s.offset:s.offset + s.numel].view(s.shape) for s in self.segments}
 
-    def _weights(self, config: MergeConfig) -> torch.Tensor:
-        return torch.tensor(config.weights, dtype=self.base.dtype, device=self.device)  # k
+    def _check(self, config: MergeConfig) -> None:
+        info = METHODS[config.method]
+        k = self.n_experts
+        if k < info.min_experts or (info.max_experts is not None and k > info.max_experts):
+            raise ValueError(f"{config.method} merges {info.min_experts}..{info.max_experts or 'any'} experts, got {k}")
+        for name, given in (("weights", config.weights), ("densities", config.densities)):
+            if given is not None and len(given) != k:
+                raise ValueError(f"{len(given)} {name} for {k} experts")
 
-    def _task_arithmetic(self, config: MergeConfig) -> None:
-        # out = base + scale * sum_i w_i tau_i, one fused matrix-vector product
-        w = self._weights(config) * config.scale
-        torch.addmv(self.base, self.task_vectors.T, w, out=self.out)
+    def _prepare(self, method: str) -> None:
+        """Sort magnitudes (TIES, breadcrumbs) or rank them (DELLA) once per tensor, on first use."""
+        for data in self._data:
+            if method in NEEDS_SORTED and data.ranked is None:
+                data.ranked = torch.sort(data.tau.abs(), dim=1, descending=True).values
+            if method in NEEDS_RANKS and data.ranks is None:
+                order = torch.argsort(data.tau.abs(), dim=1)
+                ranks = torch.empty_like(order, dtype=torch.int32)
+                ranks.scatter_(1, order, torch.arange(data.numel, device=self.device, dtype=torch.int32)
+                               .expand_as(order).contiguous())
+                data.ranks = ranks
 
-    def _ties(self, config: MergeConfig) -> None:
-        densities = config.densities or (1.0,) * self.n_experts
-        if len(densities) != self.n_experts:
-            raise ValueError(f"{len(densities)} densities for {self.n_experts} experts")
-        w = self._weights(config)[:, None]  # k x 1
-        for j, seg in enumerate(self.segments):
-            sl = slice(seg.offset, seg.offset + seg.numel)
-            tau = self.task_vectors[:, sl]  # k x numel
-            thresholds = self._thresholds(j, densities)[:, None]  # k x 1
-            weighted = torch.where(tau.abs() >= thresholds, tau, 0.0) * w  # trimmed, k x numel
-            elected = torch.sign(weighted.sum(dim=0))  # numel
-            agree = (torch.sign(weighted) == elected) & (weighted != 0)  # k x numel
-            total = torch.where(agree, weighted, 0.0).sum(dim=0)
-            norm = torch.where(agree, w, 0.0).sum(dim=0)
-            merged = total / torch.where(norm == 0, 1.0, norm)
-            torch.add(self.base[sl], merged, alpha=config.scale, out=self.out[sl])
+    def _segment_params(self, config: MergeConfig, j: int) -> SegmentParams:
+        values = {name: self._value(config, name, j) for name in (*PER_EXPERT, "lambda", "t")}
+        for name in ("density",):
+            bad = values[name][(values[name] <= 0) | (values[name] > 1)]
+            if bad.numel():
+                raise ValueError(f"density {float(bad[0])} is outside (0, 1]")
+        normalize = METHODS[config.method].normalize if config.normalize is None else config.normalize
+        return SegmentParams(values["weight"], values["density"], values["gamma"], values["epsilon"],
+                             float(values["lambda"][0]), float(values["t"][0]), normalize)
 
-    def _thresholds(self, segment: int, densities: Sequence[float]) -> torch.Tensor:
-        """Magnitude each expert's entries must reach to survive trimming to its density (`k`)."""
-        if self._sorted_magnitudes is None:  # sorted once per merger, so a new density costs no sort
-            self._sorted_magnitudes = [
-                torch.sort(self.task_vectors[:, s.offset:s.offset + s.numel].abs(), dim=1, descending=True).values
-                for s in self.segments
-            ]
-        ranked = self._sorted_magnitudes[segment]  # k x numel
-        numel = ranked.shape[1]
-        rows = []
-        for i, d in enumerate(densities):
-            if not 0.0 < d <= 1.0:
-                raise ValueError(f"density {d} of expert {i} is outside (0, 1]")
-            keep = min(numel, max(1, math.ceil(d * numel)))
-            rows.append(ranked[i, keep - 1] if d < 1.0 else ranked.new_zeros(()))
-        return torch.stack(rows)
+    def _value(self, config: MergeConfig, name: str, j: int) -> torch.Tensor:
+        k = self.n_experts if name in PER_EXPERT else 1
+        given = config.params.get(name)
+        if given is None:
+            given = {"weight": config.weights, "density": config.densities, "lambda": config.scale}.get(name)
+        if given is None:
+            given = METHODS[config.method].defaults.get(name, _FALLBACK[name])
+        if isinstance(given, GroupedValues):
+            given = given.values[self._group(given.granularity, j)]
+        row = (float(given),) * k if isinstance(given, int | float) else tuple(given)
+        if len(row) != k:
+            raise ValueError(f"{name} has {len(row)} values for tensor {self.keys[j]!r}, expected {k}")
+        return torch.tensor(row, dtype=self.base.dtype, device=self.device)
+
+    def _group(self, granularity: Granularity, j: int) -> str:
+        if granularity not in self._groups:
+            self._groups[granularity] = [granularity.group_of(key, self.keys) for key in self.keys]
+        return self._groups[granularity][j]
+
+
+_FALLBACK = {"weight": 1.0, "density": 1.0, "gamma": 0.0, "epsilon": 0.0, "lambda": 1.0, "t": 0.5}
+
+
+def _common_dtype(base: Mapping[str, torch.Tensor], keys: Sequence[str]) -> torch.dtype:
+    dtypes = {base[k].dtype for k in keys if k in base}
+    if len(dtypes) == 1 and next(iter(dtypes)).is_floating_point:
+        return next(iter(dtypes))
+    return torch.float32
 
 
 def _layout(base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],

@@ -58,9 +58,9 @@ def test_merges_in_place_into_one_resident_buffer_without_nan() -> None:
 def test_density_change_reuses_the_sorted_magnitudes() -> None:
     merger = _merger()
     merger.merge(MergeConfig("ties", (1.0, 1.0), (0.5, 0.5)))
-    ranked = merger._sorted_magnitudes
+    ranked = [d.ranked for d in merger._data]
     merger.merge(MergeConfig("ties", (1.0, 1.0), (0.25, 0.9)))
-    assert merger._sorted_magnitudes is ranked
+    assert all(a is b for a, b in zip(ranked, [d.ranked for d in merger._data], strict=True))
 
 
 def test_mismatched_expert_is_rejected_naming_the_tensor() -> None:
@@ -81,4 +81,6 @@ def test_bad_candidates_are_rejected() -> None:
     with pytest.raises(ValueError, match="outside"):
         merger.merge(MergeConfig("ties", (1.0, 1.0), (0.0, 1.0)))
     with pytest.raises(ValueError, match="unknown merge method"):
-        merger.merge(MergeConfig("slerp", (1.0, 1.0)))
+        merger.merge(MergeConfig("frankenmerge", (1.0, 1.0)))
+    with pytest.raises(ValueError, match="slerp merges 1..1 experts"):
+        merger.merge(MergeConfig("slerp"))

@@ -1,0 +1,62 @@
+"""What a merge method sees: one tensor's base and task vectors, and that tensor's parameter values."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class SegmentParams:
+    """Parameter values for one tensor: per-expert ones as `k` vectors, global ones as numbers."""
+
+    weight: torch.Tensor  # k
+    density: torch.Tensor  # k
+    gamma: torch.Tensor  # k
+    epsilon: torch.Tensor  # k
+    lam: float
+    t: float
+    normalize: bool
+
+
+class SegmentData:
+    """One tensor of the resident layout: base (`n`), task vectors (`k x n`), and lazily built rankings."""
+
+    def __init__(self, base: torch.Tensor, tau: torch.Tensor, seed: int) -> None:
+        self.base = base
+        self.tau = tau
+        self.seed = seed
+        self.ranked: torch.Tensor | None = None  # k x n magnitudes, descending (set by the engine's cache)
+        self.ranks: torch.Tensor | None = None  # k x n, rank of each entry by magnitude, 0 = smallest
+
+    @property
+    def numel(self) -> int:
+        return int(self.base.numel())
+
+    def generator(self) -> torch.Generator:
+        """A generator seeded by the candidate's seed and this tensor's place: masks replay exactly."""
+        gen = torch.Generator(device=self.base.device)
+        gen.manual_seed(self.seed)
+        return gen
+
+    def magnitude_threshold(self, keep: torch.Tensor) -> torch.Tensor:
+        """Per expert, the magnitude of the `keep[i]`-th largest entry (`k`); keep 0 gives +inf."""
+        assert self.ranked is not None, "the engine sorts magnitudes before sparsifying methods run"
+        n = self.numel
+        idx = (keep.clamp(0, n) - 1).clamp_min(0).long()  # k
+        picked = self.ranked.gather(1, idx[:, None]).squeeze(1)
+        return torch.where(keep > 0, picked, torch.full_like(picked, math.inf))
+
+
+class MergeMethod(Protocol):
+    def __call__(self, data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
+        """Write the merged tensor (`n`) for `data` into `out`."""
+        ...
+
+
+def count(fraction: torch.Tensor, n: int) -> torch.Tensor:
+    """How many of `n` entries a fraction keeps, rounded up (`k`)."""
+    return torch.ceil(fraction.double() * n).long().clamp(0, n)
