@@ -206,7 +206,7 @@ def table_columns(*, session: Session, job: Job) -> list[str]:
 
 def _column(*, columns: Sequence[str], name: str, loc: str) -> Any:
     if name not in columns:
-        raise InvalidSpecError(f"unknown column {name!r}; one of {list(columns)}", ("query", loc))
+        raise InvalidSpecError(f"unknown column {name!r}; one of {list(columns)}", (loc,))
     if name.startswith("metrics."):
         return Evaluation.metrics[name.removeprefix("metrics.")].as_float()
     if name.startswith("params."):
@@ -236,7 +236,7 @@ def evaluation_table(*, session: Session, job: Job, sort: str = "number", descen
         where.append(Evaluation.id.in_(front) if front else false())
     for f in filters:
         if f.op not in _OPS:
-            raise InvalidSpecError(f"unknown operator {f.op!r}; one of {list(_OPS)}", ("query", "filter"))
+            raise InvalidSpecError(f"unknown operator {f.op!r}; one of {list(_OPS)}", ("filter",))
         where.append(_OPS[f.op](_column(columns=columns, name=f.column, loc="filter"), f.value))
     total = session.scalar(select(func.count()).select_from(Evaluation).where(*where)) or 0
     key = _column(columns=columns, name=sort, loc="sort")

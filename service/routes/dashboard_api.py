@@ -6,6 +6,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
 
 from mergefront.errors import InvalidSpecError
 from mergefront.schemas import EvaluationOut, EvaluationRow, EvaluationTable, FrontPoints, HypervolumeHistory
@@ -22,12 +23,17 @@ TableLimit = Annotated[int, Query(ge=1, le=500)]
 Filters = Annotated[list[str] | None, Query(alias="filter", description="`column op value`, e.g. `metrics.a>=0.5`")]
 
 
+def _query_error(exc: InvalidSpecError) -> RequestValidationError:
+    """A bad query parameter, reported like FastAPI's own 422s (`loc` starts with "query")."""
+    return RequestValidationError([{"type": "value_error", "loc": ("query", *exc.loc), "msg": exc.message}])
+
+
 def parse_filter(text: str) -> repo.ColumnFilter:
     """`metrics.rotated_accuracy>=0.5` -> ColumnFilter('metrics.rotated_accuracy', '>=', 0.5)."""
     match = _FILTER.match(text)
     if match is None:
         raise InvalidSpecError(f"cannot read filter {text!r}; write `column op number`, op one of >= <= > < = !=",
-                               ("query", "filter"))
+                               ("filter",))
     return repo.ColumnFilter(match[1], match[2], float(match[3]))
 
 
@@ -37,9 +43,12 @@ def evaluation_table(job_id: int, session: SessionDep, sort: str = "number", des
                      offset: Offset = 0, limit: TableLimit = 50) -> EvaluationTable:
     """One page of a job's evaluations, sorted and filtered on the server, each marked on/off the front."""
     job = repo.get_job(session=session, job_id=job_id)
-    total, rows, front_ids = repo.evaluation_table(
-        session=session, job=job, sort=sort, descending=descending, state=state, front_only=front,
-        filters=[parse_filter(f) for f in filters or []], offset=offset, limit=limit)
+    try:
+        total, rows, front_ids = repo.evaluation_table(
+            session=session, job=job, sort=sort, descending=descending, state=state, front_only=front,
+            filters=[parse_filter(f) for f in filters or []], offset=offset, limit=limit)
+    except InvalidSpecError as exc:
+        raise _query_error(exc) from exc
     items = [EvaluationRow.model_validate(r).model_copy(update={"on_front": r.id in front_ids}) for r in rows]
     return EvaluationTable(total=total, offset=offset, limit=limit, sort=sort, descending=descending,
                            columns=repo.table_columns(session=session, job=job), items=items)
