@@ -24,9 +24,14 @@ MF.table = (function () {
     return row[column];
   }
 
+  function pick(id) {
+    MF.onPick(id);
+    document.getElementById("details").scrollIntoView({ block: "nearest" });
+  }
+
   function body(rows, columns) {
     return rows.map((row) => MF.el("tr", { class: `eval-row${row.on_front ? " on-front" : ""}`,
-      dataset: { evaluationId: row.id }, onclick: () => MF.onPick(row.id) },
+      dataset: { evaluationId: row.id }, onclick: () => pick(row.id) },
     MF.el("td", {}, row.on_front ? "★" : ""),
     columns.map((column) => {
       const value = cell(row, column);

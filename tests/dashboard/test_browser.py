@@ -1,0 +1,117 @@
+"""The dashboard in a real headless Chromium against a live server: a real job appears live, its front shows as
+many points as the API returns, clicking a point or a row shows that evaluation; screenshots are saved."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from mergefront.spec import parse_spec
+from service import repository as repo
+from service.db import session_scope
+from service.runner import JobRunner
+from tests.dashboard.synthetic import build_job
+
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
+
+
+def _wait(driver: Any, script: str, timeout: float = 60) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(script))
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def _details(driver: Any, evaluation_id: int) -> dict[str, str]:
+    _wait(driver, f"const p = document.getElementById('picked'); return p && p.dataset.evaluationId == '{evaluation_id}'"
+          " && document.querySelector('#details .export')")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#details table.metrics tr")
+    return {r.find_element(By.TAG_NAME, "th").text: r.find_element(By.TAG_NAME, "td").text for r in rows}
+
+
+def _check_export(driver: Any, base: str, evaluation_id: int) -> None:
+    response = httpx.get(f"{base}/v1/evaluations/{evaluation_id}/export/mergekit")
+    if response.status_code == 200:
+        assert driver.find_element(By.ID, "export-yaml").text.strip() == response.text.strip()
+        assert driver.find_element(By.ID, "export-download").get_attribute("download").endswith(".yaml")
+    else:
+        assert driver.find_element(By.ID, "export-missing").text == "export not available"
+
+
+def test_a_running_job_fills_its_page_live_and_a_clicked_point_shows_its_evaluation(
+        browser: Any, live_server: str, sessions, settings, spec_data: dict, screenshots: Path) -> None:
+    spec_data["objectives"] = [{"task": "rotated"}, {"task": "parity"}]
+    spec_data["optimizer"].update(budget=12, batch_size=4)
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    browser.get(f"{live_server}/jobs/{job_id}")
+    _wait(browser, "return document.body.dataset.loaded")
+    assert browser.execute_script("return document.body.dataset.jobState") == "pending"
+    browser.execute_script("window.__sameDocument = true")  # gone if the page reloads
+    runner = threading.Thread(target=JobRunner(session_factory=sessions, settings=settings).run, args=(job_id,))
+    runner.start()
+    _wait(browser, "return document.body.dataset.loaded === 'completed:12:0'", timeout=240)
+    runner.join(timeout=60)
+    assert browser.execute_script("return window.__sameDocument") is True
+
+    points = httpx.get(f"{live_server}/v1/jobs/{job_id}/points").json()
+    assert len(points["ids"]) == 12
+    traces = browser.find_elements(By.CSS_SELECTOR, "#front .scatterlayer .trace")
+    counts = [len(t.find_elements(By.CSS_SELECTOR, "path.point")) for t in traces]
+    assert sum(counts) == len(points["ids"]) and counts[1] == points["n_front"] >= 1
+    assert "12 completed" in browser.find_element(By.ID, "front-caption").text
+    assert browser.execute_script("return document.getElementById('hv').data[0].x.length") >= 1
+    browser.save_screenshot(str(screenshots / "job-2-objectives.png"))
+
+    target = traces[1].find_elements(By.CSS_SELECTOR, "path.point")[0]
+    clicked = browser.execute_script("return document.getElementById('front').data[1].customdata[0]")
+    ActionChains(browser).move_to_element(target).click().perform()
+    shown = _details(browser, clicked)
+    evaluation = httpx.get(f"{live_server}/v1/evaluations/{clicked}").json()
+    assert shown == {k: _fmt(v) for k, v in evaluation["metrics"].items()}
+    params = browser.find_element(By.CSS_SELECTOR, "#details table.params").text
+    assert all(f"{k} {_fmt(v)}" in params for k, v in evaluation["params"].items())
+    assert f"{evaluation['merge_seconds']:.3f} s" in browser.find_element(By.CSS_SELECTOR, "#details").text
+    _check_export(browser, live_server, clicked)
+    browser.save_screenshot(str(screenshots / "job-2-objectives-clicked.png"))
+
+
+def test_many_objectives_show_a_scatter_matrix_and_parallel_coordinates_and_the_table_pages(
+        browser: Any, live_server: str, sessions, screenshots: Path) -> None:
+    job_id = build_job(sessions, n=600, n_objectives=4, seed=2, history_points=60)
+    browser.get(f"{live_server}/jobs/{job_id}")
+    _wait(browser, "return document.body.dataset.loaded === 'completed:600:0'")
+    points = httpx.get(f"{live_server}/v1/jobs/{job_id}/points").json()
+    front = browser.execute_script("const d = document.getElementById('front').data[0];"
+                                   "return [d.type, d.dimensions.length, d.dimensions[0].values.length]")
+    assert front == ["splom", 4, len(points["ids"])]
+    pc = browser.execute_script("const d = document.getElementById('parcoords').data[0];"
+                                "return [d.type, d.dimensions[3].values.length]")
+    assert pc == ["parcoords", len(points["ids"])]
+    assert browser.find_element(By.ID, "parcoords").is_displayed()
+    assert browser.find_elements(By.CSS_SELECTOR, "#parcoords canvas")
+
+    browser.find_element(By.CSS_SELECTOR, "th[data-column='metrics.parity_accuracy']").click()
+    _wait(browser, "return document.querySelector('th[data-column=\"metrics.parity_accuracy\"]').textContent"
+                   ".endsWith('▼')")
+    best = httpx.get(f"{live_server}/v1/jobs/{job_id}/table",
+                     params={"sort": "metrics.parity_accuracy", "descending": True, "limit": 1}).json()["items"][0]
+    _wait(browser, f"return document.querySelector('#evaluations tbody tr').dataset.evaluationId == '{best['id']}'")
+    assert browser.find_element(By.ID, "table-count").text == "1–25 of 600"
+    browser.find_element(By.CSS_SELECTOR, "#evaluations tbody tr").click()
+    assert _details(browser, best["id"])["parity_accuracy"] == _fmt(best["metrics"]["parity_accuracy"])
+    browser.save_screenshot(str(screenshots / "job-4-objectives.png"))
+
+    browser.get(live_server)
+    _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{job_id}\"]')")
+    row = browser.find_element(By.CSS_SELECTOR, f"tr.job-row[data-job-id='{job_id}']").text
+    assert "completed" in row and "600 / 600" in row and "random" in row
+    browser.save_screenshot(str(screenshots / "jobs.png"))
