@@ -31,8 +31,8 @@ def _fmt(value: float) -> str:
 
 
 def _details(driver: Any, evaluation_id: int) -> dict[str, str]:
-    _wait(driver, f"const p = document.getElementById('picked'); return p && p.dataset.evaluationId == '{evaluation_id}'"
-          " && document.querySelector('#details .export')")
+    _wait(driver, "const p = document.getElementById('picked');"
+          f"return p && p.dataset.evaluationId == '{evaluation_id}' && document.querySelector('#details .export')")
     rows = driver.find_elements(By.CSS_SELECTOR, "#details table.metrics tr")
     return {r.find_element(By.TAG_NAME, "th").text: r.find_element(By.TAG_NAME, "td").text for r in rows}
 
