@@ -135,7 +135,7 @@ class ResidentMerger:
 
     def _value(self, config: MergeConfig, name: str, j: int) -> torch.Tensor:
         k = self.n_experts if name in PER_EXPERT else 1
-        given = config.params.get(name)
+        given: float | tuple[float, ...] | GroupedValues | None = config.params.get(name)
         if given is None:
             given = {"weight": config.weights, "density": config.densities, "lambda": config.scale}.get(name)
         if given is None:

@@ -58,11 +58,11 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mergefront.spec import load_spec
-    from optimizers import build_space
     from service import repository as repo
     from service.db import make_engine, make_session_factory, session_scope, upgrade_database
     from service.runner import JobRunner, Progress
     from service.settings import Settings
+    from service.space import job_space
 
     if (args.spec is None) == (args.resume is None):
         raise MergefrontError("give a spec file or --resume JOB (one of them)")
@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.resume is None:
             spec = load_spec(args.spec)
             job_id = repo.create_job(session=s, spec=spec).id
-            print(build_space(spec.merge, spec.models.experts).describe())
+            print(job_space(spec, settings).describe())
         else:
             job_id = repo.get_job(session=s, job_id=args.resume).id
         budget = repo.get_job(session=s, job_id=job_id).budget

@@ -9,10 +9,11 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mergefront.errors import InvalidSpecError
+from mergefront.merge_spec import MergeSpec
+from mergefront.methods import METHODS
 from mergefront.suites import BUILTIN_SUITES, parse_bench_ref
 
-MergeMethod = Literal["task_arithmetic", "ties"]
-OptimizerName = Literal["random", "nsga2"]
+OptimizerName = Literal["random", "nsga2", "qnehvi", "map", "saea"]
 
 
 def _check_model_ref(ref: str) -> str:
@@ -32,40 +33,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Range(_Strict):
-    """A closed interval searched for one kind of merge parameter."""
-
-    low: float
-    high: float
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if not self.low < self.high:
-            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
-        return self
-
-
 class ModelsSpec(_Strict):
     base: ModelRef
     experts: list[ModelRef] = Field(min_length=1, max_length=64)
-
-
-class MergeSpec(_Strict):
-    method: MergeMethod
-    granularity: Literal["model"] = "model"
-    weight: Range = Range(low=0.0, high=1.0)
-    density: Range | None = None
-    scale: float = Field(1.0, gt=0, description="lambda: the merged task vector is multiplied by this")
-
-    @model_validator(mode="after")
-    def _density_matches_method(self) -> MergeSpec:
-        if self.method == "ties" and self.density is None:
-            return self.model_copy(update={"density": Range(low=0.1, high=1.0)})
-        if self.method != "ties" and self.density is not None:
-            raise ValueError(f"density is searched by ties only, not by {self.method}")
-        if self.density is not None and not (0.0 < self.density.low and self.density.high <= 1.0):
-            raise ValueError("density must lie in (0, 1]")
-        return self
 
 
 class ObjectiveSpec(_Strict):
@@ -90,8 +60,22 @@ class OptimizerSpec(_Strict):
     batch_size: int = Field(4, gt=0, le=1024)
     seed: int = Field(0, ge=0)
     reference_point: list[float] | None = None
-    population_size: int | None = Field(None, ge=4)
+    population_size: int | None = Field(None, ge=4, description="nsga2, saea: default max(8, 2 x dimensions)")
     asynchronous: bool = Field(False, description="ask as workers free up (faster, not reproducible)")
+    initial_points: int | None = Field(None, ge=2, le=100_000, description="qnehvi, map: size of the initial design")
+    weak_to_strong: bool = Field(False, description="qnehvi: cross candidates with a DE mutant of the best (MM-MO)")
+    uncertainty_screening: bool = Field(False, description="qnehvi: keep the candidates the GPs are least sure of")
+    bayesian: bool = Field(False, description="map: sample where the surrogates' held-out error is largest")
+    screening_factor: int | None = Field(None, ge=1, le=100, description="saea: offspring bred per evaluated one")
+
+    @model_validator(mode="after")
+    def _options_match_optimizer(self) -> OptimizerSpec:
+        owners = {"initial_points": ("qnehvi", "map"), "weak_to_strong": ("qnehvi",),
+                  "uncertainty_screening": ("qnehvi",), "bayesian": ("map",), "screening_factor": ("saea",)}
+        for option, names in owners.items():
+            if getattr(self, option) not in (None, False) and self.name not in names:
+                raise ValueError(f"{option} is an option of {' and '.join(names)}, not of {self.name}")
+        return self
 
 
 class ResourcesSpec(_Strict):
@@ -141,10 +125,22 @@ def check_spec(spec: JobSpec) -> None:
         if ref in seen or ref == spec.models.base:
             raise InvalidSpecError(f"{ref!r} is listed twice (or is the base)", ("models", "experts", i))
         seen.add(ref)
+    _check_method(spec)
     ref_point = spec.optimizer.reference_point
     if ref_point is not None and len(ref_point) != len(spec.objectives):
         raise InvalidSpecError(f"has {len(ref_point)} values for {len(spec.objectives)} objectives",
                                ("optimizer", "reference_point"))
+
+
+def _check_method(spec: JobSpec) -> None:
+    info, k = METHODS[spec.merge.method], len(spec.models.experts)
+    if k < info.min_experts or (info.max_experts is not None and k > info.max_experts):
+        most = "" if info.max_experts is None else f" and at most {info.max_experts}"
+        raise InvalidSpecError(f"{info.name} merges at least {info.min_experts}{most} experts, got {k}",
+                               ("models", "experts"))
+    if not spec.merge.searched():
+        raise InvalidSpecError(f"nothing to search: give one of {list(info.params)} as a range"
+                               if info.params else f"{info.name} has no parameter to search", ("merge", "method"))
 
 
 def _common_suite(spec: JobSpec) -> str:
@@ -163,10 +159,15 @@ def parse_spec(data: Any) -> JobSpec:
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidSpecError(first["msg"], first["loc"]) from exc
+        # of a union's alternatives (a number or a range), the one that got furthest names the field best
+        best = max(exc.errors(), key=lambda e: len(e["loc"]))
+        loc = [p for p in best["loc"] if not (isinstance(p, str) and (p in _UNION_TAGS or p.startswith("function-")))]
+        raise InvalidSpecError(best["msg"], loc) from exc
     check_spec(spec)
     return spec
+
+
+_UNION_TAGS = {"float", "Range", "int", "bool", "str"}
 
 
 def load_spec(path: str | Path) -> JobSpec:

@@ -5,17 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mergefront.spec import MergeSpec
+from mergefront.granularity import Granularity
+from mergefront.merge_spec import MergeSpec
+from mergefront.methods import PER_EXPERT
 
 
 @dataclass(frozen=True)
 class Parameter:
-    """One searched number, e.g. the weight of expert 2 for the whole model."""
+    """One searched number, e.g. the weight of expert 2 on the attention tensors.
+
+    `kind` is the merge parameter (`weight`, `density`, ...), `expert` its expert's index (None for a parameter
+    set once, such as `lambda`), `group` the group of tensors it applies to under `granularity`.
+    """
 
     name: str
     low: float
     high: float
     description: str
+    kind: str = ""
+    expert: int | None = None
+    group: str = "all"
+    granularity: Granularity = Granularity()
 
 
 @dataclass(frozen=True)
@@ -44,26 +54,42 @@ class SearchSpace:
         return [(float(config[p.name]) - p.low) / (p.high - p.low) for p in self.parameters]
 
     def describe(self) -> str:
+        width = max((len(p.name) for p in self.parameters), default=0)
         lines = [f"search space: {self.dim} dimensions"]
-        lines += [f"  {p.name:<14} [{p.low:g}, {p.high:g}]  {p.description}" for p in self.parameters]
+        lines += [f"  {p.name:<{width}}  [{p.low:g}, {p.high:g}]  {p.description}" for p in self.parameters]
         return "\n".join(lines)
 
 
 def expert_label(ref: str) -> str:
     """A short name for an expert reference (`bench://digits/rotated` -> `rotated`)."""
-    return ref.rstrip("/").rsplit("/", 1)[-1]
+    return ref.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")
 
 
-def build_space(merge: MergeSpec, experts: Sequence[str]) -> SearchSpace:
-    """Whole-model granularity: one weight (and, for TIES, one density) per expert."""
+def build_space(merge: MergeSpec, experts: Sequence[str], tensor_names: Sequence[str] = ()) -> SearchSpace:
+    """One parameter per searched kind, per group of its granularity, and per expert where it is per expert.
+
+    `tensor_names` are the merged tensors; they decide which groups exist (only `model` granularity
+    needs none).
+    """
+    labels = _unique_labels(experts)
     params: list[Parameter] = []
-    for ref in experts:
-        label = expert_label(ref)
-        params.append(Parameter(f"weight.{label}", merge.weight.low, merge.weight.high,
-                                f"weight of {ref} (whole model)"))
-    if merge.density is not None:
-        for ref in experts:
-            label = expert_label(ref)
-            params.append(Parameter(f"density.{label}", merge.density.low, merge.density.high,
-                                    f"fraction of {ref}'s task vector kept (whole model)"))
+    for kind, rng in merge.searched():
+        groups = ["all"] if rng.granularity.kind == "model" else rng.granularity.labels(tensor_names)
+        if not groups:
+            raise ValueError(f"{kind}: granularity {rng.granularity.kind} needs the model's tensor names")
+        for group in groups:
+            suffix = "" if rng.granularity.kind == "model" else f".{group}"
+            where = "whole model" if group == "all" else f"{rng.granularity.kind} {group}"
+            if kind not in PER_EXPERT:
+                params.append(Parameter(f"{kind}{suffix}", rng.low, rng.high, f"{kind} ({where})", kind, None,
+                                        group, rng.granularity))
+                continue
+            for i, (ref, label) in enumerate(zip(experts, labels, strict=True)):
+                params.append(Parameter(f"{kind}.{label}{suffix}", rng.low, rng.high, f"{kind} of {ref} ({where})",
+                                        kind, i, group, rng.granularity))
     return SearchSpace(tuple(params))
+
+
+def _unique_labels(experts: Sequence[str]) -> list[str]:
+    labels = [expert_label(ref) for ref in experts]
+    return [lb if labels.count(lb) == 1 else f"{lb}{i}" for i, lb in enumerate(labels)]

@@ -33,6 +33,7 @@ from service import repository as repo
 from service.db import session_scope
 from service.models import Evaluation, EvaluationState, JobState
 from service.settings import Settings
+from service.space import job_space
 
 if TYPE_CHECKING:
     from evaluators.evaluation import WorkerSetup
@@ -132,7 +133,7 @@ class JobRunner:
         with session_scope(self.sessions) as s:
             job = repo.get_job(session=s, job_id=job_id)
             spec, ref = JobSpec.model_validate(job.spec), list(job.reference_point)
-        space = build_space(spec.merge, spec.models.experts)
+        space = job_space(spec, self.settings)
         setup = self._worker_setup(spec)
         init_ray(self.settings.ray_address)
         return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec), ref)
@@ -208,7 +209,8 @@ class JobRunner:
             repo.start_evaluation(session=s, evaluation_id=row.id)
             row = repo.get_evaluation(session=s, evaluation_id=row.id)
         run.in_flight[row.id] = row
-        candidate = Candidate(row.id, merge_config(run.spec, row.params))
+        seed = run.spec.optimizer.seed * 100_003 + row.number  # random masks replay on a retry or resume
+        candidate = Candidate(row.id, merge_config(run.spec, row.params, run.space, seed))
         run.pool.submit(lambda actor, c: actor.evaluate.remote(c), candidate, tag=row.id)
 
     def _record(self, run: _JobRun, finished: Finished) -> None:
@@ -248,15 +250,22 @@ class JobRunner:
         return Progress(run.job_id, out.n_completed + out.n_failed, out.budget, out.hypervolume, front)
 
 
-def merge_config(spec: JobSpec, params: dict[str, float]) -> Any:
+def merge_config(spec: JobSpec, params: dict[str, float], space: SearchSpace | None = None, seed: int = 0) -> Any:
     """The merge a candidate's named parameters stand for (see `optimizers.space.build_space`)."""
-    from evaluators.merge import MergeConfig
-    from optimizers.space import expert_label
+    from evaluators.merge import GroupedValues, MergeConfig
 
-    labels = [expert_label(ref) for ref in spec.models.experts]
-    densities = tuple(params[f"density.{lb}"] for lb in labels) if spec.merge.density is not None else None
-    return MergeConfig(spec.merge.method, tuple(params[f"weight.{lb}"] for lb in labels), densities,
-                       spec.merge.scale)
+    space = space or build_space(spec.merge, spec.models.experts)
+    k = len(spec.models.experts)
+    grouped: dict[str, dict[str, list[float]]] = {}
+    granularity = {}
+    for p in space.parameters:
+        row = grouped.setdefault(p.kind, {}).setdefault(p.group, [0.0] * (k if p.expert is not None else 1))
+        row[p.expert or 0] = params[p.name]
+        granularity[p.kind] = p.granularity
+    values: dict[str, float | GroupedValues] = dict(spec.merge.fixed())
+    for kind, groups in grouped.items():
+        values[kind] = GroupedValues(granularity[kind], {g: tuple(v) for g, v in groups.items()})
+    return MergeConfig(spec.merge.method, params=values, normalize=spec.merge.normalize, seed=seed)
 
 
 def _describe(error: BaseException) -> str:
