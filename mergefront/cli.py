@@ -47,6 +47,16 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait with a progress bar and print the front")
     submit.set_defaults(func=_submit)
 
+    export = sub.add_parser("export", help="export an evaluation as a mergekit YAML and/or a checkpoint directory")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("evaluation", type=int, nargs="?", help="evaluation id")
+    which.add_argument("--job", type=int, help="with --best: pick from this job's front")
+    export.add_argument("--best", metavar="OBJECTIVE", help="the front member best at this objective")
+    export.add_argument("--mergekit", metavar="FILE", help="write the mergekit YAML here ('-': print it)")
+    export.add_argument("--checkpoint", metavar="DIR", help="materialise the merged model in this directory")
+    export.add_argument("--db", help="SQLAlchemy URL (default: MERGEFRONT_DATABASE_URL or ~/.mergefront)")
+    export.set_defaults(func=_export)
+
     front = sub.add_parser("front", help="print a job's Pareto front from a server")
     front.add_argument("job", type=int)
     front.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", "http://127.0.0.1:8000"))
@@ -91,6 +101,37 @@ def _run(args: argparse.Namespace) -> int:
         print(format_front(repo.pareto_out(session=s, job=job)))
         if state != "completed":
             raise MergefrontError(f"job {job_id} ended {state}: {job.error}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from service import repository as repo
+    from service.db import make_engine, make_session_factory, session_scope, upgrade_database
+    from service.export import export_source
+    from service.settings import Settings
+
+    if not (args.mergekit or args.checkpoint):
+        raise MergefrontError("say what to export: --mergekit FILE and/or --checkpoint DIR")
+    settings = Settings(database_url=args.db) if args.db else Settings()
+    upgrade_database(settings.resolved_database_url)
+    sessions = make_session_factory(make_engine(settings.resolved_database_url))
+    with session_scope(sessions) as s:
+        evaluation_id = args.evaluation
+        if evaluation_id is None:
+            if not args.best:
+                raise MergefrontError("--job needs --best OBJECTIVE")
+            evaluation_id = repo.best_on_front(session=s, job_id=args.job, objective=args.best).id
+        source = export_source(session=s, evaluation_id=evaluation_id, settings=settings)
+    if args.mergekit == "-":
+        print(source.mergekit_yaml())
+    elif args.mergekit:
+        Path(args.mergekit).write_text(source.mergekit_yaml())
+        print(f"evaluation {evaluation_id}: mergekit YAML written to {args.mergekit}")
+    if args.checkpoint:
+        path = source.materialize(Path(args.checkpoint))
+        print(f"evaluation {evaluation_id}: checkpoint written to {path}")
     return 0
 
 

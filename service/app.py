@@ -19,7 +19,7 @@ from mergefront.errors import (
     StorageError,
 )
 from service.db import make_engine, make_session_factory, upgrade_database
-from service.routes import dashboard, dashboard_api, jobs
+from service.routes import dashboard, dashboard_api, evaluations, jobs
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     app.state.settings = settings
     app.add_exception_handler(MergefrontError, _handle_error)
     app.include_router(jobs.router)
+    app.include_router(evaluations.router)
     app.include_router(dashboard_api.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files, name="static")

@@ -24,7 +24,6 @@ from optimizers import (
     Observation,
     Optimizer,
     SearchSpace,
-    build_space,
     hypervolume,
     make_optimizer,
     nondominated_mask,
@@ -33,7 +32,7 @@ from service import repository as repo
 from service.db import session_scope
 from service.models import Evaluation, EvaluationState, JobState
 from service.settings import Settings
-from service.space import job_space
+from service.space import candidate_seed, job_space, merge_config
 
 if TYPE_CHECKING:
     from evaluators.evaluation import WorkerSetup
@@ -209,7 +208,7 @@ class JobRunner:
             repo.start_evaluation(session=s, evaluation_id=row.id)
             row = repo.get_evaluation(session=s, evaluation_id=row.id)
         run.in_flight[row.id] = row
-        seed = run.spec.optimizer.seed * 100_003 + row.number  # random masks replay on a retry or resume
+        seed = candidate_seed(run.spec, row.number)
         candidate = Candidate(row.id, merge_config(run.spec, row.params, run.space, seed))
         run.pool.submit(lambda actor, c: actor.evaluate.remote(c), candidate, tag=row.id)
 
@@ -248,24 +247,6 @@ class JobRunner:
             snap = repo.latest_snapshot(session=s, job_id=run.job_id)
             front = len(snap.members) if snap else 0
         return Progress(run.job_id, out.n_completed + out.n_failed, out.budget, out.hypervolume, front)
-
-
-def merge_config(spec: JobSpec, params: dict[str, float], space: SearchSpace | None = None, seed: int = 0) -> Any:
-    """The merge a candidate's named parameters stand for (see `optimizers.space.build_space`)."""
-    from evaluators.merge import GroupedValues, MergeConfig
-
-    space = space or build_space(spec.merge, spec.models.experts)
-    k = len(spec.models.experts)
-    grouped: dict[str, dict[str, list[float]]] = {}
-    granularity = {}
-    for p in space.parameters:
-        row = grouped.setdefault(p.kind, {}).setdefault(p.group, [0.0] * (k if p.expert is not None else 1))
-        row[p.expert or 0] = params[p.name]
-        granularity[p.kind] = p.granularity
-    values: dict[str, float | GroupedValues] = dict(spec.merge.fixed())
-    for kind, groups in grouped.items():
-        values[kind] = GroupedValues(granularity[kind], {g: tuple(v) for g, v in groups.items()})
-    return MergeConfig(spec.merge.method, params=values, normalize=spec.merge.normalize, seed=seed)
 
 
 def _describe(error: BaseException) -> str:

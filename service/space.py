@@ -1,24 +1,90 @@
-"""A job's search space, which for component / layer / filter granularity depends on the model's tensors."""
+"""A job's search space, which for component / layer / filter granularity depends on the model's tensors,
+and the merge a point of it stands for."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mergefront.granularity import Granularity
 from mergefront.spec import JobSpec
 from mergefront.suites import parse_bench_ref
 from optimizers import SearchSpace, build_space
 from service.settings import Settings
 
+if TYPE_CHECKING:
+    from evaluators.merge import MergeConfig
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a job's models are on disk, and which of their tensors the merge changes."""
+
+    base: Path
+    experts: tuple[Path, ...]
+    merged_keys: tuple[str, ...]
+    dtype: str = "float32"
+
+
+_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+
 
 def job_space(spec: JobSpec, settings: Settings) -> SearchSpace:
     """The space the job searches; reads the base's tensor names only when a granularity needs them."""
     needs_names = any(r.granularity.kind != "model" for _, r in spec.merge.searched())
-    names = merged_tensor_names(spec, settings) if needs_names else []
+    names = list(job_files(spec, settings).merged_keys) if needs_names else []
     return build_space(spec.merge, spec.models.experts, names)
 
 
-def merged_tensor_names(spec: JobSpec, settings: Settings) -> list[str]:
-    """The names of the tensors a merge changes (built-in suites are built on first use)."""
+def job_files(spec: JobSpec, settings: Settings) -> ModelFiles:
+    """Where the job's base and experts are, and which tensors the merge changes (suites build on first use)."""
+    from safetensors import safe_open
+
     from evaluators.suites import ensure_suite, open_suite
 
     suite_name, _ = parse_bench_ref(spec.models.base)
     suite = open_suite(suite_name, ensure_suite(suite_name, settings.resolved_cache_dir))
-    return suite.merged_keys(suite.load_model("base"))
+    experts = tuple(suite.model_path(parse_bench_ref(ref)[1]) for ref in spec.models.experts)
+    base = suite.model_path("base")
+    keys = tuple(suite.merged_keys(suite.load_model("base")))
+    first = base if base.is_file() else sorted(base.glob("*.safetensors"))[0]
+    with safe_open(first, framework="pt") as handle:
+        dtype = _DTYPES.get(handle.get_slice(keys[0]).get_dtype(), "float32")
+    return ModelFiles(base, experts, keys, dtype)
+
+
+def candidate_seed(spec: JobSpec, number: int) -> int:
+    """The seed of evaluation `number`'s random masks: the same on a retry, a resume, or an export."""
+    return spec.optimizer.seed * 100_003 + number
+
+
+def merge_config(spec: JobSpec, params: Mapping[str, float], space: SearchSpace | None = None,
+                 seed: int = 0) -> MergeConfig:
+    """The merge a candidate's named parameters stand for (see `optimizers.space.build_space`)."""
+    from evaluators.merge import GroupedValues, MergeConfig
+
+    space = space or build_space(spec.merge, spec.models.experts)
+    k = len(spec.models.experts)
+    grouped: dict[str, dict[str, list[float]]] = {}
+    granularity: dict[str, Granularity] = {}
+    for p in space.parameters:
+        row = grouped.setdefault(p.kind, {}).setdefault(p.group, [0.0] * (k if p.expert is not None else 1))
+        row[p.expert or 0] = params[p.name]
+        granularity[p.kind] = p.granularity
+    values: dict[str, float | GroupedValues] = dict(spec.merge.fixed())
+    for kind, groups in grouped.items():
+        values[kind] = GroupedValues(granularity[kind], {g: tuple(v) for g, v in groups.items()})
+    return MergeConfig(spec.merge.method, params=values, normalize=spec.merge.normalize, seed=seed)
+
+
+def materialize(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], seed: int, files: ModelFiles,
+                out_dir: Path) -> Path:
+    """Merge one candidate again and write it as a checkpoint directory (unmerged tensors from the base)."""
+    from evaluators.checkpoint import load_checkpoint, save_checkpoint
+    from evaluators.merge import ResidentMerger
+
+    base = load_checkpoint(files.base)
+    experts = [load_checkpoint(path) for path in files.experts]
+    merged = ResidentMerger(base, experts, list(files.merged_keys)).merge(merge_config(spec, params, space, seed))
+    return save_checkpoint({**base, **merged}, out_dir, template=files.base if files.base.is_dir() else None)

@@ -26,6 +26,10 @@ class Suite(Protocol):
         """The state dict of model `name` ("base" or a task's expert)."""
         ...
 
+    def model_path(self, name: str) -> Path:
+        """The file or Hugging Face directory holding model `name`."""
+        ...
+
     def merged_keys(self, base: Mapping[str, torch.Tensor]) -> list[str]:
         """The tensors of the base that merging changes (task heads, if any, are not merged)."""
         ...
@@ -49,4 +53,8 @@ def _module(name: str):  # type: ignore[no-untyped-def]
         from evaluators.suites import digits
 
         return digits
+    if name == "tinylm":
+        from evaluators.suites import tinylm
+
+        return tinylm
     raise ValueError(f"unknown built-in suite {name!r}")

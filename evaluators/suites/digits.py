@@ -387,6 +387,9 @@ class DigitsSuite:
     def load_model(self, name: str) -> dict[str, torch.Tensor]:
         return load_model(self.path, name)
 
+    def model_path(self, name: str) -> Path:
+        return self.path / (BASE_FILE if name == "base" else f"{name}.safetensors")
+
     def merged_keys(self, base: Mapping[str, torch.Tensor]) -> list[str]:
         return list(_trunk_of(base))
 

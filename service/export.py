@@ -1,0 +1,42 @@
+"""What an export needs about one stored evaluation, gathered once for the REST routes and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from mergefront.errors import ConflictError
+from mergefront.spec import JobSpec
+from optimizers import SearchSpace
+from service import repository as repo
+from service.mergekit import mergekit_yaml
+from service.models import EvaluationState
+from service.settings import Settings
+from service.space import ModelFiles, candidate_seed, job_files, job_space, materialize
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    spec: JobSpec
+    space: SearchSpace
+    params: dict[str, float]
+    seed: int
+    files: ModelFiles
+
+    def mergekit_yaml(self) -> str:
+        return mergekit_yaml(self.spec, self.space, self.params, self.files)
+
+    def materialize(self, out_dir: Path) -> Path:
+        return materialize(self.spec, self.space, self.params, self.seed, self.files, out_dir)
+
+
+def export_source(*, session: Session, evaluation_id: int, settings: Settings) -> ExportSource:
+    """The spec, space, values and model files of a completed evaluation."""
+    row = repo.get_evaluation(session=session, evaluation_id=evaluation_id)
+    if row.state != EvaluationState.completed:
+        raise ConflictError(f"evaluation {evaluation_id} is {row.state}; only completed evaluations are exported")
+    spec = JobSpec.model_validate(repo.get_job(session=session, job_id=row.job_id).spec)
+    return ExportSource(spec, job_space(spec, settings), dict(row.params), candidate_seed(spec, row.number),
+                        job_files(spec, settings))

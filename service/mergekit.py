@@ -1,0 +1,105 @@
+"""An evaluation as a mergekit YAML.
+
+The YAML states every value the candidate used, per tensor where granularity is finer than the whole model,
+through mergekit's name filters (a filter is a substring of tensor names; the first match wins). Filters are
+chosen so that each matches exactly the tensors of its group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from mergefront.granularity import Granularity
+from mergefront.methods import PER_EXPERT
+from mergefront.spec import JobSpec
+from optimizers import SearchSpace
+from service.space import ModelFiles
+
+
+def mergekit_config(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles) -> dict:
+    """The mergekit configuration of one evaluated candidate."""
+    per_expert, shared = _settings(spec, space, params, files)
+    method = spec.merge.method
+    models = [{"model": str(path), **({"parameters": p} if p else {})} for path, p in zip(files.experts, per_expert,
+                                                                                            strict=True)]
+    config: dict[str, Any] = {"merge_method": method, "dtype": files.dtype}
+    if method == "slerp":
+        models.insert(0, {"model": str(files.base)})
+    if method != "linear":
+        config["base_model"] = str(files.base)
+    config["models"] = models
+    if spec.merge.normalize is not None:
+        shared["normalize"] = spec.merge.normalize
+    if shared:
+        config["parameters"] = shared
+    return config
+
+
+def mergekit_yaml(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles) -> str:
+    header = f"# mergekit configuration of a mergefront candidate ({spec.name}); run: mergekit-yaml THIS OUT_DIR\n"
+    return header + yaml.safe_dump(mergekit_config(spec, space, params, files), sort_keys=False)
+
+
+def _settings(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    k = len(spec.models.experts)
+    per_expert: list[dict[str, Any]] = [{} for _ in range(k)]
+    shared: dict[str, Any] = {}
+    for kind, value in spec.merge.fixed().items():
+        for target in (per_expert if kind in PER_EXPERT else [shared]):
+            target[kind] = value
+    by_kind: dict[tuple[str, int | None], dict[str, float]] = {}
+    granularity: dict[str, Granularity] = {}
+    for p in space.parameters:
+        by_kind.setdefault((p.kind, p.expert), {})[p.group] = float(params[p.name])
+        granularity[p.kind] = p.granularity
+    for (kind, expert), groups in by_kind.items():
+        setting = _setting(groups, granularity[kind], files.merged_keys)
+        (per_expert[expert] if expert is not None else shared)[kind] = setting
+    return per_expert, shared
+
+
+def _setting(groups: Mapping[str, float], granularity: Granularity, names: Sequence[str]) -> Any:
+    """A scalar when every group has the same value, else mergekit filters that reproduce the groups."""
+    if len(set(groups.values())) == 1:
+        return next(iter(groups.values()))
+    member = {n: granularity.group_of(n, names) for n in names}
+    default_group = max(groups, key=lambda g: sum(1 for n in names if member[n] == g))
+    entries: list[dict[str, Any]] = []
+    for group, value in groups.items():
+        if group != default_group:
+            entries += [{"filter": f, "value": value} for f in exact_filters(group, member)]
+    entries.append({"value": groups[default_group]})
+    return entries
+
+
+def exact_filters(group: str, member: Mapping[str, str]) -> list[str]:
+    """Substrings that together match exactly the tensor names of `group` (greedy cover, full names last)."""
+    inside = [n for n, g in member.items() if g == group]
+    outside = [n for n, g in member.items() if g != group]
+    candidates = sorted({c for n in inside for c in _substrings(n)}, key=len)
+    exact = [c for c in candidates if not any(c in n for n in outside)]
+    chosen: list[str] = []
+    remaining = set(inside)
+    while remaining:
+        best = max(exact, key=lambda c: (sum(1 for n in remaining if c in n), -len(c)), default=None)
+        if best is None or not any(best in n for n in remaining):
+            chosen += sorted(remaining)  # a full name matches itself and, with its dots, nothing longer
+            break
+        chosen.append(best)
+        remaining = {n for n in remaining if best not in n}
+    return chosen
+
+
+def _substrings(name: str) -> set[str]:
+    """Dot-delimited pieces of a tensor name, with their dots, so `layers.1.` never matches `layers.11.`."""
+    parts = name.split(".")
+    out = set()
+    for i in range(len(parts)):
+        for j in range(i + 1, len(parts) + 1):
+            piece = ".".join(parts[i:j])
+            out.add(("." if i else "") + piece + ("." if j < len(parts) else ""))
+    return out
