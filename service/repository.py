@@ -163,6 +163,18 @@ def add_snapshot(*, session: Session, job_id: int, member_ids: Sequence[int], hy
     return snapshot
 
 
+def best_on_front(*, session: Session, job_id: int, objective: str) -> Evaluation:
+    """The member of the job's latest front with the best value of `objective`."""
+    job = get_job(session=session, job_id=job_id)
+    if objective not in job.objectives:
+        raise InvalidSpecError(f"job {job_id} has no objective {objective!r}; it has {job.objectives}", ("best",))
+    snap = latest_snapshot(session=session, job_id=job_id)
+    if snap is None or not snap.members:
+        raise NotFoundError(f"job {job_id} has no completed evaluation yet")
+    sign = 1.0 if job.maximize[job.objectives.index(objective)] else -1.0
+    return max(snap.members, key=lambda m: sign * (m.metrics or {})[objective])
+
+
 def latest_snapshot(*, session: Session, job_id: int) -> ParetoSnapshot | None:
     return session.scalar(select(ParetoSnapshot).where(ParetoSnapshot.job_id == job_id)
                           .order_by(ParetoSnapshot.n_completed.desc(), ParetoSnapshot.id.desc()).limit(1))
