@@ -8,6 +8,15 @@ from __future__ import annotations
 #: suite name -> the tasks it has (each task has one expert and one held-out evaluation set).
 BUILTIN_SUITES: dict[str, tuple[str, ...]] = {
     "digits": ("rotated", "inverted", "noisy", "parity", "mod3"),
+    "tinylm": ("copy", "reverse", "sort", "add"),
+}
+
+#: suite name -> {metric its evaluators report: the metric's worst value, the default reference point}.
+#: tinylm's loss is the answer tokens' cross-entropy; 3.0 rounds up ln(20) = 2.996, the loss of a uniform guess
+#: over its 20-token vocabulary, so only merges better than guessing count towards the hypervolume.
+SUITE_METRICS: dict[str, dict[str, float]] = {
+    "digits": {"accuracy": 0.0},
+    "tinylm": {"accuracy": 0.0, "loss": 3.0},
 }
 
 BENCH_SCHEME = "bench://"
