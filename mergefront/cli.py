@@ -41,6 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-runner", action="store_true", help="serve the API only; run no jobs here")
     serve.set_defaults(func=_serve)
 
+    space = sub.add_parser("space", help="show the search space a spec defines (its dimension and meaning)")
+    space.add_argument("spec")
+    space.set_defaults(func=_space)
+
     submit = sub.add_parser("submit", help="submit a spec to a server")
     submit.add_argument("spec")
     submit.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", "http://127.0.0.1:8000"))
@@ -135,6 +139,15 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _space(args: argparse.Namespace) -> int:
+    from mergefront.spec import load_spec
+    from service.settings import Settings
+    from service.space import job_space
+
+    print(job_space(load_spec(args.spec), Settings()).describe())
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -155,6 +168,7 @@ def _submit(args: argparse.Namespace) -> int:
     with Client(args.url) as client:
         job = client.submit(args.spec)
         print(f"submitted job {job.id} to {client.url}")
+        print(job.space_description())
         if args.wait:
             info = job.wait()
             print(format_front(job.pareto()))

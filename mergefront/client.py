@@ -11,7 +11,7 @@ import httpx
 import yaml
 
 from mergefront.errors import ConflictError, InvalidSpecError, MergefrontError, NotFoundError
-from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut
+from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut, SpaceOut
 from mergefront.spec import JobSpec
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -85,6 +85,15 @@ class Job:
 
     def info(self) -> JobOut:
         return JobOut.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}"))
+
+    def space(self) -> SpaceOut:
+        """The job's search space (its dimension and the meaning of each coordinate)."""
+        return SpaceOut.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}/space"))
+
+    def space_description(self) -> str:
+        from mergefront.report import format_space
+
+        return format_space([(p.name, p.low, p.high, p.description) for p in self.space().parameters])
 
     def pareto(self) -> ParetoOut:
         return ParetoOut.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}/pareto"))

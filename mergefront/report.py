@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mergefront.schemas import ParetoOut
+
+
+def format_space(rows: Sequence[tuple[str, float, float, str]]) -> str:
+    """A search space as text: its dimension, then one line per coordinate (name, bounds, meaning)."""
+    width = max((len(name) for name, *_ in rows), default=0)
+    lines = [f"search space: {len(rows)} dimensions"]
+    lines += [f"  {name:<{width}}  [{low:g}, {high:g}]  {meaning}" for name, low, high, meaning in rows]
+    return "\n".join(lines)
 
 
 def format_front(front: ParetoOut, max_rows: int = 40) -> str:

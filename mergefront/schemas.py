@@ -124,3 +124,21 @@ class HypervolumeHistory(BaseModel):
     job_id: int
     reference_point: list[float]
     points: list[HypervolumePoint]
+
+
+class ParameterOut(BaseModel):
+    name: str
+    low: float
+    high: float
+    kind: str
+    expert: int | None
+    group: str
+    description: str
+
+
+class SpaceOut(BaseModel):
+    """The searched parameters of a job: its dimension and what each coordinate means."""
+
+    job_id: int
+    dim: int
+    parameters: list[ParameterOut]

@@ -159,8 +159,9 @@ def parse_spec(data: Any) -> JobSpec:
     try:
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
-        # of a union's alternatives (a number or a range), the one that got furthest names the field best
-        best = max(exc.errors(), key=lambda e: len(e["loc"]))
+        # of a union's alternatives (a number or a range), the one whose input had the right type and that got
+        # furthest names the field best
+        best = max(exc.errors(), key=lambda e: (not e["type"].endswith(("_type", "_parsing")), len(e["loc"])))
         loc = [p for p in best["loc"] if not (isinstance(p, str) and (p in _UNION_TAGS or p.startswith("function-")))]
         raise InvalidSpecError(best["msg"], loc) from exc
     check_spec(spec)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from mergefront.granularity import Granularity
 from mergefront.merge_spec import MergeSpec
 from mergefront.methods import PER_EXPERT
+from mergefront.report import format_space
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,7 @@ class SearchSpace:
         return [(float(config[p.name]) - p.low) / (p.high - p.low) for p in self.parameters]
 
     def describe(self) -> str:
-        width = max((len(p.name) for p in self.parameters), default=0)
-        lines = [f"search space: {self.dim} dimensions"]
-        lines += [f"  {p.name:<{width}}  [{p.low:g}, {p.high:g}]  {p.description}" for p in self.parameters]
-        return "\n".join(lines)
+        return format_space([(p.name, p.low, p.high, p.description) for p in self.parameters])
 
 
 def expert_label(ref: str) -> str:
@@ -79,7 +77,7 @@ def build_space(merge: MergeSpec, experts: Sequence[str], tensor_names: Sequence
             raise ValueError(f"{kind}: granularity {rng.granularity.kind} needs the model's tensor names")
         for group in groups:
             suffix = "" if rng.granularity.kind == "model" else f".{group}"
-            where = "whole model" if group == "all" else f"{rng.granularity.kind} {group}"
+            where = _where(rng.granularity, group)
             if kind not in PER_EXPERT:
                 params.append(Parameter(f"{kind}{suffix}", rng.low, rng.high, f"{kind} ({where})", kind, None,
                                         group, rng.granularity))
@@ -88,6 +86,16 @@ def build_space(merge: MergeSpec, experts: Sequence[str], tensor_names: Sequence
                 params.append(Parameter(f"{kind}.{label}{suffix}", rng.low, rng.high, f"{kind} of {ref} ({where})",
                                         kind, i, group, rng.granularity))
     return SearchSpace(tuple(params))
+
+
+def _where(granularity: Granularity, group: str) -> str:
+    if granularity.kind == "model":
+        return "whole model"
+    if granularity.kind == "layers":
+        return "tensors outside the layers" if group == "non_layer" else group.replace("_", " ")
+    if granularity.kind == "component":
+        return f"{group} tensors"
+    return "tensors no filter matches" if group == "rest" else f"tensors matching {group!r}"
 
 
 def _unique_labels(experts: Sequence[str]) -> list[str]:

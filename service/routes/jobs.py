@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut
+from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParameterOut, ParetoOut, SpaceOut
 from mergefront.spec import JobSpec, check_spec
 from service import repository as repo
 from service.deps import SessionDep
 from service.models import EvaluationState
+from service.space import job_space
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -53,3 +54,13 @@ def list_evaluations(job_id: int, session: SessionDep, state: EvaluationState | 
 def get_pareto(job_id: int, session: SessionDep) -> ParetoOut:
     """The latest Pareto front of a job and its hypervolume against the job's reference point."""
     return repo.pareto_out(session=session, job=repo.get_job(session=session, job_id=job_id))
+
+
+@router.get("/{job_id}/space")
+def get_space(job_id: int, session: SessionDep, request: Request) -> SpaceOut:
+    """The job's search space: one entry per searched coordinate, with its meaning."""
+    spec = JobSpec.model_validate(repo.get_job(session=session, job_id=job_id).spec)
+    space = job_space(spec, request.app.state.settings)
+    return SpaceOut(job_id=job_id, dim=space.dim, parameters=[
+        ParameterOut(name=p.name, low=p.low, high=p.high, kind=p.kind, expert=p.expert, group=p.group,
+                     description=p.description) for p in space.parameters])

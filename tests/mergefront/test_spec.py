@@ -73,3 +73,32 @@ def test_light_suite_registry_matches_the_built_suite() -> None:
     from evaluators.suites import digits
 
     assert BUILTIN_SUITES["digits"] == tuple(digits.TASKS)
+
+
+@pytest.mark.parametrize(("merge", "loc", "message"), [
+    ({"method": "task_arithmetic", "density": 0.5}, ("merge", "density"), "not a parameter of task_arithmetic"),
+    ({"method": "ties", "density": {"low": 0.0, "high": 1.0}}, ("merge", "density"), "must lie in"),
+    ({"method": "ties", "weight": {"low": 0, "high": 1, "granularity": "layer"}},
+     ("merge", "weight", "granularity", "kind"), "model"),
+    ({"method": "ties", "weight": {"low": 0, "high": 1, "granularity": {"filters": []}}}, ("merge", "weight"),
+     "at least one"),
+    ({"method": "slerp"}, ("models", "experts"), "at most 1"),
+    ({"method": "model_stock"}, ("merge", "method"), "no parameter to search"),
+    ({"method": "task_arithmetic", "weight": 0.5}, ("merge", "method"), "nothing to search"),
+])
+def test_merge_parameters_are_checked_against_the_method(spec_data: dict, merge: dict, loc: tuple,
+                                                         message: str) -> None:
+    with pytest.raises(InvalidSpecError, match=message) as info:
+        parse_spec(_with(spec_data, "merge", merge))
+    assert info.value.loc == loc
+
+
+def test_merge_parameters_take_mergekit_names_and_shorthands(spec_data: dict) -> None:
+    spec = parse_spec(_with(spec_data, "merge", {
+        "method": "breadcrumbs_ties", "gamma": 0.02, "lambda": {"low": 0.5, "high": 2.0},
+        "weight": {"low": 0, "high": 1, "granularity": {"layers": 4}}, "normalize": False}))
+    assert spec.merge.fixed() == {"gamma": 0.02}
+    assert [name for name, _ in spec.merge.searched()] == ["weight", "density", "lambda"]
+    dumped = spec.merge.model_dump(mode="json")
+    assert dumped["lambda"]["high"] == 2.0 and dumped["weight"]["granularity"]["groups"] == 4
+    assert parse_spec(spec.model_dump(mode="json")) == spec  # what is stored reads back the same
