@@ -84,3 +84,9 @@ def test_merge_keeps_the_checkpoint_dtype() -> None:
     expert = {k: v + 1 for k, v in base.items()}
     merger = ResidentMerger(base, [expert], ["model.embed_tokens.weight"])
     assert merger.base.dtype == torch.bfloat16
+
+
+def test_hub_reference_without_network_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InvalidSpecError, match="cannot fetch hf://org/model"):
+        resolve("hf://org/model@main", cache_dir=tmp_path)
