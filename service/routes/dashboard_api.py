@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
 from mergefront.errors import InvalidSpecError
-from mergefront.schemas import EvaluationOut, EvaluationRow, EvaluationTable, FrontPoints, HypervolumeHistory
+from mergefront.schemas import EvaluationRow, EvaluationTable, FrontPoints, HypervolumeHistory
 from service import repository as repo
 from service.deps import SessionDep
 from service.models import EvaluationState
@@ -56,7 +56,7 @@ def evaluation_table(job_id: int, session: SessionDep, sort: str = "number", des
 
 @router.get("/jobs/{job_id}/points")
 def front_points(job_id: int, session: SessionDep,
-                 max_dominated: Annotated[int, Query(ge=0, le=20000)] = 2000) -> FrontPoints:
+                 max_dominated: Annotated[int, Query(ge=0, le=20000)] = 1000) -> FrontPoints:
     """Completed evaluations as plot columns: the whole front, dominated points thinned to `max_dominated`."""
     job = repo.get_job(session=session, job_id=job_id)
     return repo.front_points(session=session, job=job, max_dominated=max_dominated)
@@ -69,8 +69,3 @@ def hypervolume_history(job_id: int, session: SessionDep,
     job = repo.get_job(session=session, job_id=job_id)
     return repo.hypervolume_history(session=session, job=job, max_points=max_points)
 
-
-@router.get("/evaluations/{evaluation_id}")
-def get_evaluation(evaluation_id: int, session: SessionDep) -> EvaluationOut:
-    """One evaluation: its configuration, metrics, timings and error."""
-    return EvaluationOut.model_validate(repo.get_evaluation(session=session, evaluation_id=evaluation_id))

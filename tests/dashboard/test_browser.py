@@ -93,9 +93,10 @@ def test_many_objectives_show_a_scatter_matrix_and_parallel_coordinates_and_the_
     front = browser.execute_script("const d = document.getElementById('front').data[0];"
                                    "return [d.type, d.dimensions.length, d.dimensions[0].values.length]")
     assert front == ["splom", 4, len(points["ids"])]
+    _wait(browser, "return document.getElementById('parcoords').dataset.drawn === '600'")
     pc = browser.execute_script("const d = document.getElementById('parcoords').data[0];"
-                                "return [d.type, d.dimensions[3].values.length]")
-    assert pc == ["parcoords", len(points["ids"])]
+                                "return [d.type, d.dimensions.length, d.dimensions[3].values.length]")
+    assert pc == ["parcoords", 4, min(points["n_front"], 600)]
     assert browser.find_element(By.ID, "parcoords").is_displayed()
     assert browser.find_elements(By.CSS_SELECTOR, "#parcoords canvas")
 

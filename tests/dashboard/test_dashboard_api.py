@@ -81,7 +81,8 @@ def test_hypervolume_history_is_bucketed_and_ends_at_the_jobs_hypervolume(client
 def test_pages_and_plotly_are_served_locally(client: TestClient, job_id: int) -> None:
     assert 'src="/static/jobs.js"' in client.get("/").text
     page = client.get(f"/jobs/{job_id}").text
-    assert 'src="/vendor/plotly.min.js"' in page and "http" not in page.split("<body>")[1]
+    assert 'src="/static/job_plots.js"' in page and "http" not in page.split("<body>")[1]
+    assert '"/vendor/plotly.min.js"' in client.get("/static/job_plots.js").text
     js = client.get("/vendor/plotly.min.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert "plotly" in js.text[:2000].lower() and len(js.content) > 1_000_000

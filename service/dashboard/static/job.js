@@ -37,14 +37,20 @@
     summary(job);
     const key = `${job.state}:${job.n_completed}:${job.n_failed}`;
     if (key !== seen) {
+      // all requests at once; then the cheap table first, the plots after it
+      const table = MF.table.load();
       const [points, history] = await Promise.all([
         MF.getJson(`/v1/jobs/${jobId}/points`), MF.getJson(`/v1/jobs/${jobId}/hypervolume`)]);
-      await Promise.all([MF.plots.front(points), MF.plots.hypervolume(history), MF.table.load()]);
+      await table;
+      await MF.plots.front(points);
+      await MF.plots.hypervolume(history);
+      setTimeout(MF.guard(() => MF.plots.parcoords(points)), 20);
       seen = key;
     }
     showError("");
     document.body.dataset.jobState = job.state;
     document.body.dataset.loaded = key;
+    if (!document.body.dataset.openedMs) document.body.dataset.openedMs = performance.now().toFixed(0);
     return job;
   }
 

@@ -3,6 +3,13 @@
 "use strict";
 
 MF.plots = (function () {
+  // plotly.js (about 5 MB, served from the local `plotly` package) loads while the page fetches its data
+  const ready = new Promise((resolve, reject) => {
+    const script = MF.el("script", { src: "/vendor/plotly.min.js", async: true });
+    script.onload = () => resolve(window.Plotly);
+    script.onerror = () => reject(new Error("could not load /vendor/plotly.min.js"));
+    document.head.append(script);
+  });
   const FRONT = "#d62728";
   const DOMINATED = "#7f8c9a";
   const CONFIG = { responsive: true, displaylogo: false };
@@ -62,23 +69,36 @@ MF.plots = (function () {
     return Plotly.react(gd, data, layout, CONFIG);
   }
 
-  function parcoords(gd, points) {
+  // Parallel coordinates of the front only (dominated lines would hide it), evenly thinned to MAX_LINES.
+  const MAX_LINES = 600;
+
+  // WebGL, and slow to start where WebGL is emulated: job.js draws it after the rest of the page.
+  async function parcoords(points) {
+    if (points.objectives.length < 3) return;
+    await ready;
+    const gd = document.getElementById("parcoords");
+    const { front } = split(points);
+    const stride = Math.max(1, Math.ceil(front.length / MAX_LINES));
+    const lines = front.filter((_, j) => j % stride === 0);
     const data = [{
-      type: "parcoords",
-      line: { color: points.on_front.map((f) => (f ? 1 : 0)), cmin: 0, cmax: 1,
-        colorscale: [[0, "rgba(127,140,154,0.25)"], [1, FRONT]] },
-      dimensions: points.objectives.map((key, k) => ({ label: short(key), values: points.values[k] })),
+      type: "parcoords", line: { color: FRONT },
+      dimensions: points.objectives.map((key, k) => ({ label: short(key), values: pick(points, lines, k) })),
     }];
-    return Plotly.react(gd, data, { margin: { t: 40, r: 40, b: 20, l: 40 }, uirevision: "pc" }, CONFIG);
+    gd.dataset.lines = String(lines.length);
+    document.getElementById("parcoords-caption").textContent = `Parallel coordinates of the front: ${lines.length}`
+      + (lines.length < front.length ? ` of its ${front.length} members (evenly thinned)` : " members");
+    await Plotly.react(gd, data, { margin: { t: 40, r: 40, b: 20, l: 40 }, uirevision: "pc" }, CONFIG);
+    gd.dataset.drawn = String(points.n_completed);
+    if (!gd.dataset.drawnMs) gd.dataset.drawnMs = performance.now().toFixed(0);
   }
 
   async function front(points) {
+    await ready;
     const gd = document.getElementById("front");
-    const pc = document.getElementById("parcoords");
     const m = points.objectives.length;
+    document.getElementById("parcoords").hidden = m < 3;
+    document.getElementById("parcoords-caption").hidden = m < 3;
     if (m >= 3) await splom(gd, points); else if (m === 2) await scatter2d(gd, points); else await scatter1d(gd, points);
-    pc.hidden = m < 3;
-    if (m >= 3) await parcoords(pc, points);
     if (!gd.dataset.clickBound) {
       gd.on("plotly_click", (event) => { const p = event.points && event.points[0]; if (p) MF.onPick(p.customdata); });
       gd.dataset.clickBound = "1";
@@ -90,7 +110,8 @@ MF.plots = (function () {
     gd.dataset.points = String(shown);
   }
 
-  function hypervolume(history) {
+  async function hypervolume(history) {
+    await ready;
     const gd = document.getElementById("hv");
     const data = [{ type: "scatter", mode: "lines+markers", line: { shape: "hv", color: "#1f77b4" },
       marker: { size: 4 }, x: history.points.map((p) => p.n_completed), y: history.points.map((p) => p.hypervolume),
@@ -100,5 +121,5 @@ MF.plots = (function () {
     return Plotly.react(gd, data, layout, CONFIG);
   }
 
-  return { front, hypervolume };
+  return { front, parcoords, hypervolume };
 })();
