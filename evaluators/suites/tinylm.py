@@ -239,7 +239,7 @@ def format_table(table: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
             lost = key.startswith("merge") and value < expert["accuracy"] - LOSS_MARGIN
             cells.append(f"{value:>11.3f}{'*' if lost else ' '}")
         losses = "".join(f"{table[key][task]['loss']:>11.3f} " for key, _ in columns)
-        lines.append(f"{task:<10}{''.join(cells)}   |{losses}")
+        lines.append(f"{task:<10}{''.join(cells)}   |{losses}".rstrip())
     lines.append(f"* merge accuracy is more than {LOSS_MARGIN * 100:.0f} points below the task's expert")
     return "\n".join(lines)
 
@@ -358,14 +358,14 @@ class TinyLMSuite:
         self.path = Path(path)
         self.manifest: dict[str, Any] = json.loads((self.path / MANIFEST).read_text())
 
-    def model_dir(self, name: str) -> Path:
+    def model_path(self, name: str) -> Path:
         """The Hugging Face directory of ``"base"`` or of the expert of task `name`."""
         if name != "base" and name not in self.manifest["tasks"]:
             raise ValueError(f"no model {name!r} in suite {self.path}; expected 'base' or one of {list(TASKS)}")
         return self.path / (self.manifest["base"] if name == "base" else self.manifest["tasks"][name]["dir"])
 
     def load_model(self, name: str) -> dict[str, torch.Tensor]:
-        return load_file(str(self.model_dir(name) / WEIGHTS_FILE))
+        return load_file(str(self.model_path(name) / WEIGHTS_FILE))
 
     def merged_keys(self, base: Mapping[str, torch.Tensor]) -> list[str]:
         return list(base)

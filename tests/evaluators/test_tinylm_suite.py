@@ -59,7 +59,7 @@ def test_models_are_hugging_face_directories_that_load_offline(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     prompt = load_held_out(suite.path / "data.safetensors", ["add"], "validation")["add"].prompt[0]
     for name in ("base", *TASKS):
-        directory = suite.model_dir(name)
+        directory = suite.model_path(name)
         model = AutoModelForCausalLM.from_pretrained(directory)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         assert model.config.model_type == "llama"
@@ -118,7 +118,7 @@ def test_evaluator_metrics_agree_with_the_manifest(suite: TinyLMSuite) -> None:
 @pytest.mark.parametrize("task", ["reverse", "add"])
 def test_evaluator_scores_an_expert_as_transformers_does(suite: TinyLMSuite, task: str) -> None:
     examples = load_held_out(suite.path / "data.safetensors", [task], "test")[task]
-    model = AutoModelForCausalLM.from_pretrained(suite.model_dir(task)).eval()
+    model = AutoModelForCausalLM.from_pretrained(suite.model_path(task)).eval()
     n_answer = examples.answer.shape[1]
     with torch.no_grad():
         generated = model.generate(
