@@ -12,11 +12,11 @@ BUILTIN_SUITES: dict[str, tuple[str, ...]] = {
 }
 
 #: suite name -> {metric its evaluators report: the metric's worst value, the default reference point}.
-#: tinylm's loss is the answer tokens' cross-entropy; 3.0 rounds up ln(20) = 2.996, the loss of a uniform guess
-#: over its 20-token vocabulary, so only merges better than guessing count towards the hypervolume.
+#: tinylm's loss is the answer tokens' cross-entropy, unbounded: 8.0 is well above ln(20) = 3.0 (a uniform guess
+#: over its vocabulary) and above what one-expert and TIES merges score on the other tasks (up to about 5).
 SUITE_METRICS: dict[str, dict[str, float]] = {
     "digits": {"accuracy": 0.0},
-    "tinylm": {"accuracy": 0.0, "loss": 3.0},
+    "tinylm": {"accuracy": 0.0, "loss": 8.0},
 }
 
 BENCH_SCHEME = "bench://"
