@@ -1,0 +1,261 @@
+"""Merge speed: our resident merge engine per candidate, against memory-copy bandwidth and against mergekit.
+
+Builds (once, cached in benchmarks/.cache/) a synthetic Llama-shaped base of 134M parameters and 4 experts as
+HF-style checkpoints, measures this machine's memory-copy bandwidth in the same run, then per method:
+  - ours: `ResidentMerger.merge` per candidate, weights already resident (the first merge, which also sorts or
+    ranks magnitudes once, is reported apart); bytes a merge must move / time, and that as % of memcpy;
+  - mergekit (in its own environment, benchmarks/.venv-mergekit): the same merge of the same checkpoints with
+    the same configuration, per candidate; its time in `run_merge` and its wall time with process start;
+  - for deterministic methods, the largest absolute difference between our merged tensors and mergekit's.
+Writes benchmarks/results/merge_throughput.json.
+
+    .venv/bin/python benchmarks/merge_throughput.py [--quick] [--setup] [--methods ties,slerp] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from merge_candidates import CANDIDATES, Candidate  # noqa: E402
+from synthetic_llama import FULL, QUICK, ensure_checkpoints, model_names  # noqa: E402
+
+from evaluators.merge import ResidentMerger  # noqa: E402
+
+CACHE = HERE / ".cache"
+VENV = HERE / ".venv-mergekit"
+SETUP = f'python3 -m venv {VENV} && {VENV}/bin/pip install "torch==2.13.0" mergekit'
+GB = 1e9
+
+
+@dataclass
+class Row:
+    method: str
+    experts: int
+    ours_s: float  # best of the repeats, per candidate
+    ours_median_s: float
+    ours_first_s: float  # first merge, with the one-time sort / rank of magnitudes
+    bytes_per_merge: int
+    gbps: float
+    pct_memcpy: float
+    resident_bytes_per_expert: int
+    peak_extra_bytes: int | None  # resident-set growth during merges (temporaries), when the kernel reports it
+    mergekit_s: float | None = None  # in run_merge (read, merge, write), process start excluded
+    mergekit_wall_s: float | None = None  # the whole `python mergekit_merge.py` process
+    speedup: float | None = None  # mergekit_s / ours_s
+    max_abs_diff: float | None = None  # deterministic methods only
+    bytes_formula: str = ""
+
+
+def ensure_mergekit_env() -> Path:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        print(f"creating mergekit's environment: {SETUP}", flush=True)
+        subprocess.run(SETUP, shell=True, check=True)
+    return python
+
+
+def memcpy_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 10) -> float:
+    """Best-of `repeats` torch copy_ of a `nbytes` buffer: (bytes read + bytes written) / time, in GB/s."""
+    src = torch.rand(nbytes // 4)
+    dst = torch.empty_like(src)
+    best = _best_time(lambda: dst.copy_(src), repeats)
+    return 2 * nbytes / best / GB
+
+
+def _best_time(fn: object, repeats: int) -> float:
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
+def load_merger(folder: Path, n_experts: int) -> tuple[ResidentMerger, float, float]:
+    """A resident merger of the base and `n_experts` experts; seconds to read the files and to lay them out."""
+    start = time.perf_counter()
+    models = [load_file(str(folder / name / "model.safetensors")) for name in model_names(n_experts)]
+    loaded = time.perf_counter()
+    merger = ResidentMerger(models[0], models[1:], list(models[0]), device="cpu")
+    return merger, loaded - start, time.perf_counter() - loaded
+
+
+def _peak_rss_reset() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def time_ours(merger: ResidentMerger, cand: Candidate, repeats: int) -> tuple[float, list[float], int | None]:
+    """Seconds of the first merge, of each later one, and the resident-set growth during the later ones."""
+    start = time.perf_counter()
+    merger.merge(cand.ours(seed=0))
+    first = time.perf_counter() - start
+    can_peak = _peak_rss_reset()
+    before = _rss("VmRSS")
+    times = []
+    for r in range(repeats):
+        start = time.perf_counter()
+        merger.merge(cand.ours(seed=r))
+        times.append(time.perf_counter() - start)
+    merger.merge(cand.ours(seed=0))  # leave the seed-0 merge in the buffer
+    return first, times, (_rss("VmHWM") - before) if can_peak else None
+
+
+def resident_per_expert(merger: ResidentMerger, cand: Candidate) -> int:
+    """Bytes kept per expert for this method: its task vector, plus sorted magnitudes or int32 ranks."""
+    per = merger.task_vectors[0].nbytes
+    if cand.method in ("ties", "breadcrumbs", "breadcrumbs_ties"):
+        per += sum(d.ranked.nbytes for d in merger._data if d.ranked is not None) // merger.n_experts
+    if cand.method.startswith("della"):
+        per += sum(d.ranks.nbytes for d in merger._data if d.ranks is not None) // merger.n_experts
+    return per
+
+
+def run_mergekit(python: Path, cand: Candidate, folder: Path) -> tuple[float, float, Path]:
+    """mergekit's seconds in run_merge and for the whole process, and its output folder."""
+    work = CACHE / "mergekit" / folder.name / cand.method
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "config.yml"
+    config.write_text(yaml.safe_dump(cand.mergekit_yaml(folder), sort_keys=False))
+    out = work / "out"
+    start = time.perf_counter()
+    proc = subprocess.run([str(python), str(HERE / "mergekit_merge.py"), str(config), str(out)],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"mergekit failed on {cand.method}:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return float(result["merge_s"]), wall, out
+
+
+def max_abs_diff(ours: dict[str, torch.Tensor], out: Path) -> float:
+    theirs: dict[str, torch.Tensor] = {}
+    for shard in sorted(out.glob("*.safetensors")):
+        theirs.update(load_file(str(shard)))
+    missing = set(ours) - set(theirs)
+    if missing:
+        raise RuntimeError(f"mergekit's output lacks {sorted(missing)[:3]}")
+    return max(float((ours[k] - theirs[k].to(ours[k].dtype)).abs().max()) for k in ours)
+
+
+def bench_method(merger: ResidentMerger, cand: Candidate, args: argparse.Namespace, memcpy: float,
+                 mergekit: tuple[Path, Path] | None) -> Row:
+    first, times, peak = time_ours(merger, cand, args.repeats)
+    n = int(merger.base.numel())
+    best = min(times)
+    moved = cand.bytes_moved(n)
+    row = Row(cand.method, cand.n_experts, best, statistics.median(times), first, moved, moved / best / GB,
+              100 * moved / best / GB / memcpy, resident_per_expert(merger, cand), peak,
+              bytes_formula=cand.bytes_formula)
+    if mergekit is not None:
+        python, folder = mergekit
+        row.mergekit_s, row.mergekit_wall_s, out = run_mergekit(python, cand, folder)
+        row.speedup = row.mergekit_s / best
+        if cand.deterministic:
+            row.max_abs_diff = max_abs_diff(merger.tensors(), out)
+    return row
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[Row], memcpy: float) -> None:
+    print(f"\nmemcpy bandwidth (torch copy_, read + write, best of several): {memcpy:.2f} GB/s")
+    head = (f"{'method':<17}{'ours s/merge':>13}{'GB/s':>8}{'% memcpy':>10}{'first s':>9}{'MiB/expert':>11}"
+            f"{'mergekit s':>11}{'(+start)':>9}{'speed-up':>10}{'max|diff|':>11}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        diff = _fmt(r.max_abs_diff, ".1e") if r.max_abs_diff is not None else ("random" if r.mergekit_s else "-")
+        print(f"{r.method:<17}{r.ours_s:>13.4f}{r.gbps:>8.2f}{r.pct_memcpy:>9.1f}%{r.ours_first_s:>9.3f}"
+              f"{r.resident_bytes_per_expert / 2**20:>11.0f}{_fmt(r.mergekit_s, '.2f'):>11}"
+              f"{_fmt(r.mergekit_wall_s, '.2f'):>9}{_fmt(r.speedup, '.0f') + 'x':>10}{diff:>11}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 3M-parameter model, for iteration only")
+    parser.add_argument("--setup", action="store_true", help="create mergekit's environment, then exit")
+    parser.add_argument("--no-mergekit", action="store_true", help="time our engine only")
+    parser.add_argument("--methods", default=",".join(CANDIDATES), help="comma-separated method names")
+    parser.add_argument("--repeats", type=int, default=5, help="timed merges per method (best is reported)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/, full run only)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.setup:
+        ensure_mergekit_env()
+        return
+    python = None if args.no_mergekit else ensure_mergekit_env()
+    shape = QUICK if args.quick else FULL
+    folder = ensure_checkpoints(shape, CACHE, n_experts=4)
+    memcpy = memcpy_bandwidth()
+    print(f"model: {shape.n_params() / 1e6:.1f}M parameters ({folder}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; memcpy {memcpy:.2f} GB/s", flush=True)
+    rows, setup = run_all(args, folder, memcpy, python)
+    memcpy = max(memcpy, memcpy_bandwidth())  # measured again at the end: the better figure is the denominator
+    for r in rows:
+        r.pct_memcpy = 100 * r.gbps / memcpy
+    print_table(rows, memcpy)
+    out = args.out or (None if args.quick else HERE / "results" / "merge_throughput.json")
+    if out is not None:
+        write_json(out, shape.n_params(), memcpy, setup, rows)
+
+
+def run_all(args: argparse.Namespace, folder: Path, memcpy: float,
+            python: Path | None) -> tuple[list[Row], dict[str, float]]:
+    methods = [m for m in args.methods.split(",") if m]
+    setup: dict[str, float] = {}
+    rows: list[Row] = []
+    for k in sorted({CANDIDATES[m].n_experts for m in methods}, reverse=True):
+        merger, read_s, layout_s = load_merger(folder, k)
+        setup[f"read_{k}_experts_s"], setup[f"layout_{k}_experts_s"] = read_s, layout_s
+        for m in (m for m in methods if CANDIDATES[m].n_experts == k):
+            row = bench_method(merger, CANDIDATES[m], args, memcpy, (python, folder) if python else None)
+            rows.append(row)
+            print(f"  {m}: ours {row.ours_s:.4f} s ({row.gbps:.2f} GB/s), first {row.ours_first_s:.3f} s, "
+                  f"mergekit {_fmt(row.mergekit_s, '.2f')} s, max|diff| {_fmt(row.max_abs_diff, '.1e')}", flush=True)
+        del merger
+    return rows, setup
+
+
+def write_json(path: Path, n_params: int, memcpy: float, setup: dict[str, float], rows: list[Row]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"parameters": n_params, "memcpy_gbps": memcpy, "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+           "one_time_setup_s": setup, "rows": [asdict(r) for r in rows]}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
