@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from mergefront.errors import InvalidSpecError
 from mergefront.merge_spec import MergeSpec
 from mergefront.methods import METHODS
-from mergefront.suites import BUILTIN_SUITES, parse_bench_ref
+from mergefront.suites import BUILTIN_SUITES, SUITE_METRICS, parse_bench_ref
 
 OptimizerName = Literal["random", "nsga2", "qnehvi", "map", "saea"]
 
@@ -40,7 +40,7 @@ class ModelsSpec(_Strict):
 
 class ObjectiveSpec(_Strict):
     task: str = Field(min_length=1)
-    metric: Literal["accuracy"] = "accuracy"
+    metric: Literal["accuracy", "loss"] = "accuracy"
     split: Literal["validation", "test"] = "validation"
     name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
 
@@ -51,7 +51,8 @@ class ObjectiveSpec(_Strict):
 
     @property
     def maximize(self) -> bool:
-        return True
+        """Accuracies are maximised, losses minimised."""
+        return self.metric != "loss"
 
 
 class OptimizerSpec(_Strict):
@@ -104,8 +105,9 @@ class JobSpec(_Strict):
         return [o.maximize for o in self.objectives]
 
     def default_reference_point(self) -> list[float]:
-        """The worst value each objective can take (0 for accuracies)."""
-        return [0.0 for _ in self.objectives]
+        """The worst value each objective can take (0 for accuracies; the suite says for losses)."""
+        suite, _ = parse_bench_ref(self.models.base)
+        return [SUITE_METRICS[suite][o.metric] for o in self.objectives]
 
 
 def check_spec(spec: JobSpec) -> None:
@@ -116,6 +118,9 @@ def check_spec(spec: JobSpec) -> None:
         if obj.task not in tasks:
             raise InvalidSpecError(f"{obj.task!r} is not a task of suite {suite!r}; known: {list(tasks)}",
                                    ("objectives", i, "task"))
+        if obj.metric not in SUITE_METRICS[suite]:
+            raise InvalidSpecError(f"suite {suite!r} reports {list(SUITE_METRICS[suite])}, not {obj.metric!r}",
+                                   ("objectives", i, "metric"))
     keys = spec.objective_keys
     for i, key in enumerate(keys):
         if keys.index(key) != i:

@@ -1,6 +1,6 @@
 """bench://tinylm: real Hugging Face checkpoints, deterministic, experts that conflict, honest evaluators.
 
-The module builds one suite with shorter training than the default (`QUICK`, same code) to keep the tests fast.
+The suite is built once per test session (the `cache_dir` fixture), as jobs build it; the end-to-end tests share it.
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ from evaluators.suites.tinylm_data import held_out, load_held_out
 from evaluators.suites.tinylm_tasks import IGNORE, PAD, VOCAB, to_text
 from mergefront.suites import BUILTIN_SUITES, SUITE_METRICS
 
-QUICK = Training(base_steps=250, expert_steps=250)
 TINY = Training(base_steps=3, expert_steps=3, batch_size=8)
 MARGIN = 0.02
 
 
 @pytest.fixture(scope="module")
-def suite_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tinylm") / "suite"
-    build(path, seed=0, verbose=False, training=QUICK)
-    return path
+def suite_path(cache_dir: Path) -> Path:
+    """The suite as jobs build it, shared with the end-to-end tests through the session's cache."""
+    return ensure_built(cache_dir, seed=0, verbose=False)
 
 
 @pytest.fixture(scope="module")
