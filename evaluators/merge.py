@@ -94,9 +94,10 @@ class ResidentMerger:
             raise ValueError(f"unknown merge method {config.method!r}; known: {METHOD_NAMES}")
         self._check(config)
         self._prepare(config.method)
+        rows: dict[tuple[float, ...], torch.Tensor] = {}  # one tensor per distinct value row in this merge
         for j, (seg, data) in enumerate(zip(self.segments, self._data, strict=True)):
             data.seed = config.seed * 1_000_003 + j
-            method(data, self._segment_params(config, j), self.out[seg.offset:seg.offset + seg.numel])
+            method(data, self._segment_params(config, j, rows), self.out[seg.offset:seg.offset + seg.numel])
         return self.tensors()
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -123,17 +124,20 @@ class ResidentMerger:
                                .expand_as(order).contiguous())
                 data.ranks = ranks
 
-    def _segment_params(self, config: MergeConfig, j: int) -> SegmentParams:
-        values = {name: self._value(config, name, j) for name in (*PER_EXPERT, "lambda", "t")}
-        for name in ("density",):
-            bad = values[name][(values[name] <= 0) | (values[name] > 1)]
-            if bad.numel():
-                raise ValueError(f"density {float(bad[0])} is outside (0, 1]")
+    def _segment_params(self, config: MergeConfig, j: int,
+                        rows: dict[tuple[float, ...], torch.Tensor]) -> SegmentParams:
+        raw = {name: self._value(config, name, j) for name in (*PER_EXPERT, "lambda", "t")}
+        bad = [d for d in raw["density"] if not 0 < d <= 1]
+        if bad:
+            raise ValueError(f"density {bad[0]} is outside (0, 1]")
+        for row in raw.values():
+            if row not in rows:
+                rows[row] = torch.tensor(row, dtype=self.base.dtype, device=self.device)
         normalize = METHODS[config.method].normalize if config.normalize is None else config.normalize
-        return SegmentParams(values["weight"], values["density"], values["gamma"], values["epsilon"],
-                             float(values["lambda"][0]), float(values["t"][0]), normalize)
+        return SegmentParams(rows[raw["weight"]], rows[raw["density"]], rows[raw["gamma"]], rows[raw["epsilon"]],
+                             raw["lambda"][0], raw["t"][0], normalize)
 
-    def _value(self, config: MergeConfig, name: str, j: int) -> torch.Tensor:
+    def _value(self, config: MergeConfig, name: str, j: int) -> tuple[float, ...]:
         k = self.n_experts if name in PER_EXPERT else 1
         given: float | tuple[float, ...] | GroupedValues | None = config.params.get(name)
         if given is None:
@@ -145,7 +149,7 @@ class ResidentMerger:
         row = (float(given),) * k if isinstance(given, int | float) else tuple(given)
         if len(row) != k:
             raise ValueError(f"{name} has {len(row)} values for tensor {self.keys[j]!r}, expected {k}")
-        return torch.tensor(row, dtype=self.base.dtype, device=self.device)
+        return tuple(float(v) for v in row)
 
     def _group(self, granularity: Granularity, j: int) -> str:
         if granularity not in self._groups:

@@ -57,6 +57,22 @@ class MergeMethod(Protocol):
         ...
 
 
+# Columns per fused step: base, output and k task-vector rows of this many numbers stay in a core's L2 cache,
+# so `addmv` copies the base into the output and accumulates into it without a second trip to memory, and
+# each call is small enough to run on one thread (no thread hand-off per call; the cores share the tensors).
+CHUNK = 1 << 15
+
+
+def weighted_sum_into(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, out: torch.Tensor,
+                      beta: float = 1.0) -> None:
+    """`out = beta * base + w @ tau` (`n`), in L2-sized column chunks: reads base and `tau` once, writes `out` once."""
+    w = w.to(tau.dtype)
+    tau_t = tau.T  # n x k, column-major: addmv streams it
+    for start in range(0, base.numel(), CHUNK):
+        end = start + CHUNK
+        torch.addmv(base[start:end], tau_t[start:end], w, beta=beta, out=out[start:end])
+
+
 def count(fraction: torch.Tensor, n: int) -> torch.Tensor:
     """How many of `n` entries a fraction keeps, rounded up (`k`)."""
     return torch.ceil(fraction.double() * n).long().clamp(0, n)

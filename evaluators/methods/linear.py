@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from evaluators.methods.base import SegmentData, SegmentParams
+from evaluators.methods.base import SegmentData, SegmentParams, weighted_sum_into
 
 
 def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
@@ -12,6 +12,6 @@ def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
     total = float(params.weight.sum())
     if params.normalize:
         scale = total if abs(total) >= 1e-8 else 1.0
-        torch.addmv(data.base, data.tau.T, (params.weight / scale).to(data.tau.dtype), out=out)
+        weighted_sum_into(data.base, data.tau, params.weight / scale, out)
     else:
-        torch.addmv(data.base, data.tau.T, params.weight.to(data.tau.dtype), beta=total, out=out)
+        weighted_sum_into(data.base, data.tau, params.weight, out, beta=total)

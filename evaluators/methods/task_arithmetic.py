@@ -1,10 +1,10 @@
-"""Task arithmetic: base + lambda * sum_i w_i tau_i, one fused matrix-vector product."""
+"""Task arithmetic: base + lambda * sum_i w_i tau_i, fused matrix-vector products over cache-sized chunks."""
 
 from __future__ import annotations
 
 import torch
 
-from evaluators.methods.base import SegmentData, SegmentParams
+from evaluators.methods.base import SegmentData, SegmentParams, weighted_sum_into
 
 
 def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
@@ -12,4 +12,4 @@ def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
     if params.normalize:
         norm = float(params.weight.sum())
         w = w / (norm if abs(norm) >= 1e-8 else 1.0)
-    torch.addmv(data.base, data.tau.T, w.to(data.tau.dtype), out=out)
+    weighted_sum_into(data.base, data.tau, w, out)
