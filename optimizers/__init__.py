@@ -4,32 +4,58 @@ from __future__ import annotations
 
 from mergefront.spec import JobSpec
 from optimizers.base import Observation, Optimizer, Point
+from optimizers.map import MAPOptimizer, SurrogateReport
 from optimizers.nsga2 import NSGA2Optimizer
 from optimizers.pareto import hypervolume, nondominated_mask
+from optimizers.qnehvi import AcquisitionSettings, QNEHVIOptimizer
 from optimizers.random_search import SobolSearch
+from optimizers.saea import SAEAOptimizer
 from optimizers.space import Parameter, SearchSpace, build_space
 
 __all__ = [
+    "AcquisitionSettings",
+    "MAPOptimizer",
     "NSGA2Optimizer",
     "Observation",
     "Optimizer",
     "Parameter",
     "Point",
+    "QNEHVIOptimizer",
+    "SAEAOptimizer",
     "SearchSpace",
     "SobolSearch",
+    "SurrogateReport",
     "build_space",
     "hypervolume",
     "make_optimizer",
     "nondominated_mask",
 ]
 
+ACCURACY_BOUNDS = (-1.0, 0.0)  # an accuracy in minimisation form
+
 
 def make_optimizer(spec: JobSpec, space: SearchSpace) -> Optimizer:
-    """The optimizer a job spec names, over its search space."""
+    """The optimizer a job spec names, over its search space.
+
+    Model-based optimizers minimise, so the spec's reference point (given for maximised accuracies) is negated.
+    """
     opt = spec.optimizer
     m = len(spec.objectives)
     if opt.name == "random":
         return SobolSearch(space, m, opt.seed)
     if opt.name == "nsga2":
         return NSGA2Optimizer(space, m, opt.seed, population_size=opt.population_size)
+    if opt.name == "saea":
+        return SAEAOptimizer(space, m, opt.seed, population_size=opt.population_size,
+                             screening_factor=opt.screening_factor or 8)
+    if opt.name == "map":
+        bounds = [ACCURACY_BOUNDS if o.metric == "accuracy" else None for o in spec.objectives]
+        return MAPOptimizer(space, m, opt.seed, value_bounds=bounds, initial_points=opt.initial_points,
+                            bayesian=opt.bayesian)
+    if opt.name == "qnehvi":
+        ref = None
+        if opt.reference_point is not None:
+            ref = [-v if o.maximize else v for v, o in zip(opt.reference_point, spec.objectives, strict=True)]
+        return QNEHVIOptimizer(space, m, opt.seed, ref_point=ref, initial_points=opt.initial_points,
+                               weak_to_strong=opt.weak_to_strong, uncertainty_screening=opt.uncertainty_screening)
     raise ValueError(f"unknown optimizer {opt.name!r}")

@@ -1,0 +1,109 @@
+"""The BoTorch half of qLogNEHVI (imported lazily, so the API process never loads BoTorch).
+
+Everything here is in BoTorch's maximisation form.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.utils import get_default_partitioning_alpha
+from botorch.models import ModelListGP
+from botorch.exceptions.errors import ModelFittingError
+from botorch.optim import optimize_acqf
+from botorch.sampling.normal import SobolQMCNormalSampler
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+
+from surrogates.gp import DTYPE, fit_gp_list, seeded_torch
+
+if TYPE_CHECKING:
+    from optimizers.qnehvi import AcquisitionSettings
+
+DE_WEIGHT = 0.5  # F of the differential-evolution mutant a + F (b - c)
+DE_CROSSOVER = 0.5  # probability that a coordinate of the trial comes from the mutant
+
+
+def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pending: np.ndarray, n: int,
+            seed: int, settings: AcquisitionSettings, *, weak_to_strong: bool = False,
+            uncertainty_screening: bool = False) -> np.ndarray:
+    """Maximise qLogNEHVI for `n` candidates.
+
+    Args:
+        train_X: `k x d` completed points in the unit cube.
+        train_Y: `k x m` their values, maximised.
+        ref_point: `m`, maximised.
+        pending: `p x d` points in flight (passed to the acquisition as `X_pending`).
+        n: how many candidates.
+        seed: seeds the GP fit, the quasi-Monte-Carlo sampler and the optimiser's starts.
+
+    Returns:
+        `n x d` candidates.
+    """
+    X = torch.as_tensor(train_X, dtype=DTYPE)
+    Y = torch.as_tensor(train_Y, dtype=DTYPE)
+    try:
+        model = fit_gp_list(X, Y, seed)
+    except ModelFittingError as exc:
+        raise RuntimeError(f"GP fit failed on {tuple(X.shape)} points: {exc}") from exc
+    with seeded_torch(seed + 1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numerical warnings of the optimiser; the best candidate is kept
+        acq = _acquisition(model, X, Y.shape[1], ref_point, pending, seed, settings)
+        q = 2 * n if uncertainty_screening else n
+        bounds = torch.stack([torch.zeros(X.shape[1], dtype=DTYPE), torch.ones(X.shape[1], dtype=DTYPE)])
+        cands, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=settings.num_restarts,
+                                 raw_samples=settings.raw_samples, sequential=True,
+                                 options={"batch_limit": 8, "maxiter": settings.maxiter})
+        cands = cands.detach()  # q x d
+        if weak_to_strong:
+            cands = _weak_to_strong(acq, cands, X, Y, np.random.default_rng(seed))
+        if uncertainty_screening:
+            cands = _most_uncertain(model, cands, n)
+    return cands.numpy()
+
+
+def _acquisition(model: ModelListGP, X: torch.Tensor, m: int, ref_point: np.ndarray, pending: np.ndarray,
+                 seed: int, settings: AcquisitionSettings) -> qLogNoisyExpectedHypervolumeImprovement:
+    X_pending = torch.as_tensor(pending, dtype=DTYPE) if pending.shape[0] else None
+    return qLogNoisyExpectedHypervolumeImprovement(
+        model=model, ref_point=[float(v) for v in ref_point], X_baseline=X,
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([settings.mc_samples]), seed=seed),
+        X_pending=X_pending, prune_baseline=True, alpha=get_default_partitioning_alpha(m),
+    )
+
+
+def _strongest(X: torch.Tensor, Y: torch.Tensor, k: int) -> torch.Tensor:
+    """The `k` best evaluated points (`k x d`) by non-dominated rank, then crowding-free order."""
+    fronts = NonDominatedSorting().do(-Y.numpy())  # pymoo minimises
+    order = np.concatenate(fronts)[:k]
+    return X[torch.as_tensor(order)]
+
+
+def _weak_to_strong(acq: qLogNoisyExpectedHypervolumeImprovement, cands: torch.Tensor, X: torch.Tensor,
+                    Y: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Cross each candidate (`q x d`) with a DE mutant of the strongest points; keep the better of the pair."""
+    strong = _strongest(X, Y, max(3, X.shape[0] // 3))
+    out = []
+    for cand in cands:
+        a, b, c = strong[torch.as_tensor(rng.choice(strong.shape[0], size=3, replace=strong.shape[0] < 3))]
+        mutant = a + DE_WEIGHT * (b - c)  # d
+        take = torch.as_tensor(rng.random(cand.shape[0]) < DE_CROSSOVER)
+        take[int(rng.integers(cand.shape[0]))] = True
+        trial = torch.where(take, mutant, cand).clamp(0.0, 1.0)
+        with torch.no_grad():
+            values = acq.forward(torch.stack([cand, trial]).unsqueeze(1))  # 2
+        out.append(trial if values[1] > values[0] else cand)
+    return torch.stack(out)
+
+
+def _most_uncertain(model: ModelListGP, cands: torch.Tensor, n: int) -> torch.Tensor:
+    """The `n` of the candidates (`q x d`) with the largest summed posterior standard deviation."""
+    with torch.no_grad():
+        post = model.posterior(cands)
+        # relative to each objective's spread, so no objective dominates the sum
+        std = post.variance.clamp_min(0.0).sqrt() / post.mean.std(dim=0).clamp_min(1e-9)  # q x m
+    keep = torch.argsort(std.sum(dim=-1), descending=True)[:n]
+    return cands[torch.sort(keep).values]
