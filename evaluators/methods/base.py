@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 import torch
@@ -59,17 +61,32 @@ class MergeMethod(Protocol):
 
 # Columns per fused step: base, output and k task-vector rows of this many numbers stay in a core's L2 cache,
 # so `addmv` copies the base into the output and accumulates into it without a second trip to memory, and
-# each call is small enough to run on one thread (no thread hand-off per call; the cores share the tensors).
+# each call is small enough to run on one thread; large tensors are split into one column range per thread.
 CHUNK = 1 << 15
+_POOL: ThreadPoolExecutor | None = None
 
 
 def weighted_sum_into(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, out: torch.Tensor,
                       beta: float = 1.0) -> None:
     """`out = beta * base + w @ tau` (`n`), in L2-sized column chunks: reads base and `tau` once, writes `out` once."""
+    global _POOL
     w = w.to(tau.dtype)
     tau_t = tau.T  # n x k, column-major: addmv streams it
-    for start in range(0, base.numel(), CHUNK):
-        end = start + CHUNK
+    n, threads = base.numel(), torch.get_num_threads()
+    if threads == 1 or n < 32 * CHUNK or base.device.type != "cpu":
+        return _addmv_chunks(base, tau_t, w, out, beta, 0, n)
+    _POOL = _POOL or ThreadPoolExecutor(threads, thread_name_prefix="mergefront-merge")
+    bounds = [min(n, -(-n * i // threads // CHUNK) * CHUNK) for i in range(threads + 1)]
+    parts = [_POOL.submit(_addmv_chunks, base, tau_t, w, out, beta, lo, hi) for lo, hi in pairwise(bounds)]
+    for part in parts:
+        part.result()
+
+
+def _addmv_chunks(base: torch.Tensor, tau_t: torch.Tensor, w: torch.Tensor, out: torch.Tensor, beta: float,
+                  lo: int, hi: int) -> None:
+    step = CHUNK if base.device.type == "cpu" else hi - lo
+    for start in range(lo, hi, max(step, 1)):
+        end = min(start + step, hi)
         torch.addmv(base[start:end], tau_t[start:end], w, beta=beta, out=out[start:end])
 
 
