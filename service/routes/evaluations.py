@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -14,7 +15,9 @@ from starlette.background import BackgroundTask
 from mergefront.schemas import EvaluationOut
 from service import repository as repo
 from service.deps import SessionDep
-from service.export import ExportSource, export_source
+
+if TYPE_CHECKING:
+    from service.export import ExportSource
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 
@@ -61,4 +64,6 @@ def download_checkpoint(evaluation_id: int, session: SessionDep, request: Reques
 
 
 def _source(evaluation_id: int, session: SessionDep, request: Request) -> ExportSource:
+    from service.export import export_source  # the optimizers' space code stays out of the API's start-up
+
     return export_source(session=session, evaluation_id=evaluation_id, settings=request.app.state.settings)

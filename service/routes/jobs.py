@@ -11,7 +11,6 @@ from mergefront.spec import JobSpec, check_spec
 from service import repository as repo
 from service.deps import SessionDep
 from service.models import EvaluationState
-from service.space import job_space
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -59,6 +58,8 @@ def get_pareto(job_id: int, session: SessionDep) -> ParetoOut:
 @router.get("/{job_id}/space")
 def get_space(job_id: int, session: SessionDep, request: Request) -> SpaceOut:
     """The job's search space: one entry per searched coordinate, with its meaning."""
+    from service.space import job_space  # the optimizers' space code stays out of the API's start-up
+
     spec = JobSpec.model_validate(repo.get_job(session=session, job_id=job_id).spec)
     space = job_space(spec, request.app.state.settings)
     return SpaceOut(job_id=job_id, dim=space.dim, parameters=[
