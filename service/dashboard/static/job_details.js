@@ -19,7 +19,9 @@ MF.details = (function () {
       const text = await response.text();
       box.append(MF.el("pre", { class: "yaml", id: "export-yaml" }, text),
         MF.el("a", { id: "export-download", href: url, download: `job${ev.job_id}-eval${ev.number}-mergekit.yaml` },
-          "download YAML"));
+          "download YAML"), " · ",
+        MF.el("a", { id: "export-checkpoint", href: `/v1/evaluations/${ev.id}/export/checkpoint.zip` },
+          "download merged checkpoint (zip)"));
     } catch (_) {
       box.append(MF.el("p", { class: "muted", id: "export-missing" }, "export not available"));
     }
