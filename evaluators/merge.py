@@ -47,6 +47,7 @@ class MergeConfig:
     scale: float | None = None
     params: Mapping[str, float | GroupedValues] = field(default_factory=dict)
     normalize: bool | None = None
+    rescale: bool | None = None
     seed: int = 0
 
 
@@ -80,7 +81,8 @@ class ResidentMerger:
                 torch.sub(expert[seg.key].reshape(-1).to(self.device, dtype), base_flat, out=self.task_vectors[i, sl])
         self.out = self.base.clone()
         self._data = [SegmentData(self.base[s.offset:s.offset + s.numel],
-                                  self.task_vectors[:, s.offset:s.offset + s.numel], 0) for s in self.segments]
+                                  self.task_vectors[:, s.offset:s.offset + s.numel], 0, s.shape)
+                      for s in self.segments]
         self._groups: dict[Granularity, list[str]] = {}
 
     @property
@@ -113,16 +115,12 @@ class ResidentMerger:
                 raise ValueError(f"{len(given)} {name} for {k} experts")
 
     def _prepare(self, method: str) -> None:
-        """Sort magnitudes (TIES, breadcrumbs) or rank them (DELLA) once per tensor, on first use."""
+        """Rank magnitudes per tensor (TIES, breadcrumbs) or per row (DELLA) once, on first use."""
         for data in self._data:
-            if method in NEEDS_SORTED and data.ranked is None:
-                data.ranked = torch.sort(data.tau.abs(), dim=1, descending=True).values
-            if method in NEEDS_RANKS and data.ranks is None:
-                order = torch.argsort(data.tau.abs(), dim=1)
-                ranks = torch.empty_like(order, dtype=torch.int32)
-                ranks.scatter_(1, order, torch.arange(data.numel, device=self.device, dtype=torch.int32)
-                               .expand_as(order).contiguous())
-                data.ranks = ranks
+            if method in NEEDS_SORTED and data.rank_desc is None:
+                data.rank_by_magnitude()
+            if method in NEEDS_RANKS and data.row_rank is None:
+                data.rank_rows()
 
     def _segment_params(self, config: MergeConfig, j: int,
                         rows: dict[tuple[float, ...], torch.Tensor]) -> SegmentParams:
@@ -133,9 +131,11 @@ class ResidentMerger:
         for row in raw.values():
             if row not in rows:
                 rows[row] = torch.tensor(row, dtype=self.base.dtype, device=self.device)
-        normalize = METHODS[config.method].normalize if config.normalize is None else config.normalize
+        info = METHODS[config.method]
+        normalize = bool(info.normalize) if config.normalize is None else config.normalize
+        rescale = bool(info.rescale) if config.rescale is None else config.rescale
         return SegmentParams(rows[raw["weight"]], rows[raw["density"]], rows[raw["gamma"]], rows[raw["epsilon"]],
-                             raw["lambda"][0], raw["t"][0], normalize)
+                             raw["lambda"][0], raw["t"][0], normalize, rescale)
 
     def _value(self, config: MergeConfig, name: str, j: int) -> tuple[float, ...]:
         k = self.n_experts if name in PER_EXPERT else 1

@@ -73,6 +73,7 @@ class MergeSpec(BaseModel):
     lambda_: float | Range | None = Field(None, alias="lambda", description="scale of the merged task vector")
     t: float | Range | None = Field(None, description="slerp: 0 is the base, 1 the expert")
     normalize: bool | None = Field(None, description="divide by the sum of weights (default: mergekit's)")
+    rescale: bool | None = Field(None, description="keep each sparsified task vector's L1 norm (default: mergekit's)")
 
     @field_validator("weight", "density", "gamma", "epsilon", "lambda_", "t")
     @classmethod
@@ -96,6 +97,13 @@ class MergeSpec(BaseModel):
         if not missing:
             return self
         return self.model_copy(update={("lambda_" if k == "lambda" else k): v for k, v in missing.items()})
+
+    def bounds(self, name: str) -> tuple[float, float] | None:
+        """The lowest and highest value parameter `name` can take in this search (None if it is not set)."""
+        value = self.value(name)
+        if value is None:
+            return None
+        return (value.low, value.high) if isinstance(value, Range) else (float(value), float(value))
 
     def value(self, name: str) -> float | Range | None:
         """The setting of parameter `name` (mergekit's name: `lambda`, not `lambda_`)."""

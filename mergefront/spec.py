@@ -143,6 +143,15 @@ def _check_method(spec: JobSpec) -> None:
         most = "" if info.max_experts is None else f" and at most {info.max_experts}"
         raise InvalidSpecError(f"{info.name} merges at least {info.min_experts}{most} experts, got {k}",
                                ("models", "experts"))
+    for switch in ("normalize", "rescale"):
+        if getattr(spec.merge, switch) is not None and getattr(info, switch) is None:
+            raise InvalidSpecError(f"{info.name} has no {switch} switch", ("merge", switch))
+    if info.name.startswith("della"):
+        density = spec.merge.bounds("density") or (1.0, 1.0)
+        eps = (spec.merge.bounds("epsilon") or (info.defaults["epsilon"],) * 2)[1]
+        if density[0] < 1.0 and not (density[0] - eps > 0 and density[1] + eps < 1 or density[1] >= 1.0):
+            raise InvalidSpecError(f"{info.name} needs density +- epsilon inside (0, 1): density {density}, "
+                                   f"epsilon up to {eps}", ("merge", "epsilon"))
     if not spec.merge.searched():
         raise InvalidSpecError(f"nothing to search: give one of {list(info.params)} as a range"
                                if info.params else f"{info.name} has no parameter to search", ("merge", "method"))

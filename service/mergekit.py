@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from mergefront.granularity import Granularity
-from mergefront.methods import PER_EXPERT
+from mergefront.methods import METHODS, PER_EXPERT
 from mergefront.spec import JobSpec
 from optimizers import SearchSpace
 from service.space import ModelFiles
@@ -31,8 +31,11 @@ def mergekit_config(spec: JobSpec, space: SearchSpace, params: Mapping[str, floa
     if method != "linear":
         config["base_model"] = str(files.base)
     config["models"] = models
-    if spec.merge.normalize is not None:
-        shared["normalize"] = spec.merge.normalize
+    info = METHODS[method]  # switches are written out, so the YAML means the same whatever mergekit's defaults
+    if info.normalize is not None:
+        shared["normalize"] = info.normalize if spec.merge.normalize is None else spec.merge.normalize
+    if info.rescale is not None:
+        shared["rescale"] = info.rescale if spec.merge.rescale is None else spec.merge.rescale
     if shared:
         config["parameters"] = shared
     return config

@@ -75,7 +75,8 @@ def merge_config(spec: JobSpec, params: Mapping[str, float], space: SearchSpace 
     values: dict[str, float | GroupedValues] = dict(spec.merge.fixed())
     for kind, groups in grouped.items():
         values[kind] = GroupedValues(granularity[kind], {g: tuple(v) for g, v in groups.items()})
-    return MergeConfig(spec.merge.method, params=values, normalize=spec.merge.normalize, seed=seed)
+    return MergeConfig(spec.merge.method, params=values, normalize=spec.merge.normalize, rescale=spec.merge.rescale,
+                       seed=seed)
 
 
 def materialize(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], seed: int, files: ModelFiles,

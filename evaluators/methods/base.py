@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -22,35 +21,54 @@ class SegmentParams:
     lam: float
     t: float
     normalize: bool
+    rescale: bool = False
 
 
 class SegmentData:
-    """One tensor of the resident layout: base (`n`), task vectors (`k x n`), and lazily built rankings."""
+    """One tensor of the resident layout: base (`n`), task vectors (`k x n`), and rankings built once on demand.
 
-    def __init__(self, base: torch.Tensor, tau: torch.Tensor, seed: int) -> None:
+    `rank_desc` (`k x n`, int32): each entry's rank by magnitude within its tensor, 0 = largest; a density then
+    keeps exactly `rank_desc < kept` with no sort. `row_rank` (`k x n`, float32): rank by magnitude within its
+    row, scaled to [0, 1] (DELLA's keep probabilities).
+    """
+
+    def __init__(self, base: torch.Tensor, tau: torch.Tensor, seed: int, shape: tuple[int, ...] = ()) -> None:
         self.base = base
         self.tau = tau
         self.seed = seed
-        self.ranked: torch.Tensor | None = None  # k x n magnitudes, descending (set by the engine's cache)
-        self.ranks: torch.Tensor | None = None  # k x n, rank of each entry by magnitude, 0 = smallest
+        self.shape = shape or (int(base.numel()),)
+        self.rank_desc: torch.Tensor | None = None
+        self.row_rank: torch.Tensor | None = None
+        self.l1: torch.Tensor | None = None  # k: |tau_i|_1, for rescaling
 
     @property
     def numel(self) -> int:
         return int(self.base.numel())
 
-    def generator(self) -> torch.Generator:
-        """A generator seeded by the candidate's seed and this tensor's place: masks replay exactly."""
+    def chunk_generator(self, chunk: int) -> torch.Generator:
+        """A generator for one chunk of this tensor, seeded by the candidate's seed: masks replay exactly."""
         gen = torch.Generator(device=self.base.device)
-        gen.manual_seed(self.seed)
+        gen.manual_seed(self.seed * 65_537 + chunk)
         return gen
 
-    def magnitude_threshold(self, keep: torch.Tensor) -> torch.Tensor:
-        """Per expert, the magnitude of the `keep[i]`-th largest entry (`k`); keep 0 gives +inf."""
-        assert self.ranked is not None, "the engine sorts magnitudes before sparsifying methods run"
-        n = self.numel
-        idx = (keep.clamp(0, n) - 1).clamp_min(0).long()  # k
-        picked = self.ranked.gather(1, idx[:, None]).squeeze(1)
-        return torch.where(keep > 0, picked, torch.full_like(picked, math.inf))
+    def rank_by_magnitude(self) -> None:
+        k, n = self.tau.shape
+        order = torch.argsort(self.tau.abs(), dim=1, descending=True)
+        self.rank_desc = _inverse(order, n)
+
+    def rank_rows(self) -> None:
+        k, n = self.tau.shape
+        cols = self.shape[-1] if len(self.shape) > 1 else n
+        order = torch.argsort(self.tau.abs().view(k, n // cols, cols), dim=2)  # ascending within each row
+        ranks = _inverse(order, cols).view(k, n)
+        self.row_rank = ranks.float() / max(cols - 1, 1)
+
+
+def _inverse(order: torch.Tensor, size: int) -> torch.Tensor:
+    """Ranks from a permutation along the last dimension (int32)."""
+    ranks = torch.empty_like(order, dtype=torch.int32)
+    positions = torch.arange(size, device=order.device, dtype=torch.int32).expand_as(order).contiguous()
+    return ranks.scatter_(-1, order, positions)
 
 
 class MergeMethod(Protocol):
@@ -91,5 +109,5 @@ def _addmv_chunks(base: torch.Tensor, tau_t: torch.Tensor, w: torch.Tensor, out:
 
 
 def count(fraction: torch.Tensor, n: int) -> torch.Tensor:
-    """How many of `n` entries a fraction keeps, rounded up (`k`)."""
-    return torch.ceil(fraction.double() * n).long().clamp(0, n)
+    """How many of `n` entries a fraction is, rounded down as mergekit does (`k`, int64)."""
+    return torch.floor(fraction.double() * n).long().clamp(0, n)

@@ -1,16 +1,16 @@
-"""DARE: drop task-vector entries at random (rate 1 - density) and rescale; then TIES or a weighted sum."""
+"""DARE: drop task-vector entries at random (keep rate: density), rescaled; then TIES signs or a weighted sum."""
 
 from __future__ import annotations
 
 import torch
 
+from evaluators.methods import sparse
 from evaluators.methods.base import SegmentData, SegmentParams
-from evaluators.methods.sparsify import dare, disjoint_merge, weighted_sum
 
 
 def merge_ties(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
-    torch.add(data.base, disjoint_merge(dare(data, params.density), params), alpha=params.lam, out=out)
+    sparse.merge(sparse.Recipe("random", consensus=True), data, params, out)
 
 
 def merge_linear(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
-    torch.add(data.base, weighted_sum(dare(data, params.density), params), alpha=params.lam, out=out)
+    sparse.merge(sparse.Recipe("random", consensus=False), data, params, out)

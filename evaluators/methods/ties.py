@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from evaluators.methods import sparse
 from evaluators.methods.base import SegmentData, SegmentParams
-from evaluators.methods.sparsify import disjoint_merge, trim_by_magnitude
+
+RECIPE = sparse.Recipe("magnitude", consensus=True)
 
 
 def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
-    merged = disjoint_merge(trim_by_magnitude(data, params.density), params)
-    torch.add(data.base, merged, alpha=params.lam, out=out)
+    sparse.merge(RECIPE, data, params, out)

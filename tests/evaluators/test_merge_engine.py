@@ -32,7 +32,7 @@ def test_task_arithmetic_is_base_plus_weighted_task_vectors() -> None:
 @pytest.mark.parametrize(("weights", "densities", "scale", "expected"), [
     # elected signs (-, -, +, +); entries that disagree or are zero drop out; normalised by agreeing weights
     ((1.0, 1.0), (1.0, 1.0), 1.0, [-3.0, -2.0, 0.5, 4.0]),
-    # density 0.5 keeps the two largest entries of each task vector: tau1 -> (1, -2, 0, 0), tau2 -> (-3, 0, 0, 4)
+    # density 0.5 keeps floor(0.5 * 4) = 2 largest entries of each: tau1 -> (1, -2, 0, 0), tau2 -> (-3, 0, 0, 4)
     ((1.0, 1.0), (0.5, 0.5), 1.0, [-3.0, -2.0, 0.0, 4.0]),
     # weights change the sign election and the weighted mean: (2 * 0.5 + 1 * 0.5) / 3 = 0.5
     ((2.0, 1.0), (1.0, 1.0), 0.5, [-1.5, -1.0, 0.25, 2.0]),
@@ -55,12 +55,12 @@ def test_merges_in_place_into_one_resident_buffer_without_nan() -> None:
     assert torch.isfinite(merger.out).all()
 
 
-def test_density_change_reuses_the_sorted_magnitudes() -> None:
+def test_density_change_reuses_the_magnitude_ranks() -> None:
     merger = _merger()
     merger.merge(MergeConfig("ties", (1.0, 1.0), (0.5, 0.5)))
-    ranked = [d.ranked for d in merger._data]
+    ranked = [d.rank_desc for d in merger._data]
     merger.merge(MergeConfig("ties", (1.0, 1.0), (0.25, 0.9)))
-    assert all(a is b for a, b in zip(ranked, [d.ranked for d in merger._data], strict=True))
+    assert all(a is b for a, b in zip(ranked, [d.rank_desc for d in merger._data], strict=True))
 
 
 def test_mismatched_expert_is_rejected_naming_the_tensor() -> None:

@@ -26,13 +26,16 @@ def _merge(config: MergeConfig, taus: tuple[torch.Tensor, ...] = (TAU1, TAU2)) -
     (MergeConfig("linear", (1.0, 1.0), normalize=False), [0.0, 1.0, 3.0, 6.0]),
     # breadcrumbs, gamma 0.25 and density 0.5: tau1 drops -2 keeps (1, 0.5); tau2 drops 4 keeps (-3, 1)
     (MergeConfig("breadcrumbs", (1.0, 1.0), (0.5, 0.5), params={"gamma": 0.25}), [-1.0, 2.0, 1.5, 1.0]),
-    # same masks, signs elected (-, +, +, 0), agreeing entries averaged
+    # same masks, signs elected (-, +, +, +): one expert contributes to each entry
     (MergeConfig("breadcrumbs_ties", (1.0, 1.0), (0.5, 0.5), params={"gamma": 0.25}), [-2.0, 2.0, 1.5, 1.0]),
+    # TIES normalises by default, so two agreeing entries average: 0.5 and 0.5 give 0.5
+    (MergeConfig("breadcrumbs_ties", (1.0, 1.0), (1.0, 1.0), normalize=True), [-2.0, -1.0, 1.5, 5.0]),
     # at density 1 nothing is dropped: DARE-linear is task arithmetic
     (MergeConfig("dare_linear", (0.5, 1.0), (1.0, 1.0), scale=2.0), [-4.0, 1.0, 2.5, 9.0]),
     (MergeConfig("task_arithmetic", (0.5, 1.0), scale=2.0), [-4.0, 1.0, 2.5, 9.0]),
-    # and DARE-TIES is TIES
-    (MergeConfig("dare_ties", (1.0, 1.0), (1.0, 1.0)), [-2.0, -1.0, 1.5, 5.0]),
+    # and DARE-TIES is TIES, unnormalised by default (as in mergekit): 0.5 + 0.5 = 1 on the third entry
+    (MergeConfig("dare_ties", (1.0, 1.0), (1.0, 1.0)), [-2.0, -1.0, 2.0, 5.0]),
+    # DELLA normalises by default
     (MergeConfig("della", (1.0, 1.0), (1.0, 1.0)), [-2.0, -1.0, 1.5, 5.0]),
     # Model Stock: cos(tau1, tau2) = -4.75 / sqrt(5.25 * 26.25) = -0.404622, t = 2 cos / (1 + cos) = -1.359211,
     # base + t * mean(tau) = 1 - 1.359211 * (-1, -0.5, 0.5, 2)
@@ -67,17 +70,21 @@ def test_random_masks_replay_from_the_candidate_seed(method: str) -> None:
     assert first == again and first != other
 
 
-def test_dare_keeps_a_density_fraction_rescaled() -> None:
+def test_dare_keeps_a_density_fraction_rescaled_to_the_same_l1_norm() -> None:
     merger, tau = _big_merger()
     out = merger.merge(MergeConfig("dare_linear", (1.0,), (0.3,), seed=1))["w"]
     kept = out != 0
     assert float(kept.double().mean()) == pytest.approx(0.3, abs=0.015)
-    torch.testing.assert_close(out[kept], tau[0][kept] / 0.3)
+    factor = tau[0].abs().sum() / tau[0][kept].abs().sum()  # mergekit's rescale: the L1 norm is kept
+    torch.testing.assert_close(out[kept], tau[0][kept] * factor)
+    assert float(out.abs().sum()) == pytest.approx(float(tau[0].abs().sum()), rel=1e-4)
+    plain = merger.merge(MergeConfig("dare_linear", (1.0,), (0.3,), rescale=False, seed=1))["w"]
+    torch.testing.assert_close(plain[kept], tau[0][kept])
 
 
 def test_della_keeps_large_entries_more_often() -> None:
     merger, tau = _big_merger()
-    out = merger.merge(MergeConfig("della_linear", (1.0,), (0.5,), params={"epsilon": 0.8}, seed=2))["w"]
+    out = merger.merge(MergeConfig("della_linear", (1.0,), (0.5,), params={"epsilon": 0.4}, seed=2))["w"]
     large = tau[0].abs() >= tau[0].abs().median()
     kept = out != 0
     assert float(kept[large].double().mean()) > float(kept[~large].double().mean()) + 0.2
@@ -104,3 +111,22 @@ def test_every_method_runs_without_nan_on_mixed_precision_inputs() -> None:
         merger = ResidentMerger(base, chosen, names)
         out = merger.merge(MergeConfig(name, params={"density": 0.5, "epsilon": 0.1, "gamma": 0.1}, seed=1))
         assert all(t.dtype == torch.bfloat16 and torch.isfinite(t).all() for t in out.values()), name
+
+
+def test_magnitude_trimming_keeps_exactly_the_floor_count_even_with_ties() -> None:
+    tau = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.0, 0.0, 0.0, 0.0])
+    merger = ResidentMerger({"w": torch.zeros(10)}, [{"w": tau}], ["w"])
+    out = merger.merge(MergeConfig("ties", (1.0,), (0.35,)))["w"]  # floor(3.5) = 3 of four equal magnitudes
+    assert int((out != 0).sum()) == 3
+    out = merger.merge(MergeConfig("ties", (1.0,), (0.01,)))["w"]  # at least one entry, as mergekit
+    assert int((out != 0).sum()) == 1
+
+
+def test_della_keep_rate_grows_with_rank_within_each_row() -> None:
+    tau = torch.randn(64, 512, generator=torch.Generator().manual_seed(4))
+    merger = ResidentMerger({"w": torch.zeros(64, 512)}, [{"w": tau}], ["w"])
+    out = merger.merge(MergeConfig("della_linear", (1.0,), (0.5,), params={"epsilon": 0.45}, rescale=False))["w"]
+    order = tau.abs().argsort(dim=1)  # per row, smallest first
+    kept = (out != 0).gather(1, order).double()
+    assert float(kept[:, :64].mean()) == pytest.approx(0.05 + 0.9 * 32 / 511, abs=0.05)  # about density - eps
+    assert float(kept[:, -64:].mean()) == pytest.approx(0.95 - 0.9 * 32 / 511, abs=0.05)  # about density + eps

@@ -85,6 +85,9 @@ def test_light_suite_registry_matches_the_built_suite() -> None:
     ({"method": "slerp"}, ("models", "experts"), "at most 1"),
     ({"method": "model_stock"}, ("merge", "method"), "no parameter to search"),
     ({"method": "task_arithmetic", "weight": 0.5}, ("merge", "method"), "nothing to search"),
+    ({"method": "della", "density": {"low": 0.1, "high": 0.9}, "epsilon": 0.2}, ("merge", "epsilon"),
+     r"density \+- epsilon"),
+    ({"method": "linear", "normalize": True, "rescale": True}, ("merge", "rescale"), "no rescale switch"),
 ])
 def test_merge_parameters_are_checked_against_the_method(spec_data: dict, merge: dict, loc: tuple,
                                                          message: str) -> None:

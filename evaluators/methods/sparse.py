@@ -1,0 +1,91 @@
+"""The sparsify-then-sum family (TIES, DARE, breadcrumbs, DELLA), with mergekit's semantics, in cache-sized chunks.
+
+For each tensor: each expert's task vector is sparsified (by magnitude, as outliers, at random, or DELLA's
+magnitude-ranked random drop), optionally rescaled to keep its L1 norm, weighted, then either summed or merged
+by TIES sign election (entries that agree with the elected sign of the sum), normalised by the summed weights
+when asked, scaled by lambda and added to the base. Masks come from ranks computed once per tensor, so a new
+density costs no sort and keeps exactly as many entries as mergekit would; random masks come from the
+candidate's seed, chunk by chunk, so a merge replays exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evaluators.methods.base import SegmentData, SegmentParams, count
+
+CHUNK = 1 << 16  # columns per step: the k x CHUNK temporaries stay in cache
+
+
+@dataclass(frozen=True)
+class Recipe:
+    sparsify: str | None  # "magnitude", "outliers", "random", "della" or None
+    consensus: bool
+
+
+def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
+    """Write base + lambda * merged sparse deltas (`n`) into `out`."""
+    n = data.numel
+    scale = _rescale(recipe, data, params) if params.rescale and recipe.sparsify else None  # k
+    w = params.weight[:, None]  # k x 1
+    for c, start in enumerate(range(0, n, CHUNK)):
+        sl = slice(start, min(start + CHUNK, n))
+        keep = _keep(recipe, data, params, sl, c)  # k x m, or None
+        delta = data.tau[:, sl] * (w if scale is None else w * scale[:, None])  # k x m, a new tensor
+        if keep is not None:
+            delta.mul_(keep)
+        total, divisor = _combine(delta, w, recipe.consensus)
+        if params.normalize:
+            total.div_(divisor)
+        torch.add(data.base[sl], total, alpha=params.lam, out=out[sl])
+
+
+def _keep(recipe: Recipe, data: SegmentData, params: SegmentParams, sl: slice, chunk: int) -> torch.Tensor | None:
+    """Which entries of the chunk each expert keeps (`k x m`, bool); None when all are kept."""
+    if recipe.sparsify is None:
+        return None
+    n, d = data.numel, params.density
+    full = (d >= 1)[:, None]  # an expert at density 1 keeps everything, as in mergekit
+    if recipe.sparsify in ("magnitude", "outliers"):
+        assert data.rank_desc is not None, "the engine ranks magnitudes before these methods run"
+        rank = data.rank_desc[:, sl]
+        if recipe.sparsify == "magnitude":
+            return (rank < count(d, n).clamp_min(1)[:, None]) | full
+        top = count(params.gamma, n)
+        bottom = (n - count(d, n) - top).clamp_min(0)
+        return ((rank >= top[:, None]) & (rank < (n - bottom)[:, None])) | full
+    shape = data.tau[:, sl].shape
+    draw = torch.rand(shape, generator=data.chunk_generator(chunk), device=data.tau.device, dtype=data.tau.dtype)
+    if recipe.sparsify == "random":
+        return (draw < d[:, None]) | full
+    assert data.row_rank is not None, "the engine ranks rows before DELLA runs"
+    eps = params.epsilon[:, None]
+    probs = (d[:, None] - eps) + data.row_rank[:, sl].to(draw.dtype) * (2 * eps)  # density +- epsilon by rank
+    return (draw < probs) | full
+
+
+def _rescale(recipe: Recipe, data: SegmentData, params: SegmentParams) -> torch.Tensor:
+    """Per expert, |tau|_1 / |kept tau|_1 (`k`): a first pass over the same masks."""
+    if data.l1 is None:
+        data.l1 = data.tau.abs().sum(dim=1)
+    kept = torch.zeros_like(data.l1)
+    for c, start in enumerate(range(0, data.numel, CHUNK)):
+        sl = slice(start, min(start + CHUNK, data.numel))
+        keep = _keep(recipe, data, params, sl, c)
+        kept += (data.tau[:, sl].abs() * keep).sum(dim=1) if keep is not None else data.tau[:, sl].abs().sum(dim=1)
+    ok = (data.l1 >= 1e-8) & (kept >= 1e-8)
+    return torch.where(ok, data.l1 / torch.where(ok, kept, 1.0), 1.0)
+
+
+def _combine(delta: torch.Tensor, w: torch.Tensor, consensus: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The summed deltas (`m`) and what normalising divides them by (`m`, or a 1-element tensor)."""
+    if not consensus:
+        divisor = w.sum()
+        return delta.sum(dim=0), torch.where(divisor.abs() < 1e-8, 1.0, divisor)
+    elected = torch.where(delta.sum(dim=0) >= 0, 1.0, -1.0).to(delta.dtype)  # a zero sum elects +, as mergekit
+    agree = torch.sign(delta) == elected  # zero deltas agree with neither sign
+    total = torch.where(agree, delta, 0.0).sum(dim=0)
+    divisor = torch.where(agree, w, 0.0).sum(dim=0)
+    return total, torch.where(divisor == 0, 1.0, divisor)
