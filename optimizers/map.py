@@ -83,7 +83,7 @@ class MAPOptimizer(Optimizer):
 
     def _ask(self, n: int, history: Sequence[Observation], pending: Sequence[Point]) -> list[Point]:
         known = known_points(history, pending, self.space.dim)
-        out = drop_known(self.initial_design(), known)[:n]
+        out = drop_known(self.initial_design()[len(known):], known)[:n]  # the design's rows not yet reached
         train_X, train_Y = training_data(history, self.space.dim, self.n_objectives)
         seed = int(self._rng(history, pending).integers(2**31))
         if out.shape[0] < n and train_X.shape[0] >= 3:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.utils import get_default_partitioning_alpha
-from botorch.models import ModelListGP
 from botorch.exceptions.errors import ModelFittingError
+from botorch.models import ModelListGP
 from botorch.optim import optimize_acqf
 from botorch.sampling.normal import SobolQMCNormalSampler
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting

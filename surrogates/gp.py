@@ -6,6 +6,7 @@ the caller, so the same data and seed give the same model.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 DTYPE = torch.double
+_TORCH_GLOBALS = threading.RLock()  # torch's generator and thread count are process-wide
 
 
 @contextmanager
@@ -28,14 +30,15 @@ def seeded_torch(seed: int, threads: int = 1) -> Iterator[None]:
     These problems are small (hundreds of points): one intra-op thread is several times faster than
     contending for busy cores, and the result does not depend on the machine's thread count.
     """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        torch.set_num_threads(previous)
+    with _TORCH_GLOBALS:  # two jobs proposing at once in one process must not reseed each other
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 def _fit_one(train_X: torch.Tensor, train_y: torch.Tensor) -> SingleTaskGP:

@@ -1,0 +1,107 @@
+"""The merge-search problems of the sample-efficiency benchmark, and their dense reference fronts.
+
+Each problem is a job spec on bench://digits (four experts, four objectives: each task's validation accuracy)
+whose candidates are evaluated in-process by `CandidateEvaluator`, the code the Ray workers run. Every optimizer,
+ours and the peers, goes through the same `DigitsProblem.evaluate`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
+from evaluators.suites import ensure_suite
+from mergefront.spec import JobSpec, parse_spec
+from optimizers import NSGA2Optimizer, Observation, SearchSpace, build_space, hypervolume, nondominated_mask
+from service.space import merge_config
+
+TASKS = ("rotated", "inverted", "parity", "mod3")
+REFERENCE_POINT = (0.0, 0.0, 0.0, 0.0)  # the job default for accuracies
+MERGES = {
+    "task_arithmetic-4": {"method": "task_arithmetic", "weight": {"low": 0.0, "high": 1.0}, "lambda": 1.0},
+    "ties-8": {"method": "ties", "weight": {"low": 0.0, "high": 1.0}, "density": {"low": 0.1, "high": 1.0},
+               "lambda": 1.0},
+}
+GRID_LEVELS = {"task_arithmetic-4": 11, "ties-8": 3}  # per coordinate: 11^4 = 14,641 and 3^8 = 6,561 points
+LONG_RUN = 3000  # evaluations of the long NSGA-II run that completes each reference front
+
+
+def problem_spec(problem: str, optimizer: dict | None = None) -> JobSpec:
+    return parse_spec({
+        "name": f"bench-{problem}",
+        "models": {"base": "bench://digits/base", "experts": [f"bench://digits/{t}" for t in TASKS]},
+        "merge": MERGES[problem],
+        "objectives": [{"task": t} for t in TASKS],
+        "optimizer": optimizer or {"name": "random"},
+        "resources": {"device": "cpu"},
+    })
+
+
+@dataclass(frozen=True)
+class DigitsProblem:
+    name: str
+    spec: JobSpec
+    space: SearchSpace
+    evaluator: CandidateEvaluator
+
+    def evaluate(self, x: Sequence[float]) -> tuple[float, ...]:
+        """The four accuracies (maximised) of the merge at unit-cube point `x` (`d`)."""
+        config = merge_config(self.spec, self.space.decode(x), self.space, seed=0)
+        metrics = self.evaluator.evaluate(Candidate(0, config)).metrics
+        return tuple(metrics[k] for k in self.spec.objective_keys)
+
+
+def open_problem(problem: str, cache_root: Path) -> DigitsProblem:
+    spec = problem_spec(problem)
+    suite_dir = ensure_suite("digits", cache_root, verbose=False)
+    objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric) for o in spec.objectives)
+    evaluator = CandidateEvaluator(WorkerSetup("digits", str(suite_dir), TASKS, objectives, "cpu"))
+    return DigitsProblem(problem, spec, build_space(spec.merge, spec.models.experts), evaluator)
+
+
+def _front(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mask = nondominated_mask(Y, [True] * Y.shape[1])
+    return X[mask], Y[mask]
+
+
+def _grid(problem: DigitsProblem, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    axis = np.linspace(0.0, 1.0, levels)
+    X = np.asarray(list(itertools.product(axis, repeat=problem.space.dim)))  # levels^d x d
+    Y = np.asarray([problem.evaluate(x) for x in X])
+    return X, Y
+
+
+def _long_run(problem: DigitsProblem, n: int) -> tuple[np.ndarray, np.ndarray]:
+    opt = NSGA2Optimizer(problem.space, len(TASKS), seed=12345, population_size=100)
+    history: list[Observation] = []
+    while len(history) < n:
+        for x in opt.ask(100, history):
+            history.append(Observation(x, tuple(-v for v in problem.evaluate(x))))
+    return np.asarray([o.x for o in history]), -np.asarray([o.values for o in history])
+
+
+def reference_front(problem: DigitsProblem, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The dense reference front (`f x d` points, `f x m` accuracies): a grid and a long NSGA-II run, cached."""
+    path = cache_dir / f"{problem.name}-reference.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["X"], data["Y"]
+    start = time.perf_counter()
+    gX, gY = _grid(problem, GRID_LEVELS[problem.name])
+    lX, lY = _long_run(problem, LONG_RUN)
+    X, Y = _front(np.vstack([gX, lX]), np.vstack([gY, lY]))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(path, X=X, Y=Y, n_evaluated=len(gX) + len(lX), seconds=time.perf_counter() - start)
+    print(f"{problem.name}: reference front of {len(X)} points from {len(gX)} grid + {len(lX)} NSGA-II "
+          f"evaluations in {time.perf_counter() - start:.0f} s, hypervolume {reference_hypervolume(Y):.6f}")
+    return X, Y
+
+
+def reference_hypervolume(Y: np.ndarray) -> float:
+    return hypervolume(Y, REFERENCE_POINT, [True] * len(REFERENCE_POINT))
