@@ -15,11 +15,7 @@ Run ``python -m evaluators.suites.tinylm OUT_DIR [--seed N]`` to build one and p
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -33,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
 from evaluators.merge import MergeConfig, ResidentMerger
+from evaluators.suites import cache
 from evaluators.suites.tinylm_data import (
     EVAL_DIGITS,
     HELD_OUT_SPLITS,
@@ -316,39 +313,10 @@ def build(out_dir: Path, seed: int = 0, *, verbose: bool = True, training: Train
         print(format_table(tables["validation"]))
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_built(cache_root: Path, seed: int = 0, *, verbose: bool = True) -> Path:
-    """Return the suite directory for `seed`, building it first if it has no ``manifest.json``.
+    """Return the suite directory for `seed`, building it first (once, across processes) if it is not cached."""
+    return cache.ensure_built(suite_dir(cache_root, seed), lambda folder: build(folder, seed, verbose=verbose))
 
-    Safe across processes: builders serialize on a lock file beside the directory, build into a temporary
-    directory and move it into place, so readers never see a partial suite.
-    """
-    target = suite_dir(cache_root, seed)
-    if (target / MANIFEST).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f"{target.name}.lock"):
-        if (target / MANIFEST).is_file():  # another process finished while we waited
-            return target
-        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        scratch.chmod(0o755)  # mkdtemp makes it private; the cache is shared with workers
-        try:
-            build(scratch, seed, verbose=verbose)
-            if target.exists():  # a partial directory left by someone else's crash
-                shutil.rmtree(target)
-            os.replace(scratch, target)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return target
 
 
 class TinyLMSuite:

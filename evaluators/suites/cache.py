@@ -1,0 +1,47 @@
+"""Building a suite into the shared cache exactly once, safely across processes."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_built(target: Path, build: Callable[[Path], None]) -> Path:
+    """Return `target`, first running `build(folder)` if it has no ``manifest.json``.
+
+    Safe across processes: builders serialize on a lock file beside the directory, build into a temporary
+    directory and move it into place, so readers never see a partial suite.
+    """
+    if (target / MANIFEST).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target.parent / f"{target.name}.lock"):
+        if (target / MANIFEST).is_file():  # another process finished while we waited
+            return target
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        scratch.chmod(0o755)  # mkdtemp makes it private; the cache is shared with workers
+        try:
+            build(scratch)
+            if target.exists():  # a partial directory left by someone else's crash
+                shutil.rmtree(target)
+            os.replace(scratch, target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return target
