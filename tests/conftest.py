@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -99,3 +100,33 @@ def _ray_shutdown() -> Iterator[None]:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture
+def wait_for_job() -> Callable[..., dict]:
+    """`wait(client, job_id, timeout)`: poll the REST API until the job completes or fails; its last JSON."""
+
+    def wait(client, job_id: int, timeout: float = 600) -> dict:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job: dict = client.get(f"/v1/jobs/{job_id}").json()
+            if job["state"] in ("completed", "failed"):
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+    return wait
+
+
+@pytest.fixture
+def stored_evaluations() -> Callable[..., list[tuple]]:
+    """`rows(sessions, job_id)`: (number, state, x, metrics) of each stored evaluation, in order."""
+    from service import repository as repo
+    from service.db import session_scope
+
+    def rows(sessions, job_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
+        with session_scope(sessions) as s:
+            _, found = repo.list_evaluations(session=s, job_id=job_id)
+            return [(r.number, r.state, tuple(r.x), r.metrics) for r in found]
+
+    return rows

@@ -25,26 +25,16 @@ from service.runner import JobRunner, Progress
 pytestmark = pytest.mark.slow
 
 
-def _wait_done(client: TestClient, job_id: int, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("completed", "failed"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
-
-
 def _naive_front_ids(rows: list[dict], keys: list[str]) -> set[int]:
     values = np.array([[r["metrics"][k] for k in keys] for r in rows])  # n x m, maximised
     return {rows[i]["id"] for i in range(len(rows))
             if not any(np.all(values[j] >= values[i]) and np.any(values[j] > values[i]) for j in range(len(rows)))}
 
 
-def test_rest_job_front_agrees_with_stored_evaluations(settings, spec_data: dict) -> None:
+def test_rest_job_front_agrees_with_stored_evaluations(settings, spec_data: dict, wait_for_job) -> None:
     with TestClient(create_app(settings)) as client:
         job_id = client.post("/v1/jobs", json=spec_data).json()["id"]
-        job = _wait_done(client, job_id)
+        job = wait_for_job(client, job_id, 180)
         assert job["state"] == "completed", job["error"]
         page = client.get(f"/v1/jobs/{job_id}/evaluations", params={"limit": 1000}).json()
         front = client.get(f"/v1/jobs/{job_id}/pareto").json()
@@ -63,13 +53,8 @@ def test_rest_job_front_agrees_with_stored_evaluations(settings, spec_data: dict
     assert front["n_completed"] == budget and job["hypervolume"] == front["hypervolume"]
 
 
-def _evaluations(sessions, job_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
-    with session_scope(sessions) as s:
-        _, rows = repo.list_evaluations(session=s, job_id=job_id)
-        return [(r.number, r.state, tuple(r.x), r.metrics) for r in rows]
-
-
-def test_job_resumes_after_a_restart_exactly_as_if_uninterrupted(sessions, settings, spec_data: dict) -> None:
+def test_job_resumes_after_a_restart_exactly_as_if_uninterrupted(sessions, settings, spec_data: dict,
+                                                                   stored_evaluations) -> None:
     spec = parse_spec(spec_data)
     with session_scope(sessions) as s:
         interrupted = repo.create_job(session=s, spec=spec).id
@@ -82,14 +67,14 @@ def test_job_resumes_after_a_restart_exactly_as_if_uninterrupted(sessions, setti
 
     first = JobRunner(session_factory=sessions, settings=settings)
     assert first.run(interrupted, progress=stop_after_five, stop=stop) == "running"
-    partial = _evaluations(sessions, interrupted)
+    partial = stored_evaluations(sessions, interrupted)
     assert 5 <= sum(state == "completed" for _, state, _, _ in partial) < spec.optimizer.budget
     # a new runner (as after a server restart) picks the job up and finishes it
     assert JobRunner(session_factory=sessions, settings=settings).run(interrupted) == "completed"
     assert JobRunner(session_factory=sessions, settings=settings).run(reference) == "completed"
-    resumed = _evaluations(sessions, interrupted)
+    resumed = stored_evaluations(sessions, interrupted)
     assert len(resumed) == spec.optimizer.budget
-    assert resumed == _evaluations(sessions, reference)
+    assert resumed == stored_evaluations(sessions, reference)
 
 
 def test_failed_evaluations_are_retried_then_recorded_without_killing_the_job(sessions, settings,
@@ -112,6 +97,7 @@ def test_failed_evaluations_are_retried_then_recorded_without_killing_the_job(se
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_cli_run_twice_with_the_same_seed_stores_the_same_evaluations(settings, spec_data: dict, tmp_path: Path,
+                                                                      stored_evaluations,
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MERGEFRONT_CACHE_DIR", str(settings.resolved_cache_dir))
@@ -123,7 +109,7 @@ def test_cli_run_twice_with_the_same_seed_stores_the_same_evaluations(settings, 
     out = capsys.readouterr().out
     assert "Pareto front of job 1" in out and "Pareto front of job 2" in out and "search space: 6 dimensions" in out
     sessions = make_session_factory(make_engine(url))
-    first, second = _evaluations(sessions, 1), _evaluations(sessions, 2)
+    first, second = stored_evaluations(sessions, 1), stored_evaluations(sessions, 2)
     assert len(first) == spec_data["optimizer"]["budget"] and first == second
 
 

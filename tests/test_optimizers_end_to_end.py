@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,23 +22,7 @@ OPTIONS = {  # small designs, so that half of each job's 8 evaluations come from
 }
 
 
-def _evaluations(sessions, job_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
-    with session_scope(sessions) as s:
-        _, rows = repo.list_evaluations(session=s, job_id=job_id)
-        return [(r.number, r.state, tuple(r.x), r.metrics) for r in rows]
-
-
-def _wait_done(client: TestClient, job_id: int, timeout: float = 240) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("completed", "failed"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
-
-
-def _run_interrupted(sessions, settings, spec_data: dict) -> int:  # type: ignore[no-untyped-def]
+def _run_interrupted(sessions, settings, spec_data: dict, stored_evaluations) -> int:  # type: ignore[no-untyped-def]
     """Create the job, stop its runner after five evaluations, finish it with a new runner (as after a restart)."""
     with session_scope(sessions) as s:
         job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
@@ -51,13 +34,14 @@ def _run_interrupted(sessions, settings, spec_data: dict) -> int:  # type: ignor
 
     first = JobRunner(session_factory=sessions, settings=settings)
     assert first.run(job_id, progress=stop_after_five, stop=stop) == "running"
-    assert 5 <= sum(state == "completed" for _, state, _, _ in _evaluations(sessions, job_id)) < 8
+    assert 5 <= sum(state == "completed" for _, state, _, _ in stored_evaluations(sessions, job_id)) < 8
     assert JobRunner(session_factory=sessions, settings=settings).run(job_id) == "completed"
     return job_id
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_model_based_jobs_run_through_rest_and_resume_after_a_restart(settings, sessions, spec_data: dict) -> None:
+def test_model_based_jobs_run_through_rest_and_resume_after_a_restart(settings, sessions, spec_data: dict,
+                                                                     wait_for_job, stored_evaluations) -> None:
     specs = {name: {**spec_data, "name": f"e2e-{name}",
                     "optimizer": {"name": name, "budget": 8, "batch_size": 4, "seed": 5, **options}}
              for name, options in OPTIONS.items()}
@@ -67,12 +51,12 @@ def test_model_based_jobs_run_through_rest_and_resume_after_a_restart(settings, 
             response = client.post("/v1/jobs", json=spec)
             assert response.status_code == 201, response.text
             ids[name] = response.json()["id"]
-        jobs = {name: _wait_done(client, job_id) for name, job_id in ids.items()}
+        jobs = {name: wait_for_job(client, job_id, 240) for name, job_id in ids.items()}
         fronts = {name: client.get(f"/v1/jobs/{job_id}/pareto").json() for name, job_id in ids.items()}
     for name, job in jobs.items():
         assert job["state"] == "completed", (name, job["error"])
         assert job["n_completed"] == 8 and fronts[name]["members"] and fronts[name]["hypervolume"] > 0
-        stored = _evaluations(sessions, job["id"])
+        stored = stored_evaluations(sessions, job["id"])
         assert len({x for _, _, x, _ in stored}) == 8, name  # never the same point twice
-        resumed = _run_interrupted(sessions, settings, specs[name])
-        assert _evaluations(sessions, resumed) == stored, name  # as if never interrupted
+        resumed = _run_interrupted(sessions, settings, specs[name], stored_evaluations)
+        assert stored_evaluations(sessions, resumed) == stored, name  # as if never interrupted

@@ -3,7 +3,6 @@ point exported to a directory that transformers loads and that scores as the job
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -28,13 +27,13 @@ SPEC = {
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_component_ties_job_exports_a_model_that_scores_as_reported(settings, tmp_path: Path) -> None:
+def test_component_ties_job_exports_a_model_that_scores_as_reported(settings, tmp_path: Path, wait_for_job) -> None:
     with TestClient(create_app(settings)) as client:
         job = client.post("/v1/jobs", json=SPEC).json()
         space = client.get(f"/v1/jobs/{job['id']}/space").json()
         assert space["dim"] == 2 * 4 * 2  # weight and density, per expert, per component (no "other" tensors)
         assert {p["group"] for p in space["parameters"]} == {"embeddings", "attention", "mlp", "norms"}
-        job = _wait(client, job["id"])
+        job = wait_for_job(client, job["id"], 600)
         assert job["state"] == "completed" and job["n_completed"] == 6, job["error"]
         assert job["reference_point"] == [0.0, 0.0, 8.0] and job["maximize"] == [True, True, False]
         front = client.get(f"/v1/jobs/{job['id']}/pareto").json()["members"]
@@ -51,13 +50,3 @@ def test_component_ties_job_exports_a_model_that_scores_as_reported(settings, tm
     assert scores["copy"]["accuracy"] == pytest.approx(best["metrics"]["copy_accuracy"], abs=1e-9)
     assert scores["reverse"]["accuracy"] == pytest.approx(best["metrics"]["reverse_accuracy"], abs=1e-9)
     assert scores["reverse"]["loss"] == pytest.approx(best["metrics"]["reverse_loss"], rel=1e-5)
-
-
-def _wait(client: TestClient, job_id: int, timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("completed", "failed"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
