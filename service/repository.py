@@ -42,11 +42,16 @@ def get_job(*, session: Session, job_id: int) -> Job:
     return job
 
 
+def evaluation_counts(*, session: Session, job_id: int) -> dict[str, int]:
+    """How many of a job's evaluations are in each state."""
+    return {state: n for state, n in session.execute(
+        select(Evaluation.state, func.count()).where(Evaluation.job_id == job_id).group_by(Evaluation.state)
+    ).all()}
+
+
 def job_out(*, session: Session, job: Job) -> JobOut:
     """A job with its progress counts and latest hypervolume."""
-    counts = {state: n for state, n in session.execute(
-        select(Evaluation.state, func.count()).where(Evaluation.job_id == job.id).group_by(Evaluation.state)
-    ).all()}
+    counts = evaluation_counts(session=session, job_id=job.id)
     snapshot = latest_snapshot(session=session, job_id=job.id)
     out = JobOut.model_validate(job)
     return out.model_copy(update={

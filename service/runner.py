@@ -243,10 +243,11 @@ class JobRunner:
 
     def _progress(self, run: _JobRun) -> Progress:
         with session_scope(self.sessions) as s:
-            out = repo.job_out(session=s, job=repo.get_job(session=s, job_id=run.job_id))
+            counts = repo.evaluation_counts(session=s, job_id=run.job_id)
             snap = repo.latest_snapshot(session=s, job_id=run.job_id)
-            front = len(snap.members) if snap else 0
-        return Progress(run.job_id, out.n_completed + out.n_failed, out.budget, out.hypervolume, front)
+            hv, front = (snap.hypervolume, len(snap.members)) if snap else (None, 0)
+        finished = counts.get(EvaluationState.completed, 0) + counts.get(EvaluationState.failed, 0)
+        return Progress(run.job_id, finished, run.spec.optimizer.budget, hv, front)
 
 
 def _describe(error: BaseException) -> str:
