@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,3 +46,14 @@ def ensure_built(target: Path, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+def build_command(suite: str, build: Callable[[Path, int], None], argv: Sequence[str] | None = None) -> int:
+    """`python -m evaluators.suites.SUITE OUT_DIR [--seed N]`: build a suite into a folder, printing its tables."""
+    parser = argparse.ArgumentParser(prog=f"python -m evaluators.suites.{suite}", description=f"Build bench://{suite}.")
+    parser.add_argument("out_dir", type=Path, help="directory to write the suite into")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    build(args.out_dir, args.seed)
+    print(f"written to {args.out_dir}")
+    return 0

@@ -12,7 +12,6 @@ Run ``python -m evaluators.suites.digits OUT_DIR [--seed N]`` to build one and p
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 import zlib
@@ -329,21 +328,6 @@ def ensure_built(cache_root: Path, seed: int = 0, *, verbose: bool = True) -> Pa
 
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: build the suite into a directory and print the accuracy table."""
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluators.suites.digits", description="Build bench://digits."
-    )
-    parser.add_argument("out_dir", type=Path, help="directory to write the suite files into")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    build(args.out_dir, args.seed, verbose=True)
-    print(f"written to {args.out_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 class DigitsSuite:
@@ -375,3 +359,12 @@ class _AccuracyEvaluator:
 
 def open_suite(path: Path) -> DigitsSuite:
     return DigitsSuite(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: build the suite into a directory and print its tables."""
+    return cache.build_command("digits", lambda out, seed: build(out, seed, verbose=True), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,7 +14,6 @@ Run ``python -m evaluators.suites.tinylm OUT_DIR [--seed N]`` to build one and p
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -348,13 +347,7 @@ def open_suite(path: Path) -> TinyLMSuite:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: build the suite into a directory and print its tables."""
-    parser = argparse.ArgumentParser(prog="python -m evaluators.suites.tinylm", description="Build bench://tinylm.")
-    parser.add_argument("out_dir", type=Path, help="directory to write the suite into")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    build(args.out_dir, args.seed, verbose=True)
-    print(f"written to {args.out_dir}")
-    return 0
+    return cache.build_command("tinylm", lambda out, seed: build(out, seed, verbose=True), argv)
 
 
 if __name__ == "__main__":
