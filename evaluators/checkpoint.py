@@ -100,6 +100,18 @@ def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def merged_tensor_names(path: Path) -> list[str]:
+    """The tensors a merge of this base changes: its floating-point ones (integer buffers stay the base's)."""
+    names: list[str] = []
+    for file in weight_files(Path(path)):
+        with safe_open(file, framework="pt") as handle:
+            names.extend(k for k in handle.keys() if handle.get_slice(k).get_dtype() in _FLOAT_DTYPES)  # noqa: SIM118
+    return names
+
+
 def check_compatible(base: Mapping[str, tuple[int, ...]], expert: Mapping[str, tuple[int, ...]], label: str,
                      keys: list[str]) -> None:
     """Raise InvalidSpecError naming the first tensor an expert lacks or has in another shape."""

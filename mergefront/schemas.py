@@ -20,7 +20,7 @@ class JobOut(_Out):
     budget: int
     objectives: list[str]
     maximize: list[bool]
-    reference_point: list[float]
+    reference_point: list[float | None]
     n_completed: int = 0
     n_failed: int = 0
     hypervolume: float | None = None
@@ -56,7 +56,7 @@ class ParetoOut(BaseModel):
     job_id: int
     objectives: list[str]
     maximize: list[bool]
-    reference_point: list[float]
+    reference_point: list[float | None]
     n_completed: int
     hypervolume: float
     members: list[EvaluationOut]
@@ -122,7 +122,7 @@ class HypervolumeHistory(BaseModel):
     """Hypervolume against completed evaluations, at most `max_points` points (bucketed on the server)."""
 
     job_id: int
-    reference_point: list[float]
+    reference_point: list[float | None]
     points: list[HypervolumePoint]
 
 

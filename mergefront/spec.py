@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -11,19 +12,29 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from mergefront.errors import InvalidSpecError
 from mergefront.merge_spec import MergeSpec
 from mergefront.methods import METHODS
-from mergefront.suites import BUILTIN_SUITES, SUITE_METRICS, parse_bench_ref
+from mergefront.objectives import BUILTIN, EXTERNAL, Direction, check_settings
+from mergefront.suites import BENCH_SCHEME, BUILTIN_SUITES, HF_SUITES, SUITE_METRICS, parse_bench_ref
 
 OptimizerName = Literal["random", "nsga2", "qnehvi", "map", "saea"]
 
 
+HF_SCHEME = "hf://"
+
+
 def _check_model_ref(ref: str) -> str:
-    if ref.startswith("bench://"):
+    if ref.startswith(BENCH_SCHEME):
         parse_bench_ref(ref)
+        return ref
+    if ref.startswith(HF_SCHEME):
+        repo = ref[len(HF_SCHEME):].partition("@")[0]
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise ValueError(f"{ref!r} is not of the form hf://org/name[@revision]")
         return ref
     if "://" in ref:
         scheme = ref.split("://", 1)[0]
-        raise ValueError(f"model reference scheme {scheme!r}:// is not supported yet; use bench://suite/name")
-    raise ValueError(f"{ref!r}: only built-in bench://suite/name models can be evaluated yet")
+        raise ValueError(f"model reference scheme {scheme!r}:// is not supported; use a local path, "
+                         "hf://org/name or bench://suite/name")
+    return ref  # a local Hugging Face directory or .safetensors file; check_spec checks it exists
 
 
 ModelRef = Annotated[str, Field(min_length=1), AfterValidator(_check_model_ref)]
@@ -39,20 +50,68 @@ class ModelsSpec(_Strict):
 
 
 class ObjectiveSpec(_Strict):
-    task: str = Field(min_length=1)
-    metric: Literal["accuracy", "loss"] = "accuracy"
+    """One objective: a task of the built-in suite the models come from, or an evaluator with its settings."""
+
+    task: str | None = Field(None, min_length=1, description="a task of the bench:// suite the models come from")
+    evaluator: str | None = Field(None, min_length=1, description="a built-in evaluator (causal_lm, generation, "
+                                  "classification, lm_eval, sparsity, storage), package.module:function, or external")
+    settings: dict[str, Any] = Field(default_factory=dict, description="the evaluator's settings")
+    metric: str | None = Field(None, min_length=1, description="which of the reported metrics is the objective")
+    direction: Direction | None = Field(None, description="required for functions and external objectives")
     split: Literal["validation", "test"] = "validation"
     name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ObjectiveSpec:
+        if (self.task is None) == (self.evaluator is None):
+            raise ValueError("give either task (a task of a bench:// suite) or evaluator")
+        if self.task is not None and self.settings:
+            raise ValueError("settings go with an evaluator, not with a suite task")
+        return self
+
+    @property
+    def metric_name(self) -> str:
+        """The metric this objective reads ("" for a function that returns a single number)."""
+        if self.metric is not None:
+            return self.metric
+        if self.task is not None:
+            return "accuracy"
+        info = BUILTIN.get(self.evaluator or "")
+        return info.default_metric if info is not None else ""
 
     @property
     def key(self) -> str:
         """The objective's name in stored metrics."""
-        return self.name or f"{self.task}_{self.metric}"
+        if self.name:
+            return self.name
+        metric = re.sub(r"[^A-Za-z0-9_.\-]", "_", self.metric_name)
+        if self.task is not None:
+            return f"{self.task}_{metric}"
+        source = (self.evaluator or "").rpartition(":")[2].rpartition(".")[2]
+        return f"{source}_{metric}" if metric else source
 
     @property
     def maximize(self) -> bool:
-        """Accuracies are maximised, losses minimised."""
-        return self.metric != "loss"
+        """Accuracies are maximised, losses minimised; functions and external objectives say which."""
+        if self.direction is not None:
+            return self.direction == "maximize"
+        if self.task is not None:
+            return self.metric_name != "loss"
+        info = BUILTIN.get(self.evaluator or "")
+        return info.metric(self.metric_name).maximize if info is not None else True
+
+    @property
+    def worst(self) -> float | None:
+        """The objective's worst useful value, the default reference point (None: inferred from the first batch)."""
+        if self.task is not None:
+            return None
+        info = BUILTIN.get(self.evaluator or "")
+        return info.metric(self.metric_name).worst if info is not None else None
+
+    @property
+    def runs_model(self) -> bool:
+        info = BUILTIN.get(self.evaluator or "")
+        return self.evaluator not in (None, EXTERNAL) and (info is None or info.runs_model)
 
 
 class OptimizerSpec(_Strict):
@@ -60,7 +119,8 @@ class OptimizerSpec(_Strict):
     budget: int = Field(48, gt=0, le=100_000, description="evaluations, failed ones included")
     batch_size: int = Field(4, gt=0, le=1024)
     seed: int = Field(0, ge=0)
-    reference_point: list[float] | None = None
+    reference_point: list[float | None] | None = Field(
+        None, description="per objective, its worst useful value; null entries are inferred from the first batch")
     population_size: int | None = Field(None, ge=4, description="nsga2, saea: default max(8, 2 x dimensions)")
     asynchronous: bool = Field(False, description="ask as workers free up (faster, not reproducible)")
     initial_points: int | None = Field(None, ge=2, le=100_000, description="qnehvi, map: size of the initial design")
@@ -84,6 +144,8 @@ class ResourcesSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus_per_worker: float = Field(0.0, ge=0)
     max_retries: int = Field(1, ge=0, le=10)
+    ask_timeout: float = Field(3600.0, gt=0, description="external jobs: seconds a fetched candidate waits for its "
+                               "tell before it goes back to the optimizer")
 
 
 class JobSpec(_Strict):
@@ -104,37 +166,149 @@ class JobSpec(_Strict):
     def maximize(self) -> list[bool]:
         return [o.maximize for o in self.objectives]
 
-    def default_reference_point(self) -> list[float]:
-        """The worst value each objective can take (0 for accuracies; the suite says for losses)."""
-        suite, _ = parse_bench_ref(self.models.base)
-        return [SUITE_METRICS[suite][o.metric] for o in self.objectives]
+    @property
+    def external(self) -> bool:
+        """Whether candidates are evaluated outside mergefront and told through the ask/tell API."""
+        return any(o.evaluator == EXTERNAL for o in self.objectives)
+
+    @property
+    def suite(self) -> str | None:
+        """The built-in suite the models come from, or None for the user's own models."""
+        return parse_bench_ref(self.models.base)[0] if self.models.base.startswith(BENCH_SCHEME) else None
+
+    def default_reference_point(self) -> list[float | None]:
+        """Each objective's worst useful value: the spec's, else the metric's (0 for accuracies, 1 for kept
+        fractions, the suite's for its losses); None where neither is known (inferred from the first batch)."""
+        given = self.optimizer.reference_point or [None] * len(self.objectives)
+        out: list[float | None] = []
+        for value, obj in zip(given, self.objectives, strict=True):
+            if value is None and obj.task is not None and self.suite is not None:
+                value = SUITE_METRICS[self.suite].get(obj.metric_name)
+            out.append(value if value is not None else obj.worst)
+        return out
 
 
 def check_spec(spec: JobSpec) -> None:
-    """Cross-field checks pydantic cannot place on one field; raise InvalidSpecError naming the field."""
-    suite = _common_suite(spec)
-    tasks = BUILTIN_SUITES[suite]
+    """Cross-field checks pydantic cannot place on one field; raise InvalidSpecError naming the field.
+
+    Local model paths, data files and import paths are checked here, on the machine that validates the spec
+    (the server, for a job submitted through REST).
+    """
+    suite = _check_models(spec)
     for i, obj in enumerate(spec.objectives):
-        if obj.task not in tasks:
-            raise InvalidSpecError(f"{obj.task!r} is not a task of suite {suite!r}; known: {list(tasks)}",
-                                   ("objectives", i, "task"))
-        if obj.metric not in SUITE_METRICS[suite]:
-            raise InvalidSpecError(f"suite {suite!r} reports {list(SUITE_METRICS[suite])}, not {obj.metric!r}",
-                                   ("objectives", i, "metric"))
+        _check_objective(spec, suite, i, obj)
     keys = spec.objective_keys
     for i, key in enumerate(keys):
         if keys.index(key) != i:
-            raise InvalidSpecError(f"objective name {key!r} is used twice", ("objectives", i, "name"))
-    seen: set[str] = set()
-    for i, ref in enumerate(spec.models.experts):
-        if ref in seen or ref == spec.models.base:
-            raise InvalidSpecError(f"{ref!r} is listed twice (or is the base)", ("models", "experts", i))
-        seen.add(ref)
+            raise InvalidSpecError(f"objective name {key!r} is used twice; give the objectives names",
+                                   ("objectives", i, "name"))
+    if spec.external and not all(o.evaluator == EXTERNAL for o in spec.objectives):
+        first = next(i for i, o in enumerate(spec.objectives) if o.evaluator != EXTERNAL)
+        raise InvalidSpecError("a job with external objectives is evaluated outside mergefront: every objective "
+                               "must be external", ("objectives", first, "evaluator"))
     _check_method(spec)
     ref_point = spec.optimizer.reference_point
     if ref_point is not None and len(ref_point) != len(spec.objectives):
         raise InvalidSpecError(f"has {len(ref_point)} values for {len(spec.objectives)} objectives",
                                ("optimizer", "reference_point"))
+
+
+def _check_objective(spec: JobSpec, suite: str | None, i: int, obj: ObjectiveSpec) -> None:
+    loc: tuple[Any, ...] = ("objectives", i)
+    if obj.task is not None:
+        if suite is None:
+            raise InvalidSpecError("suite tasks score bench:// models; for your own models name an evaluator",
+                                   (*loc, "task"))
+        tasks = BUILTIN_SUITES[suite]
+        if obj.task not in tasks:
+            raise InvalidSpecError(f"{obj.task!r} is not a task of suite {suite!r}; known: {list(tasks)}",
+                                   (*loc, "task"))
+        if obj.metric_name not in SUITE_METRICS[suite]:
+            raise InvalidSpecError(f"suite {suite!r} reports {list(SUITE_METRICS[suite])}, not {obj.metric_name!r}",
+                                   (*loc, "metric"))
+        return
+    evaluator = obj.evaluator or ""
+    check_settings(evaluator, obj.settings, loc)
+    info = BUILTIN.get(evaluator)
+    if info is None:  # a function or external: only they know their metric and its direction
+        if obj.direction is None:
+            raise InvalidSpecError(f"say whether {evaluator} is to be maximized or minimized", (*loc, "direction"))
+        return
+    if not obj.metric_name:
+        raise InvalidSpecError(f"{evaluator} reports metrics named by its tasks, e.g. TASK/acc: name one",
+                               (*loc, "metric"))
+    try:
+        metric = info.metric(obj.metric_name)
+    except KeyError:
+        raise InvalidSpecError(f"{evaluator} reports {list(info.metrics)}, not {obj.metric_name!r}",
+                               (*loc, "metric")) from None
+    if obj.direction is not None and (obj.direction == "maximize") != metric.maximize:
+        raise InvalidSpecError(f"{evaluator}'s {obj.metric_name} is "
+                               f"{'maximized' if metric.maximize else 'minimized'}", (*loc, "direction"))
+    if info.runs_model and suite is not None and suite not in HF_SUITES:
+        raise InvalidSpecError(f"{evaluator} runs a Hugging Face model; suite {suite!r} has none "
+                               f"(suites with one: {sorted(HF_SUITES)})", (*loc, "evaluator"))
+    if info.runs_model and suite is None:
+        _check_hf_directory(spec.models.base, needs_tokenizer=info.needs_tokenizer, loc=(*loc, "evaluator"))
+
+
+def _check_hf_directory(ref: str, *, needs_tokenizer: bool, loc: tuple[Any, ...]) -> None:
+    if ref.startswith(HF_SCHEME):
+        return  # fetched when the job starts
+    path = Path(ref).expanduser()
+    if not (path / "config.json").is_file():
+        raise InvalidSpecError(f"this evaluator runs the model: the base {ref!r} must be a Hugging Face directory "
+                               "with a config.json", loc)
+    tokenizer_files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json")
+    if needs_tokenizer and not any((path / f).is_file() for f in tokenizer_files):
+        raise InvalidSpecError(f"this evaluator needs a tokenizer, and the base {ref!r} has no tokenizer files", loc)
+
+
+def _check_models(spec: JobSpec) -> str | None:
+    """Check the models; return their built-in suite, or None when they are the user's own."""
+    refs = [("base", spec.models.base), *((("experts", i), ref) for i, ref in enumerate(spec.models.experts))]
+    bench = [ref.startswith(BENCH_SCHEME) for _, ref in refs]
+    if any(bench) and not all(bench):
+        odd = bench[0] != bench[1] and (len(bench) == 2 or bench[1] == bench[2])  # the base is the odd one
+        at = "base" if odd else next(loc for (loc, _), b in zip(refs, bench, strict=True) if b != bench[0])
+        raise InvalidSpecError("bench:// models cannot be merged with other models", ("models", *_flat(at)))
+    seen: set[str] = set()
+    for i, ref in enumerate(spec.models.experts):
+        if ref in seen or ref == spec.models.base:
+            raise InvalidSpecError(f"{ref!r} is listed twice (or is the base)", ("models", "experts", i))
+        seen.add(ref)
+    if bench[0]:
+        return _common_suite(spec)
+    for loc, ref in refs:
+        if not ref.startswith(HF_SCHEME) and not Path(ref).expanduser().exists():
+            raise InvalidSpecError(f"checkpoint {ref!r} does not exist (paths are read on the machine that runs "
+                                   "the job)", ("models", *_flat(loc)))
+    _check_shapes(spec)
+    return None
+
+
+def _flat(loc: str | tuple[str, int]) -> tuple[str | int, ...]:
+    return (loc,) if isinstance(loc, str) else loc
+
+
+def _check_shapes(spec: JobSpec) -> None:
+    """Every local expert must have each of the base's floating tensors, in the same shape (headers only)."""
+    from evaluators.checkpoint import check_compatible, merged_tensor_names, tensor_shapes
+
+    if spec.models.base.startswith(HF_SCHEME):
+        return
+    try:
+        base = tensor_shapes(Path(spec.models.base).expanduser())
+        keys = merged_tensor_names(Path(spec.models.base).expanduser())
+    except InvalidSpecError as exc:
+        raise InvalidSpecError(exc.message, ("models", "base")) from exc
+    for i, ref in enumerate(spec.models.experts):
+        if ref.startswith(HF_SCHEME):
+            continue
+        try:
+            check_compatible(base, tensor_shapes(Path(ref).expanduser()), f"expert {ref!r}", keys)
+        except InvalidSpecError as exc:
+            raise InvalidSpecError(exc.message, ("models", "experts", i)) from exc
 
 
 def _check_method(spec: JobSpec) -> None:
@@ -186,6 +360,37 @@ _UNION_TAGS = {"float", "Range", "int", "bool", "str"}
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read a YAML or JSON spec file."""
-    text = Path(path).read_text()
-    return parse_spec(yaml.safe_load(text))
+    """Read a YAML or JSON spec file; relative model and data paths in it are relative to the file's folder."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text())
+    return parse_spec(resolve_paths(data, path.parent) if isinstance(data, dict) else data)
+
+
+def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A copy of a raw spec with its relative local model paths and data files made absolute against `folder`."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and "://" not in value and not Path(value).expanduser().is_absolute():
+            return str((folder / value).resolve())
+        return value
+
+    out = dict(data)
+    models = out.get("models")
+    if isinstance(models, dict):
+        models = dict(models)
+        models["base"] = fix(models.get("base"))
+        if isinstance(models.get("experts"), list):
+            models["experts"] = [fix(v) for v in models["experts"]]
+        out["models"] = models
+    if isinstance(out.get("objectives"), list):
+        objectives = []
+        for obj in out["objectives"]:
+            if isinstance(obj, dict) and obj.get("evaluator") in BUILTIN and isinstance(obj.get("settings"), dict):
+                settings = dict(obj["settings"])
+                for name in ("data", "include_path"):
+                    if name in settings:
+                        settings[name] = fix(settings[name])
+                obj = {**obj, "settings": settings}
+            objectives.append(obj)
+        out["objectives"] = objectives
+    return out

@@ -19,6 +19,9 @@ SUITE_METRICS: dict[str, dict[str, float]] = {
     "tinylm": {"accuracy": 0.0, "loss": 8.0},
 }
 
+#: suites whose models are Hugging Face directories with a tokenizer, so evaluators that run a model can score them.
+HF_SUITES: frozenset[str] = frozenset({"tinylm"})
+
 BENCH_SCHEME = "bench://"
 
 

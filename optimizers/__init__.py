@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mergefront.spec import JobSpec
+from mergefront.objectives import BUILTIN, UNIT_METRICS
+from mergefront.spec import JobSpec, ObjectiveSpec
 from optimizers.base import Observation, Optimizer, Point
 from optimizers.map import MAPOptimizer, SurrogateReport
 from optimizers.nsga2 import NSGA2Optimizer
@@ -49,13 +50,22 @@ def make_optimizer(spec: JobSpec, space: SearchSpace) -> Optimizer:
         return SAEAOptimizer(space, m, opt.seed, population_size=opt.population_size,
                              screening_factor=opt.screening_factor or 8)
     if opt.name == "map":
-        bounds = [ACCURACY_BOUNDS if o.metric == "accuracy" else None for o in spec.objectives]
+        bounds = [_unit_bounds(o) for o in spec.objectives]
         return MAPOptimizer(space, m, opt.seed, value_bounds=bounds, initial_points=opt.initial_points,
                             bayesian=opt.bayesian)
     if opt.name == "qnehvi":
         ref = None
-        if opt.reference_point is not None:
-            ref = [-v if o.maximize else v for v, o in zip(opt.reference_point, spec.objectives, strict=True)]
+        given = opt.reference_point
+        if given is not None and None not in given:  # else the optimizer infers it from its initial design
+            ref = [-v if o.maximize else v for v, o in zip(given, spec.objectives, strict=True) if v is not None]
         return QNEHVIOptimizer(space, m, opt.seed, ref_point=ref, initial_points=opt.initial_points,
                                weak_to_strong=opt.weak_to_strong, uncertainty_screening=opt.uncertainty_screening)
     raise ValueError(f"unknown optimizer {opt.name!r}")
+
+
+def _unit_bounds(objective: ObjectiveSpec) -> tuple[float, float] | None:
+    """Bounds of an objective in minimisation form, for metrics that live in [0, 1]."""
+    known = objective.task is not None or objective.evaluator in BUILTIN
+    if not known or objective.metric_name not in UNIT_METRICS:
+        return None
+    return ACCURACY_BOUNDS if objective.maximize else (0.0, 1.0)

@@ -58,7 +58,7 @@ class Job(Base):
     budget: Mapped[int] = mapped_column(Integer)
     objectives: Mapped[list[str]] = mapped_column(JsonType)
     maximize: Mapped[list[bool]] = mapped_column(JsonType)
-    reference_point: Mapped[list[float]] = mapped_column(JsonType)
+    reference_point: Mapped[list[float | None]] = mapped_column(JsonType)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

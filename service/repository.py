@@ -26,10 +26,10 @@ from service.models import Evaluation, EvaluationState, Job, JobState, ParetoSna
 
 def create_job(*, session: Session, spec: JobSpec) -> Job:
     """Store a validated spec as a pending job, its reference point fixed now."""
-    ref = spec.optimizer.reference_point or spec.default_reference_point()
+    ref = spec.default_reference_point()  # None where no worst value is known: fixed after the first batch
     job = Job(name=spec.name, spec=spec.model_dump(mode="json"), state=JobState.pending,
               optimizer=spec.optimizer.name, budget=spec.optimizer.budget, objectives=spec.objective_keys,
-              maximize=spec.maximize, reference_point=[float(v) for v in ref])
+              maximize=spec.maximize, reference_point=[None if v is None else float(v) for v in ref])
     session.add(job)
     session.flush()
     return job

@@ -24,12 +24,11 @@ from optimizers import (
     Observation,
     Optimizer,
     SearchSpace,
-    hypervolume,
     make_optimizer,
-    nondominated_mask,
 )
 from service import repository as repo
 from service.db import session_scope
+from service.front import update_front
 from service.models import Evaluation, EvaluationState, JobState
 from service.settings import Settings
 from service.space import candidate_seed, job_space, merge_config
@@ -231,15 +230,7 @@ class JobRunner:
     def update_front(self, job_id: int) -> None:
         """Store a snapshot of the front of every completed evaluation, with its hypervolume."""
         with session_scope(self.sessions) as s:
-            job = repo.get_job(session=s, job_id=job_id)
-            _, rows = repo.list_evaluations(session=s, job_id=job_id, state=EvaluationState.completed)
-            values = [[r.metrics[k] for k in job.objectives] for r in rows if r.metrics is not None]
-            if not values:
-                return
-            mask = nondominated_mask(values, job.maximize)
-            members = [r.id for r, keep in zip(rows, mask, strict=True) if keep]
-            hv = hypervolume(values, job.reference_point, job.maximize)
-            repo.add_snapshot(session=s, job_id=job_id, member_ids=members, hypervolume=hv, n_completed=len(rows))
+            update_front(session=s, job_id=job_id)
 
     def _progress(self, run: _JobRun) -> Progress:
         with session_scope(self.sessions) as s:
