@@ -60,8 +60,8 @@ class DigitsProblem:
 def open_problem(problem: str, cache_root: Path) -> DigitsProblem:
     spec = problem_spec(problem)
     suite_dir = ensure_suite("digits", cache_root, verbose=False)
-    objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric) for o in spec.objectives)
-    evaluator = CandidateEvaluator(WorkerSetup("digits", str(suite_dir), TASKS, objectives, "cpu"))
+    objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric_name) for o in spec.objectives)
+    evaluator = CandidateEvaluator(WorkerSetup.for_suite("digits", suite_dir, TASKS, objectives, "cpu"))
     return DigitsProblem(problem, spec, build_space(spec.merge, spec.models.experts), evaluator)
 
 

@@ -6,37 +6,59 @@ This is what each Ray worker holds (see `evaluators.pool`); it knows nothing of 
 from __future__ import annotations
 
 import socket
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from evaluators.checkpoint import load_checkpoint
 from evaluators.device import pick_device
 from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.suites import open_suite
+from evaluators.objectives import make_objective, pick_metric
+from evaluators.objectives.model import Binding, bind, load_model
+from evaluators.suites import TaskEvaluator, open_suite
+from mergefront.objectives import BUILTIN
 
 
 @dataclass(frozen=True)
 class ObjectiveSetup:
-    """One objective as a worker runs it: the metric `metric` of task `task` on split `split`."""
+    """One objective as a worker runs it: the metric `metric` of a suite's task `task` on split `split`, or of
+    evaluator `evaluator` (a built-in name or an import path) with its settings."""
 
     key: str
-    task: str
-    split: str
+    task: str | None = None
+    split: str = "validation"
     metric: str = "accuracy"
+    evaluator: str | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """Everything a worker loads once per job."""
+    """Everything a worker loads once per job: the checkpoints (paths), which tensors are merged, the objectives."""
 
-    suite: str
-    suite_dir: str
+    base: str
     experts: tuple[str, ...]
+    merged_keys: tuple[str, ...]
     objectives: tuple[ObjectiveSetup, ...]
+    suite: str | None = None  # the built-in suite the models come from, for task objectives
+    suite_dir: str | None = None
     device: str = "auto"
     threads: int = 1
+    python_path: tuple[str, ...] = ()  # folders the worker adds to sys.path to import evaluator functions
+
+    @classmethod
+    def for_suite(cls, suite: str, suite_dir: Path, experts: Sequence[str], objectives: Sequence[ObjectiveSetup],
+                  device: str = "auto") -> WorkerSetup:
+        """A setup for models of a built-in suite, named as the suite names them ("base", a task's expert)."""
+        opened = open_suite(suite, Path(suite_dir))
+        keys = tuple(opened.merged_keys(opened.load_model("base")))
+        return cls(str(opened.model_path("base")), tuple(str(opened.model_path(e)) for e in experts), keys,
+                   tuple(objectives), suite, str(suite_dir), device)
 
 
 @dataclass(frozen=True)
@@ -55,32 +77,70 @@ class EvaluationResult:
 
 
 class CandidateEvaluator:
-    """Holds the base, the task vectors and the evaluation data of one job, resident on one device."""
+    """Holds the base, the task vectors, the evaluation data and (for evaluators that run it) the merged model of
+    one job, resident on one device."""
 
     def __init__(self, setup: WorkerSetup) -> None:
         torch.set_num_threads(setup.threads)
+        for folder in setup.python_path:
+            if folder not in sys.path:
+                sys.path.append(folder)
         self.setup = setup
         self.device = pick_device(setup.device)
-        suite = open_suite(setup.suite, Path(setup.suite_dir))
-        base = suite.load_model("base")
-        experts = [suite.load_model(name) for name in setup.experts]
-        self.merger = ResidentMerger(base, experts, suite.merged_keys(base), self.device)
-        self.evaluators = {
-            split: suite.evaluator(sorted({o.task for o in setup.objectives if o.split == split}), split, self.device)
-            for split in sorted({o.split for o in setup.objectives})
-        }
+        base = load_checkpoint(Path(setup.base))
+        experts = [load_checkpoint(Path(path)) for path in setup.experts]
+        self.merger = ResidentMerger(base, experts, setup.merged_keys, self.device)
+        del experts
+        merged = self.merger.tensors()
+        self.evaluators: dict[str, TaskEvaluator] = {}
+        task_objectives = [o for o in setup.objectives if o.task is not None]
+        if task_objectives:
+            if setup.suite is None or setup.suite_dir is None:
+                raise ValueError("suite tasks need the models of a built-in suite")
+            suite = open_suite(setup.suite, Path(setup.suite_dir))
+            splits = sorted({o.split for o in task_objectives})
+            self.evaluators = {split: suite.evaluator(sorted({o.task for o in task_objectives if o.split == split
+                                                              and o.task is not None}), split, self.device)
+                               for split in splits}
+        self.model: torch.nn.Module | None = None
+        self.tokenizer: Any = None
+        self.binding: Binding | None = None
+        if any(o.evaluator is not None and _runs_model(o.evaluator) for o in setup.objectives):
+            self.model, self.tokenizer = load_model(Path(setup.base), self.device)
+            self.binding = bind(self.model, merged)
+        self.objectives = {o.key: make_objective(o.evaluator, o.settings, tokenizer=self.tokenizer, device=self.device)
+                           for o in setup.objectives if o.evaluator is not None}
         self.name = f"{socket.gethostname()}:{self.device}"
 
     def evaluate(self, candidate: Candidate) -> EvaluationResult:
         start = time.perf_counter()
-        merged = self.merger.merge(candidate.merge)
+        self.merger.merge(candidate.merge)
+        if self.binding is not None:
+            self.binding.refresh()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         merged_at = time.perf_counter()
+        merged = self.merger.tensors()
         scores = {split: ev.evaluate(merged) for split, ev in self.evaluators.items()}
-        metrics = {o.key: float(scores[o.split][o.task][o.metric]) for o in self.setup.objectives}
+        metrics: dict[str, float] = {}
+        for o in self.setup.objectives:
+            if o.task is not None:
+                metrics[o.key] = float(scores[o.split][o.task][o.metric])
+                continue
+            objective = self.objectives[o.key]
+            with torch.inference_mode():
+                if o.evaluator is not None and _runs_model(o.evaluator):
+                    reported = objective(self.model, self.tokenizer)
+                else:
+                    reported = objective(self.merger)
+            metrics[o.key] = pick_metric(reported, o.metric, f"objective {o.key!r}")
         return EvaluationResult(candidate.evaluation_id, metrics, merged_at - start,
                                 time.perf_counter() - merged_at, self.name)
 
     def ping(self) -> str:
         return self.name
+
+
+def _runs_model(evaluator: str) -> bool:
+    info = BUILTIN.get(evaluator)
+    return info is None or info.runs_model

@@ -50,17 +50,11 @@ class DataSettings(_Settings):
             raise ValueError(f"{value!r}: the data file must end with one of {list(DATA_SUFFIXES)}")
         return value
 
-    def columns(self) -> tuple[str, ...]:
-        """The columns the evaluator reads from each example."""
-        return ()
-
 
 class CausalLMSettings(DataSettings):
     text_column: str = Field("text", min_length=1)
+    prompt_column: str | None = Field(None, min_length=1, description="score only the text, given this prompt")
     max_length: int = Field(512, ge=2, le=131_072, description="tokens per example; longer texts are cut")
-
-    def columns(self) -> tuple[str, ...]:
-        return (self.text_column,)
 
 
 class GenerationSettings(DataSettings):
@@ -69,9 +63,6 @@ class GenerationSettings(DataSettings):
     max_new_tokens: int = Field(32, ge=1, le=4096, description="greedy decoding stops here or at end of sequence")
     case_sensitive: bool = True
 
-    def columns(self) -> tuple[str, ...]:
-        return (self.prompt_column, self.answer_column)
-
 
 class ClassificationSettings(DataSettings):
     text_column: str = Field("text", min_length=1)
@@ -79,9 +70,6 @@ class ClassificationSettings(DataSettings):
     labels: list[str] | None = Field(None, min_length=2, description="label names in class-index order; default: "
                                      "integer labels, or the names in the model's config.id2label")
     max_length: int = Field(512, ge=2, le=131_072)
-
-    def columns(self) -> tuple[str, ...]:
-        return (self.text_column, self.label_column)
 
 
 class LMEvalSettings(_Settings):
@@ -207,14 +195,11 @@ def _check_data_file(settings: DataSettings, loc: tuple[Any, ...]) -> None:
         columns = read_columns(path)
     except Exception as exc:  # a malformed file: say so now rather than fail every evaluation
         raise InvalidSpecError(f"cannot read {settings.data!r}: {type(exc).__name__}: {exc}", (*loc, "data")) from exc
-    for name, field in zip(settings.columns(), _column_fields(settings), strict=True):
-        if name not in columns:
+    for field in type(settings).model_fields:
+        name = getattr(settings, field)
+        if field.endswith("_column") and name is not None and name not in columns:
             raise InvalidSpecError(f"{settings.data!r} has no column {name!r}; it has {sorted(columns)}",
                                    (*loc, field))
-
-
-def _column_fields(settings: DataSettings) -> list[str]:
-    return [f for f in type(settings).model_fields if f.endswith("_column")]
 
 
 def read_columns(path: Path) -> set[str]:

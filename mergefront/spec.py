@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -266,12 +268,13 @@ def _check_hf_directory(ref: str, *, needs_tokenizer: bool, loc: tuple[Any, ...]
 
 def _check_models(spec: JobSpec) -> str | None:
     """Check the models; return their built-in suite, or None when they are the user's own."""
-    refs = [("base", spec.models.base), *((("experts", i), ref) for i, ref in enumerate(spec.models.experts))]
+    refs: list[tuple[tuple[str | int, ...], str]] = [
+        (("base",), spec.models.base), *((("experts", i), ref) for i, ref in enumerate(spec.models.experts))]
     bench = [ref.startswith(BENCH_SCHEME) for _, ref in refs]
     if any(bench) and not all(bench):
         odd = bench[0] != bench[1] and (len(bench) == 2 or bench[1] == bench[2])  # the base is the odd one
-        at = "base" if odd else next(loc for (loc, _), b in zip(refs, bench, strict=True) if b != bench[0])
-        raise InvalidSpecError("bench:// models cannot be merged with other models", ("models", *_flat(at)))
+        at = ("base",) if odd else next(loc for (loc, _), b in zip(refs, bench, strict=True) if b != bench[0])
+        raise InvalidSpecError("bench:// models cannot be merged with other models", ("models", *at))
     seen: set[str] = set()
     for i, ref in enumerate(spec.models.experts):
         if ref in seen or ref == spec.models.base:
@@ -282,13 +285,9 @@ def _check_models(spec: JobSpec) -> str | None:
     for loc, ref in refs:
         if not ref.startswith(HF_SCHEME) and not Path(ref).expanduser().exists():
             raise InvalidSpecError(f"checkpoint {ref!r} does not exist (paths are read on the machine that runs "
-                                   "the job)", ("models", *_flat(loc)))
+                                   "the job)", ("models", *loc))
     _check_shapes(spec)
     return None
-
-
-def _flat(loc: str | tuple[str, int]) -> tuple[str | int, ...]:
-    return (loc,) if isinstance(loc, str) else loc
 
 
 def _check_shapes(spec: JobSpec) -> None:
@@ -360,8 +359,15 @@ _UNION_TAGS = {"float", "Range", "int", "bool", "str"}
 
 
 def load_spec(path: str | Path) -> JobSpec:
-    """Read a YAML or JSON spec file; relative model and data paths in it are relative to the file's folder."""
+    """Read a YAML or JSON spec file; relative model and data paths in it are relative to the file's folder.
+
+    Evaluator functions given by import path are imported with the spec's folder and the current directory on
+    `sys.path` (both are added to it), as `python -m` would find them.
+    """
     path = Path(path)
+    for folder in (str(path.resolve().parent), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.append(folder)
     data = yaml.safe_load(path.read_text())
     return parse_spec(resolve_paths(data, path.parent) if isinstance(data, dict) else data)
 

@@ -26,7 +26,7 @@ def update_front(*, session: Session, job_id: int) -> None:
         return
     mask = nondominated_mask(values, job.maximize)
     members = [r.id for r, keep in zip(rows, mask, strict=True) if keep]
-    hv = hypervolume(values, job.reference_point, job.maximize)
+    hv = hypervolume(values, [float(v) for v in job.reference_point if v is not None], job.maximize)
     repo.add_snapshot(session=session, job_id=job_id, member_ids=members, hypervolume=hv, n_completed=len(rows))
 
 

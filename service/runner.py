@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mergefront.errors import ConflictError
 from mergefront.spec import JobSpec
-from mergefront.suites import parse_bench_ref
 from optimizers import (
     Observation,
     Optimizer,
@@ -31,7 +31,7 @@ from service.db import session_scope
 from service.front import update_front
 from service.models import Evaluation, EvaluationState, JobState
 from service.settings import Settings
-from service.space import candidate_seed, job_space, merge_config
+from service.space import candidate_seed, job_files, job_space, merge_config
 
 if TYPE_CHECKING:
     from evaluators.evaluation import WorkerSetup
@@ -58,7 +58,6 @@ class _JobRun:
     space: SearchSpace
     optimizer: Optimizer
     pool: WorkerPool
-    reference_point: list[float]
     in_flight: dict[int, Evaluation] = field(default_factory=dict)
 
 
@@ -130,21 +129,24 @@ class JobRunner:
 
         with session_scope(self.sessions) as s:
             job = repo.get_job(session=s, job_id=job_id)
-            spec, ref = JobSpec.model_validate(job.spec), list(job.reference_point)
+            spec = JobSpec.model_validate(job.spec)
         space = job_space(spec, self.settings)
         setup = self._worker_setup(spec)
         init_ray(self.settings.ray_address)
-        return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec), ref)
+        return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec))
 
     def _worker_setup(self, spec: JobSpec) -> WorkerSetup:
         from evaluators.evaluation import ObjectiveSetup, WorkerSetup
         from evaluators.suites import ensure_suite
 
-        suite = parse_bench_ref(spec.models.base)[0]
-        suite_dir = ensure_suite(suite, self.settings.resolved_cache_dir)
-        experts = tuple(parse_bench_ref(ref)[1] for ref in spec.models.experts)
-        objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric) for o in spec.objectives)
-        return WorkerSetup(suite, str(suite_dir), experts, objectives, spec.resources.device)
+        files = job_files(spec, self.settings)
+        suite_dir = ensure_suite(spec.suite, self.settings.resolved_cache_dir) if spec.suite else None
+        objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric_name, o.evaluator, o.settings)
+                           for o in spec.objectives)
+        python_path = tuple(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
+        return WorkerSetup(str(files.base), tuple(str(p) for p in files.experts), files.merged_keys, objectives,
+                           spec.suite, None if suite_dir is None else str(suite_dir), spec.resources.device,
+                           python_path=python_path)
 
     def _loop(self, run: _JobRun, progress: Callable[[Progress], None] | None, stop: threading.Event) -> bool:
         """Drive the job until its budget is spent (True) or `stop` is set (False)."""

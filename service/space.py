@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mergefront.errors import InvalidSpecError
 from mergefront.granularity import Granularity
 from mergefront.spec import JobSpec
 from mergefront.suites import parse_bench_ref
@@ -38,19 +39,33 @@ def job_space(spec: JobSpec, settings: Settings) -> SearchSpace:
 
 
 def job_files(spec: JobSpec, settings: Settings) -> ModelFiles:
-    """Where the job's base and experts are, and which tensors the merge changes (suites build on first use)."""
+    """Where the job's base and experts are, and which tensors the merge changes (suites build on first use,
+    hf:// models are fetched into the cache on first use)."""
     from safetensors import safe_open
 
-    from evaluators.suites import ensure_suite, open_suite
+    from evaluators.checkpoint import merged_tensor_names, resolve, weight_files
 
-    suite_name, _ = parse_bench_ref(spec.models.base)
-    suite = open_suite(suite_name, ensure_suite(suite_name, settings.resolved_cache_dir))
-    experts = tuple(suite.model_path(parse_bench_ref(ref)[1]) for ref in spec.models.experts)
-    base = suite.model_path("base")
-    keys = tuple(suite.merged_keys(suite.load_model("base")))
-    first = base if base.is_file() else sorted(base.glob("*.safetensors"))[0]
-    with safe_open(first, framework="pt") as handle:
-        dtype = _DTYPES.get(handle.get_slice(keys[0]).get_dtype(), "float32")
+    if spec.suite is not None:
+        from evaluators.suites import ensure_suite, open_suite
+
+        suite = open_suite(spec.suite, ensure_suite(spec.suite, settings.resolved_cache_dir))
+        experts = tuple(suite.model_path(parse_bench_ref(ref)[1]) for ref in spec.models.experts)
+        base = suite.model_path("base")
+        keys = tuple(suite.merged_keys(suite.load_model("base")))
+    else:
+        hub = settings.resolved_cache_dir / "hf"
+        base = resolve(spec.models.base, cache_dir=hub)
+        experts = tuple(resolve(ref, cache_dir=hub) for ref in spec.models.experts)
+        keys = tuple(merged_tensor_names(base))
+    if not keys:
+        raise InvalidSpecError(f"the base {spec.models.base!r} has no floating-point tensor to merge",
+                               ("models", "base"))
+    dtype = "float32"
+    for file in weight_files(base):
+        with safe_open(file, framework="pt") as handle:
+            if keys[0] in handle.keys():  # noqa: SIM118 - safe_open has no __contains__
+                dtype = _DTYPES.get(handle.get_slice(keys[0]).get_dtype(), "float32")
+                break
     return ModelFiles(base, experts, keys, dtype)
 
 

@@ -79,6 +79,15 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def own_models(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """"Your own models": tinylm's base and its copy and reverse experts as plain local Hugging Face folders, and
+    each task's held-out examples as a JSONL file (prompt, answer), as `evaluators.suites.tinylm_export` writes."""
+    from evaluators.suites.tinylm_export import export_models
+
+    return export_models(tmp_path_factory.mktemp("own-models"), ["copy", "reverse"], cache_dir, n_examples=64)
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, cache_dir: Path) -> Settings:
     return Settings(home=tmp_path / "home", database_url=database_url, cache_dir=cache_dir, lease_seconds=30,

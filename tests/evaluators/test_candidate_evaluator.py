@@ -14,7 +14,7 @@ from evaluators.suites.digits import suite_dir
 def evaluator(cache_dir: Path) -> CandidateEvaluator:
     objectives = (ObjectiveSetup("rot", "rotated", "validation"), ObjectiveSetup("par", "parity", "validation"),
                   ObjectiveSetup("rot_test", "rotated", "test"))
-    setup = WorkerSetup("digits", str(suite_dir(cache_dir)), ("rotated", "parity"), objectives, "cpu")
+    setup = WorkerSetup.for_suite("digits", suite_dir(cache_dir), ("rotated", "parity"), objectives, "cpu")
     return CandidateEvaluator(setup)
 
 
