@@ -87,10 +87,13 @@ def _run(args: argparse.Namespace) -> int:
     with session_scope(sessions) as s:
         if args.resume is None:
             spec = load_spec(args.spec)
+            _refuse_external(spec.external, str(args.spec))
             job_id = repo.create_job(session=s, spec=spec).id
             print(job_space(spec, settings).describe())
         else:
-            job_id = repo.get_job(session=s, job_id=args.resume).id
+            job = repo.get_job(session=s, job_id=args.resume)
+            _refuse_external(job.external, f"job {job.id}")
+            job_id = job.id
         budget = repo.get_job(session=s, job_id=job_id).budget
     print(f"job {job_id} stored in {url}")
     with tqdm(total=budget, desc=f"job {job_id}", unit="eval") as bar:
@@ -106,6 +109,14 @@ def _run(args: argparse.Namespace) -> int:
         if state != "completed":
             raise MergefrontError(f"job {job_id} ended {state}: {job.error}")
     return 0
+
+
+def _refuse_external(external: bool, what: str) -> None:
+    if external:
+        raise MergefrontError(f"{what} has external objectives: you evaluate its candidates, so `run` starts no "
+                              "workers for it. Submit it to a server (`mergefront submit SPEC`) and drive it with "
+                              "the SDK (job.ask(), job.tell(candidate, metrics)) or REST (POST /v1/jobs/ID/ask, "
+                              "POST /v1/evaluations/ID/tell)")
 
 
 def _export(args: argparse.Namespace) -> int:

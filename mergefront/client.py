@@ -1,7 +1,8 @@
-"""The Python SDK: submit a spec, follow its job, read its evaluations and front."""
+"""The Python SDK: submit a spec, follow its job, read its evaluations and front; drive an external job."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,6 +74,19 @@ def _error(response: httpx.Response) -> MergefrontError:
     return cls(f"HTTP {response.status_code}: {detail}")
 
 
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Metrics as JSON numbers (numpy and torch scalars welcome); JSON has no NaN or infinity, so those are refused."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            raise InvalidSpecError(f"{value!r} is not a number", ("metrics", key)) from None
+        if not math.isfinite(out[key]):
+            raise InvalidSpecError(f"{value} is not a finite number", ("metrics", key))
+    return out
+
+
 class Job:
     """A handle on one job of a server."""
 
@@ -109,6 +123,26 @@ class Job:
             items += page.items
             if len(items) >= page.total or not page.items:
                 return items
+
+    def ask(self, n: int = 1) -> list[EvaluationOut]:
+        """Fetch up to `n` candidates of an external job to evaluate (none once its budget is spent).
+
+        Each has an `id`, a `number` and its merge `params`; tell its result before its `expires_at` (UTC).
+        """
+        rows = self.client._request("POST", f"/v1/jobs/{self.id}/ask", json={"n": n})
+        return [EvaluationOut.model_validate(r) for r in rows]
+
+    def tell(self, candidate: EvaluationOut | int, metrics: Mapping[str, float] | None = None, *,
+             error: str | None = None) -> EvaluationOut:
+        """Report a candidate's metrics (a value per objective), or the `error` that kept it from being evaluated.
+
+        Telling the same result twice is harmless; a different one, or a tell after the candidate expired, raises
+        ConflictError; a missing, unknown or non-finite metric raises InvalidSpecError naming it.
+        """
+        evaluation_id = candidate if isinstance(candidate, int) else candidate.id
+        body = {"metrics": None if metrics is None else _numbers(metrics), "error": error}
+        raw = self.client._request("POST", f"/v1/evaluations/{evaluation_id}/tell", json=body)
+        return EvaluationOut.model_validate(raw)
 
     def wait(self, *, progress: bool = True, poll: float = 1.0, timeout: float | None = None) -> JobOut:
         """Block until the job completes or fails, showing a progress bar; return its final state."""

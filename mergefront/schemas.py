@@ -21,6 +21,7 @@ class JobOut(_Out):
     objectives: list[str]
     maximize: list[bool]
     reference_point: list[float | None]
+    external: bool = False  # evaluated outside mergefront: candidates are fetched and told through ask/tell
     n_completed: int = 0
     n_failed: int = 0
     hypervolume: float | None = None
@@ -50,6 +51,7 @@ class EvaluationOut(_Out):
     created_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    expires_at: datetime | None = None  # external jobs: an untold candidate expires then
 
 
 class ParetoOut(BaseModel):

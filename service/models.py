@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -41,6 +43,7 @@ class EvaluationState(enum.StrEnum):
     running = "running"
     completed = "completed"
     failed = "failed"
+    expired = "expired"  # an external candidate not told within ask_timeout: it went back to the optimizer
 
 
 class Base(DeclarativeBase):
@@ -59,6 +62,7 @@ class Job(Base):
     objectives: Mapped[list[str]] = mapped_column(JsonType)
     maximize: Mapped[list[bool]] = mapped_column(JsonType)
     reference_point: Mapped[list[float | None]] = mapped_column(JsonType)
+    external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # driven by ask/tell
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -89,6 +93,7 @@ class Evaluation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # external: the tell's deadline
 
     job: Mapped[Job] = relationship(back_populates="evaluations")
 

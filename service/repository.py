@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import false, func, or_, select, update
@@ -29,7 +29,8 @@ def create_job(*, session: Session, spec: JobSpec) -> Job:
     ref = spec.default_reference_point()  # None where no worst value is known: fixed after the first batch
     job = Job(name=spec.name, spec=spec.model_dump(mode="json"), state=JobState.pending,
               optimizer=spec.optimizer.name, budget=spec.optimizer.budget, objectives=spec.objective_keys,
-              maximize=spec.maximize, reference_point=[None if v is None else float(v) for v in ref])
+              maximize=spec.maximize, reference_point=[None if v is None else float(v) for v in ref],
+              external=spec.external)
     session.add(job)
     session.flush()
     return job
@@ -68,11 +69,15 @@ def list_jobs(*, session: Session, offset: int = 0, limit: int = 50) -> tuple[in
 
 
 def lease_job(*, session: Session, owner: str, seconds: float, job_id: int | None = None) -> int | None:
-    """Take the lease of a pending job, or of a running job whose runner stopped renewing; return its id."""
+    """Take the lease of a pending job, or of a running job whose runner stopped renewing; return its id.
+
+    External jobs are never leased: their candidates are evaluated outside, through ask/tell.
+    """
     now = utcnow()
-    free = or_(Job.state == JobState.pending,
-               (Job.state == JobState.running) & (or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now,
-                                                      Job.lease_owner == owner)))
+    free = (Job.external == false()) & or_(
+        Job.state == JobState.pending,
+        (Job.state == JobState.running) & (or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now,
+                                               Job.lease_owner == owner)))
     query = select(Job.id).where(free).order_by(Job.id).limit(1)
     if job_id is not None:
         query = query.where(Job.id == job_id)
@@ -99,6 +104,30 @@ def renew_lease(*, session: Session, job_id: int, owner: str, seconds: float) ->
 def release_lease(*, session: Session, job_id: int, owner: str) -> None:
     session.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
                     .values(lease_owner=None, lease_expires_at=None).execution_options(synchronize_session=False))
+
+
+def lock_job(*, session: Session, job_id: int) -> Job:
+    """The job, locked until the transaction ends, so that its asks and tells run one at a time.
+
+    PostgreSQL locks the row (SELECT ... FOR UPDATE). SQLite has no row locks and ignores FOR UPDATE: a no-op
+    update takes the database's write lock before anything is read, so no read of the transaction is stale.
+    Objects the session read before are expired: they are read again, under the lock.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Job).where(Job.id == job_id).values(id=Job.id)
+                        .execution_options(synchronize_session=False))
+    session.expire_all()
+    job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return job
+
+
+def start_job(*, session: Session, job_id: int) -> None:
+    """A pending job becomes running (for the jobs the runner evaluates, its lease does this)."""
+    job = get_job(session=session, job_id=job_id)
+    if job.state == JobState.pending:
+        job.state, job.started_at = JobState.running, utcnow()
 
 
 def finish_job(*, session: Session, job_id: int, state: JobState, error: str | None = None) -> None:
@@ -130,9 +159,25 @@ def list_evaluations(*, session: Session, job_id: int, state: str | None = None,
     return total, list(session.scalars(query).all())
 
 
-def start_evaluation(*, session: Session, evaluation_id: int) -> None:
+def start_evaluation(*, session: Session, evaluation_id: int, deadline_seconds: float | None = None) -> None:
+    """Mark an evaluation running; with `deadline_seconds` (external jobs) it expires that long from now."""
     row = get_evaluation(session=session, evaluation_id=evaluation_id)
     row.state, row.attempts, row.started_at = EvaluationState.running, row.attempts + 1, utcnow()
+    if deadline_seconds is not None:
+        row.expires_at = row.started_at + timedelta(seconds=deadline_seconds)
+
+
+def expire_overdue(*, session: Session, job_id: int, now: datetime | None = None) -> int:
+    """Mark the job's running candidates whose tell deadline has passed `expired`; return how many."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Evaluation)
+        .where(Evaluation.job_id == job_id, Evaluation.state == EvaluationState.running,
+               Evaluation.expires_at.is_not(None), Evaluation.expires_at <= now)
+        .values(state=EvaluationState.expired, finished_at=now,
+                error="not told before its deadline; the candidate went back to the optimizer")
+        .execution_options(synchronize_session="fetch"))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def complete_evaluation(*, session: Session, evaluation_id: int, metrics: dict[str, float], worker: str,

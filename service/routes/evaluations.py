@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.background import BackgroundTask
 
 from mergefront.schemas import EvaluationOut
 from service import repository as repo
 from service.deps import SessionDep
+from service.models import EvaluationState, utcnow
 
 if TYPE_CHECKING:
     from service.export import ExportSource
@@ -31,10 +32,34 @@ class CheckpointOut(BaseModel):
     files: list[str]
 
 
+class TellRequest(BaseModel):
+    metrics: dict[str, float] | None = Field(None, description="a value for every objective of the job")
+    error: str | None = Field(None, min_length=1, max_length=4000, description="why the candidate could not be "
+                              "evaluated (recorded as a failed evaluation)")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TellRequest:
+        if (self.metrics is None) == (self.error is None):
+            raise ValueError("give either metrics or error")
+        return self
+
+
 @router.get("/{evaluation_id}")
 def get_evaluation(evaluation_id: int, session: SessionDep) -> EvaluationOut:
     """One evaluation."""
-    return EvaluationOut.model_validate(repo.get_evaluation(session=session, evaluation_id=evaluation_id))
+    row = repo.get_evaluation(session=session, evaluation_id=evaluation_id)
+    if row.state == EvaluationState.running and row.expires_at is not None and row.expires_at <= utcnow():
+        repo.expire_overdue(session=session, job_id=row.job_id)
+    return EvaluationOut.model_validate(row)
+
+
+@router.post("/{evaluation_id}/tell")
+def tell(evaluation_id: int, body: TellRequest, session: SessionDep) -> EvaluationOut:
+    """Record the metrics measured for a candidate of an external job (or the error that stopped them)."""
+    from service.asktell import tell  # the optimizers stay out of the API's start-up
+
+    return EvaluationOut.model_validate(tell(session=session, evaluation_id=evaluation_id, metrics=body.metrics,
+                                             error=body.error))
 
 
 @router.get("/{evaluation_id}/export/mergekit", response_class=PlainTextResponse)

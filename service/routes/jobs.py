@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, Field
 
 from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParameterOut, ParetoOut, SpaceOut
 from mergefront.spec import JobSpec, check_spec
@@ -16,6 +17,10 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+class AskRequest(BaseModel):
+    n: int = Field(1, ge=1, le=1024, description="how many candidates to propose (fewer near the end of the budget)")
 
 
 @router.post("", status_code=201)
@@ -44,7 +49,8 @@ def get_job(job_id: int, session: SessionDep) -> JobOut:
 def list_evaluations(job_id: int, session: SessionDep, state: EvaluationState | None = None,
                      offset: Offset = 0, limit: Limit = 100) -> Page:
     """A job's evaluations in the order they were proposed."""
-    repo.get_job(session=session, job_id=job_id)
+    if repo.get_job(session=session, job_id=job_id).external:
+        repo.expire_overdue(session=session, job_id=job_id)
     total, rows = repo.list_evaluations(session=session, job_id=job_id, state=state, offset=offset, limit=limit)
     return Page(total=total, offset=offset, limit=limit, items=[EvaluationOut.model_validate(r) for r in rows])
 
@@ -65,3 +71,13 @@ def get_space(job_id: int, session: SessionDep, request: Request) -> SpaceOut:
     return SpaceOut(job_id=job_id, dim=space.dim, parameters=[
         ParameterOut(name=p.name, low=p.low, high=p.high, kind=p.kind, expert=p.expert, group=p.group,
                      description=p.description) for p in space.parameters])
+
+
+@router.post("/{job_id}/ask")
+def ask(job_id: int, session: SessionDep, request: Request,
+        body: Annotated[AskRequest | None, Body()] = None) -> list[EvaluationOut]:
+    """Propose candidates of an external job to evaluate; tell each one's metrics before its `expires_at`."""
+    from service.asktell import ask  # the optimizers stay out of the API's start-up
+
+    rows = ask(session=session, job_id=job_id, n=(body or AskRequest()).n, settings=request.app.state.settings)
+    return [EvaluationOut.model_validate(r) for r in rows]

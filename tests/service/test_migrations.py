@@ -3,7 +3,7 @@ from __future__ import annotations
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from service.db import alembic_config, make_engine
 from service.models import Base
@@ -22,5 +22,28 @@ def test_upgrade_matches_models_and_downgrade_removes_everything(database_url: s
         with engine.connect() as conn:
             assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
         command.upgrade(cfg, "head")  # and back up again
+    finally:
+        engine.dispose()
+
+
+def test_ask_tell_columns_come_and_go_keeping_stored_rows(database_url: str) -> None:
+    cfg = alembic_config(database_url)
+    command.upgrade(cfg, "0001")
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO jobs (id, name, spec, state, optimizer, budget, objectives, maximize, "
+                              "reference_point, created_at) VALUES (1, 'j', '{}', 'pending', 'nsga2', 4, '[]', '[]', "
+                              "'[]', '2026-01-01')"))
+            conn.execute(text("INSERT INTO evaluations (job_id, number, state, x, params, attempts, created_at) "
+                              "VALUES (1, 0, 'pending', '[]', '{}', 0, '2026-01-01')"))
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT external FROM jobs")).scalar_one() in (False, 0)
+            assert conn.execute(text("SELECT count(*), max(expires_at) FROM evaluations")).one() == (1, None)
+        command.downgrade(cfg, "0001")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM evaluations")).scalar_one() == 1
+            assert "external" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
     finally:
         engine.dispose()
