@@ -1,0 +1,45 @@
+"""The README's "Search merges of your own models" walk-through runs as written, on a fresh home."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def walkthrough_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- walkthrough -->\n```bash\n(.*?)```\n<!-- /walkthrough -->", readme, re.S)
+    assert block, "README has no walk-through block"
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_walkthrough_runs_as_written(tmp_path: Path, cache_dir: Path) -> None:
+    commands = walkthrough_commands()
+    assert commands[0] == "make install" and commands[-1].endswith("mergefront run examples/own_models/job.yaml")
+    made = [ROOT / "examples" / "own_models" / name for name in ("models", "data")]
+    existed = [p.exists() for p in made]
+    # a fresh home; the suite cache is the session's (tinylm is built once per test run, not once per test)
+    env = {**os.environ, "MERGEFRONT_HOME": str(tmp_path), "MERGEFRONT_CACHE_DIR": str(cache_dir)}
+    try:
+        outputs = [subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True,
+                                  timeout=900) for command in commands]
+    finally:
+        for path, was_there in zip(made, existed, strict=True):
+            if not was_there:
+                shutil.rmtree(path, ignore_errors=True)
+    for command, out in zip(commands, outputs, strict=True):
+        assert out.returncode == 0, f"{command}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    printed = outputs[-1].stdout
+    front = re.search(r"Pareto front of job \d+: (\d+) of 32 completed evaluations, hypervolume ([0-9.e-]+)", printed)
+    assert front, printed[-3000:]
+    assert int(front.group(1)) >= 2 and float(front.group(2)) > 0
+    assert "copy_loss  reverse_exact_match  storage_mb" in printed
