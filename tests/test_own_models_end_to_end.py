@@ -54,7 +54,8 @@ def test_job_scored_by_a_user_function_reaches_a_front(settings, own_models, use
         "merge": {"method": "ties", "weight": {"low": 0.0, "high": 1.0}, "density": {"low": 0.2, "high": 1.0}},
         "objectives": [
             {"name": "copy_score", "evaluator": user_module, "metric": "accuracy", "direction": "maximize",
-             "settings": {"examples": [["[copy] 1 2 3 4 5 6 =", "1 2 3 4 5 6"], ["[copy] 9 0 9 0 1 1 =", "9 0 9 0 1 1"]]}},
+             "settings": {"examples": [["[copy] 1 2 3 4 5 6 =", "1 2 3 4 5 6"],
+                                       ["[copy] 9 0 9 0 1 1 =", "9 0 9 0 1 1"]]}},
             {"name": "reverse_score", "evaluator": user_module, "metric": "accuracy", "direction": "maximize",
              "settings": {"examples": [["[reverse] 1 2 3 4 5 6 =", "6 5 4 3 2 1"]]}},
             {"evaluator": "sparsity"},
