@@ -12,7 +12,7 @@ import httpx
 import yaml
 
 from mergefront.errors import ConflictError, InvalidSpecError, MergefrontError, NotFoundError
-from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut, SpaceOut
+from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut, SpaceOut, SurrogatesOut
 from mergefront.spec import JobSpec
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -108,6 +108,10 @@ class Job:
         from mergefront.report import format_space
 
         return format_space([(p.name, p.low, p.high, p.description) for p in self.space().parameters])
+
+    def surrogates(self) -> SurrogatesOut:
+        """The job's surrogates refitted on its completed evaluations, with each one's leave-one-out R²."""
+        return SurrogatesOut.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}/surrogates"))
 
     def pareto(self) -> ParetoOut:
         return ParetoOut.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}/pareto"))

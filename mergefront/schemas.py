@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Out(BaseModel):
@@ -144,3 +144,19 @@ class SpaceOut(BaseModel):
     job_id: int
     dim: int
     parameters: list[ParameterOut]
+
+
+class SurrogateOut(BaseModel):
+    objective: str
+    r2: float | None = Field(description="leave-one-out R² (1: predicts held-out points exactly; <= 0: no better "
+                             "than the mean); null when the values do not vary")
+
+
+class SurrogatesOut(BaseModel):
+    """How far a job's surrogates can be trusted, refitted from its completed evaluations."""
+
+    job_id: int
+    optimizer: str
+    surrogate: str | None = Field(description="quadratic (map), gaussian process (qnehvi, saea), or null")
+    n_points: int
+    objectives: list[SurrogateOut]

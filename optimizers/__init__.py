@@ -5,7 +5,8 @@ from __future__ import annotations
 from mergefront.objectives import BUILTIN, UNIT_METRICS
 from mergefront.spec import JobSpec, ObjectiveSpec
 from optimizers.base import Observation, Optimizer, Point
-from optimizers.map import MAPOptimizer, SurrogateReport
+from optimizers.history import SurrogateReport
+from optimizers.map import MAPOptimizer
 from optimizers.nsga2 import NSGA2Optimizer
 from optimizers.pareto import hypervolume, nondominated_mask
 from optimizers.qnehvi import AcquisitionSettings, QNEHVIOptimizer

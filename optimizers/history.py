@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,3 +56,26 @@ def top_up(candidates: np.ndarray, n: int, known: np.ndarray, seed: int) -> np.n
         start += fill.shape[0]
         out = np.vstack([out, drop_known(fill, np.vstack([known, out]))])
     return out
+
+
+@dataclass(frozen=True)
+class SurrogateReport:
+    """How far one objective's surrogate can be trusted: its held-out (leave-one-out) R² on `n_points`."""
+
+    objective: int
+    r2: float
+    n_points: int
+
+
+def gp_surrogate_reports(history: Sequence[Observation], dim: int, m: int, seed: int) -> list[SurrogateReport]:
+    """Leave-one-out R² of the GPs a GP-based optimizer fits at this history (empty before three completed)."""
+    import torch
+
+    from surrogates.gp import fit_gp_list, loo_r2
+
+    train_X, train_Y = training_data(history, dim, m)
+    if train_X.shape[0] < 3:
+        return []
+    model = fit_gp_list(torch.as_tensor(train_X, dtype=torch.double), torch.as_tensor(-train_Y, dtype=torch.double),
+                        seed)
+    return [SurrogateReport(i, r2, train_X.shape[0]) for i, r2 in enumerate(loo_r2(model))]

@@ -11,7 +11,6 @@ held-out error near each candidate, so new points go where the surrogates are le
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -19,22 +18,13 @@ from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 
 from optimizers.base import Observation, Optimizer, Point, drop_known, known_points
-from optimizers.history import as_points, top_up, training_data
+from optimizers.history import SurrogateReport, as_points, top_up, training_data
 from optimizers.random_search import sobol_points
 from optimizers.space import SearchSpace
 from surrogates.quadratic import QuadraticSurrogate, Warp
 
 SURROGATE_POPULATION = 64
 SURROGATE_GENERATIONS = 60
-
-
-@dataclass(frozen=True)
-class SurrogateReport:
-    """How far one objective's surrogate can be trusted: its held-out (leave-one-out) R² on `n_points`."""
-
-    objective: int
-    r2: float
-    n_points: int
 
 
 class _SurrogateProblem(Problem):

@@ -21,7 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from optimizers.base import Observation, Optimizer, Point, drop_known, known_points
-from optimizers.history import as_points, inferred_reference_point, top_up, training_data
+from optimizers.history import (
+    SurrogateReport,
+    as_points,
+    gp_surrogate_reports,
+    inferred_reference_point,
+    top_up,
+    training_data,
+)
 from optimizers.random_search import sobol_points
 from optimizers.space import SearchSpace
 
@@ -64,6 +71,10 @@ class QNEHVIOptimizer(Optimizer):
             model_based = self._model_based(n - out.shape[0], history, in_flight, seed)
             out = np.vstack([out, top_up(model_based, n - out.shape[0], np.vstack([known, out]), seed)])
         return as_points(out)
+
+    def surrogate_reports(self, history: Sequence[Observation]) -> list[SurrogateReport]:
+        """Every objective's GP's leave-one-out R² at this history (empty before three evaluations completed)."""
+        return gp_surrogate_reports(history, self.space.dim, self.n_objectives, self.seed)
 
     def reference_point(self, history: Sequence[Observation]) -> np.ndarray:
         """The reference point (`m`, minimised) the acquisition uses at this history."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from optimizers.base import Observation, Point
-from optimizers.history import inferred_reference_point, training_data
+from optimizers.history import SurrogateReport, gp_surrogate_reports, inferred_reference_point, training_data
 from optimizers.nsga2 import NSGA2Optimizer
 from optimizers.pareto import hypervolume, nondominated_mask
 from optimizers.space import SearchSpace
@@ -32,6 +32,10 @@ class SAEAOptimizer(NSGA2Optimizer):
         if screening_factor < 1:
             raise ValueError(f"screening_factor must be >= 1, got {screening_factor}")
         self.screening_factor = screening_factor
+
+    def surrogate_reports(self, history: Sequence[Observation]) -> list[SurrogateReport]:
+        """Every objective's GP's leave-one-out R² at this history (empty before three evaluations completed)."""
+        return gp_surrogate_reports(history, self.space.dim, self.n_objectives, self.seed)
 
     def _offspring(self, n: int, done: Sequence[Observation], known: np.ndarray,
                    history: Sequence[Observation], pending: Sequence[Point]) -> np.ndarray:

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from mergefront.errors import ConflictError, InvalidSpecError
 from mergefront.spec import JobSpec
-from optimizers import Observation, make_optimizer
+from optimizers import make_optimizer
 from service import repository as repo
 from service.front import update_front
 from service.models import Evaluation, EvaluationState, Job, JobState, utcnow
 from service.settings import Settings
-from service.space import job_space
+from service.space import job_space, observation
 
 EXTERNAL_WORKER = "external"
 _FINISHED = (EvaluationState.completed, EvaluationState.failed)
@@ -84,14 +84,6 @@ def tell(*, session: Session, evaluation_id: int, metrics: Mapping[str, float] |
     if sum(counts.get(s, 0) for s in _FINISHED) >= spec.optimizer.budget:
         repo.finish_job(session=session, job_id=job_id, state=JobState.completed)
     return row
-
-
-def observation(spec: JobSpec, row: Evaluation) -> Observation:
-    """A finished evaluation as the optimizer sees it: objectives minimised (maximised ones negated)."""
-    if row.state != EvaluationState.completed or row.metrics is None:
-        return Observation(tuple(row.x), None)
-    return Observation(tuple(row.x), tuple(-row.metrics[o.key] if o.maximize else row.metrics[o.key]
-                                           for o in spec.objectives))
 
 
 def check_metrics(spec: JobSpec, metrics: Mapping[str, float]) -> dict[str, float]:

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from mergefront.errors import ConflictError
 from mergefront.spec import JobSpec
 from optimizers import (
-    Observation,
     Optimizer,
     SearchSpace,
     make_optimizer,
@@ -31,7 +30,7 @@ from service.db import session_scope
 from service.front import update_front
 from service.models import Evaluation, EvaluationState, JobState
 from service.settings import Settings
-from service.space import candidate_seed, job_files, job_space, merge_config
+from service.space import candidate_seed, job_files, job_space, merge_config, observation
 
 if TYPE_CHECKING:
     from evaluators.evaluation import WorkerSetup
@@ -186,7 +185,7 @@ class JobRunner:
         n = min(opt.batch_size, free, opt.budget - n_created)
         if n <= 0:
             return
-        history = [self._observation(run, r) for r in rows if r.state in (EvaluationState.completed,
+        history = [observation(run.spec, r) for r in rows if r.state in (EvaluationState.completed,
                                                                           EvaluationState.failed)]
         pending = [tuple(r.x) for r in run.in_flight.values()]
         points = run.optimizer.ask(n, history, pending)
@@ -195,12 +194,6 @@ class JobRunner:
                                        points=[(list(x), run.space.decode(x)) for x in points])
         for row in new:
             self._dispatch(run, row)
-
-    def _observation(self, run: _JobRun, row: Evaluation) -> Observation:
-        if row.state != EvaluationState.completed or row.metrics is None:
-            return Observation(tuple(row.x), None)
-        values = tuple(-row.metrics[o.key] if o.maximize else row.metrics[o.key] for o in run.spec.objectives)
-        return Observation(tuple(row.x), values)
 
     def _dispatch(self, run: _JobRun, row: Evaluation) -> None:
         from evaluators.evaluation import Candidate

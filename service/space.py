@@ -12,11 +12,12 @@ from mergefront.errors import InvalidSpecError
 from mergefront.granularity import Granularity
 from mergefront.spec import JobSpec
 from mergefront.suites import parse_bench_ref
-from optimizers import SearchSpace, build_space
+from optimizers import Observation, SearchSpace, build_space
 from service.settings import Settings
 
 if TYPE_CHECKING:
     from evaluators.merge import MergeConfig
+    from service.models import Evaluation
 
 @dataclass(frozen=True)
 class ModelFiles:
@@ -67,6 +68,14 @@ def job_files(spec: JobSpec, settings: Settings) -> ModelFiles:
                 dtype = _DTYPES.get(handle.get_slice(keys[0]).get_dtype(), "float32")
                 break
     return ModelFiles(base, experts, keys, dtype)
+
+
+def observation(spec: JobSpec, row: Evaluation) -> Observation:
+    """A finished evaluation as the optimizer sees it: objectives minimised (maximised ones negated), None if failed."""
+    if row.state != "completed" or row.metrics is None:
+        return Observation(tuple(row.x), None)
+    return Observation(tuple(row.x), tuple(-row.metrics[o.key] if o.maximize else row.metrics[o.key]
+                                           for o in spec.objectives))
 
 
 def candidate_seed(spec: JobSpec, number: int) -> int:

@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,3 +91,24 @@ class GPSurrogate:
             mean = post.mean.numpy()  # c x m
             std = post.variance.clamp_min(0.0).sqrt().numpy()  # c x m
         return mean, std
+
+
+def loo_r2(model: ModelListGP) -> list[float]:
+    """Each GP's leave-one-out R² on its training points, in closed form (no refits).
+
+    For an exact GP with covariance `K` (noise included) and centred targets `y`, the prediction at point i from
+    the others is `y_i - [K^-1 y]_i / [K^-1]_ii`. The outcome standardisation is affine, so R² computed on the
+    standardised targets is the objective's own. NaN where the values do not vary.
+    """
+    out = []
+    with torch.no_grad():
+        gps: list[Any] = list(model.models)  # SingleTaskGPs (torch's Module typing hides their attributes)
+        for gp in gps:
+            X, y = gp.train_inputs[0], gp.train_targets  # n x d, n (standardised)
+            K = gp.covar_module(X).to_dense() + gp.likelihood.noise.reshape(-1)[0] * torch.eye(len(y), dtype=y.dtype)
+            K_inv = torch.linalg.inv(K)
+            centred = y - gp.mean_module(X)
+            loo = y - (K_inv @ centred) / torch.diagonal(K_inv)
+            total = float(((y - y.mean()) ** 2).sum())
+            out.append(1.0 - float(((y - loo) ** 2).sum()) / total if total > 0 else float("nan"))
+    return out

@@ -53,9 +53,14 @@ def test_model_based_jobs_run_through_rest_and_resume_after_a_restart(settings, 
             ids[name] = response.json()["id"]
         jobs = {name: wait_for_job(client, job_id, 240) for name, job_id in ids.items()}
         fronts = {name: client.get(f"/v1/jobs/{job_id}/pareto").json() for name, job_id in ids.items()}
+        surrogates = {name: client.get(f"/v1/jobs/{job_id}/surrogates").json() for name, job_id in ids.items()}
     for name, job in jobs.items():
         assert job["state"] == "completed", (name, job["error"])
         assert job["n_completed"] == 8 and fronts[name]["members"] and fronts[name]["hypervolume"] > 0
+        report = surrogates[name]  # every objective's held-out R², so a user sees when to trust the surrogates
+        assert report["surrogate"] == ("quadratic" if name == "map" else "gaussian process"), report
+        assert report["n_points"] == 8 and [o["objective"] for o in report["objectives"]] == job["objectives"]
+        assert all(o["r2"] is None or o["r2"] <= 1.0 for o in report["objectives"]), report
         stored = stored_evaluations(sessions, job["id"])
         assert len({x for _, _, x, _ in stored}) == 8, name  # never the same point twice
         resumed = _run_interrupted(sessions, settings, specs[name], stored_evaluations)

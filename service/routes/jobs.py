@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 
-from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParameterOut, ParetoOut, SpaceOut
+from mergefront.schemas import (
+    EvaluationOut,
+    JobOut,
+    JobPage,
+    Page,
+    ParameterOut,
+    ParetoOut,
+    SpaceOut,
+    SurrogateOut,
+    SurrogatesOut,
+)
 from mergefront.spec import JobSpec, check_spec
 from service import repository as repo
 from service.deps import SessionDep
@@ -59,6 +70,30 @@ def list_evaluations(job_id: int, session: SessionDep, state: EvaluationState | 
 def get_pareto(job_id: int, session: SessionDep) -> ParetoOut:
     """The latest Pareto front of a job and its hypervolume against the job's reference point."""
     return repo.pareto_out(session=session, job=repo.get_job(session=session, job_id=job_id))
+
+
+@router.get("/{job_id}/surrogates")
+def get_surrogates(job_id: int, session: SessionDep, request: Request) -> SurrogatesOut:
+    """Every objective's surrogate refitted on the job's completed evaluations, with its leave-one-out R²."""
+    from optimizers import make_optimizer  # the optimizers stay out of the API's start-up
+    from service.space import job_space, observation
+
+    job = repo.get_job(session=session, job_id=job_id)
+    spec = JobSpec.model_validate(job.spec)
+    optimizer = make_optimizer(spec, job_space(spec, request.app.state.settings))
+    reports_of = getattr(optimizer, "surrogate_reports", None)
+    kind = SURROGATES.get(spec.optimizer.name)
+    if reports_of is None or kind is None:
+        return SurrogatesOut(job_id=job_id, optimizer=spec.optimizer.name, surrogate=None, n_points=0, objectives=[])
+    _, rows = repo.list_evaluations(session=session, job_id=job_id, state=EvaluationState.completed)
+    reports = reports_of([observation(spec, r) for r in rows])
+    return SurrogatesOut(job_id=job_id, optimizer=spec.optimizer.name, surrogate=kind,
+                         n_points=reports[0].n_points if reports else len(rows),
+                         objectives=[SurrogateOut(objective=job.objectives[r.objective],
+                                                  r2=None if math.isnan(r.r2) else r.r2) for r in reports])
+
+
+SURROGATES = {"map": "quadratic", "qnehvi": "gaussian process", "saea": "gaussian process"}
 
 
 @router.get("/{job_id}/space")

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from surrogates.gp import GPSurrogate
+from surrogates.gp import GPSurrogate, fit_gp_list, loo_r2
 
 
 def _f(X: np.ndarray) -> np.ndarray:
@@ -29,3 +30,25 @@ def test_same_data_and_seed_give_the_same_model_and_leave_the_global_generator_a
     first = GPSurrogate.fit(X, _f(X[:, :2]), seed=4).predict(X[:5])[0]
     assert torch.rand(1) == expected_next
     np.testing.assert_array_equal(first, GPSurrogate.fit(X, _f(X[:, :2]), seed=4).predict(X[:5])[0])
+
+
+def test_closed_form_leave_one_out_r2_matches_predicting_each_point_from_the_others() -> None:
+    rng = np.random.default_rng(3)
+    X = torch.as_tensor(rng.random((20, 2)))
+    Y = torch.stack([torch.sin(4 * X[:, 0]) + X[:, 1], X[:, 0] * X[:, 1] + 0.05 * torch.as_tensor(rng.normal(size=20))],
+                    dim=1)
+    model = fit_gp_list(X, Y, seed=0)
+    fast = loo_r2(model)
+    for j, gp in enumerate(model.models):  # the same hyperparameters, the posterior of the other 19 points
+        y, prior_mean = gp.train_targets, gp.mean_module.constant.detach()
+        with torch.no_grad():
+            K = gp.covar_module(X).to_dense() + gp.likelihood.noise[0] * torch.eye(20, dtype=X.dtype)
+        loo = []
+        for i in range(20):
+            keep = torch.arange(20) != i
+            weights = torch.linalg.solve(K[keep][:, keep], y[keep] - prior_mean)
+            loo.append(float(prior_mean + K[i, keep] @ weights))
+        pred = torch.tensor(loo, dtype=y.dtype)
+        slow = 1.0 - float(((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+        assert fast[j] == pytest.approx(slow, rel=1e-6, abs=1e-9)
+        assert 0.5 < fast[j] <= 1.0
