@@ -45,11 +45,11 @@ class SegmentData:
     def numel(self) -> int:
         return int(self.base.numel())
 
-    def chunk_generator(self, chunk: int) -> torch.Generator:
-        """A generator for one chunk of this tensor, seeded by the candidate's seed: masks replay exactly."""
-        gen = torch.Generator(device=self.base.device)
-        gen.manual_seed(self.seed * 65_537 + chunk)
-        return gen
+    def expert_keys(self) -> torch.Tensor:
+        """Per expert, the key of its random draws on this tensor (`k`, int64), from the candidate's seed."""
+        k = self.tau.shape[0]
+        return torch.tensor([mix32_int((self.seed * 0x9E3779B1 + i * 0x7F4A7C15) & MASK32) for i in range(k)],
+                            dtype=torch.int64, device=self.base.device)
 
     def rank_by_magnitude(self) -> None:
         k, n = self.tau.shape
@@ -106,6 +106,49 @@ def _addmv_chunks(base: torch.Tensor, tau_t: torch.Tensor, w: torch.Tensor, out:
     for start in range(lo, hi, max(step, 1)):
         end = min(start + step, hi)
         torch.addmv(base[start:end], tau_t[start:end], w, beta=beta, out=out[start:end])
+
+
+# --- random draws: a counter-based hash of (entry index, key), the same in eager torch and in compiled kernels ----
+
+MASK32 = 0xFFFFFFFF
+_MIX = 0x45D9F3B  # < 2**27: products of 32-bit values stay below 2**59, no signed 64-bit overflow anywhere
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xor-shift-multiply, two rounds) of int64 values in [0, 2**32)."""
+    x = x ^ (x >> 16)
+    x = (x * _MIX) & MASK32
+    x = x ^ (x >> 16)
+    x = (x * _MIX) & MASK32
+    return x ^ (x >> 16)
+
+
+def mix32_int(x: int) -> int:
+    """`mix32` of one Python integer."""
+    x ^= x >> 16
+    x = (x * _MIX) & MASK32
+    x ^= x >> 16
+    x = (x * _MIX) & MASK32
+    return x ^ (x >> 16)
+
+
+def random_bits(index: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """32 uniform random bits (int64 in [0, 2**32)) for each entry index (int64) under an expert's key.
+
+    A pure function of (index, key): a chunk's draws need no generator state, so any chunking, thread or
+    compiled kernel draws the same mask, and a candidate's masks replay from its seed.
+    """
+    return mix32((index ^ key) & MASK32)
+
+
+def uniform(bits: torch.Tensor) -> torch.Tensor:
+    """Random bits as float32 numbers in [0, 1)."""
+    return bits.to(torch.float32) * (1.0 / 4294967296.0)
+
+
+def bits_threshold(fraction: torch.Tensor) -> torch.Tensor:
+    """`bits < threshold` holds with probability `fraction` (`k`, int64)."""
+    return torch.floor(fraction.double().clamp(0.0, 1.0) * 4294967296.0).long()
 
 
 def count(fraction: torch.Tensor, n: int) -> torch.Tensor:

@@ -4,8 +4,10 @@ For each tensor: each expert's task vector is sparsified (by magnitude, as outli
 magnitude-ranked random drop), optionally rescaled to keep its L1 norm, weighted, then either summed or merged
 by TIES sign election (entries that agree with the elected sign of the sum), normalised by the summed weights
 when asked, scaled by lambda and added to the base. Masks come from ranks computed once per tensor, so a new
-density costs no sort and keeps exactly as many entries as mergekit would; random masks come from the
-candidate's seed, chunk by chunk, so a merge replays exactly.
+density costs no sort and keeps exactly as many entries as mergekit would; random masks are a counter-based hash
+of each entry's index under a key from the candidate's seed (`base.random_bits`), so a merge replays exactly.
+Large tensors go through compiled kernels that fuse all of this into one pass (`evaluators.methods.fused`), with
+the same masks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from evaluators.methods.base import SegmentData, SegmentParams, count
+from evaluators.methods import fused
+from evaluators.methods.base import SegmentData, SegmentParams, bits_threshold, count, random_bits, uniform
 
 CHUNK = 1 << 16  # columns per step: the k x CHUNK temporaries stay in cache
 
@@ -27,12 +30,14 @@ class Recipe:
 
 def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
     """Write base + lambda * merged sparse deltas (`n`) into `out`."""
+    if fused.applies(data) and fused.merge(recipe.sparsify, recipe.consensus, data, params, out):
+        return
     n = data.numel
     scale = _rescale(recipe, data, params) if params.rescale and recipe.sparsify else None  # k
     w = params.weight[:, None]  # k x 1
-    for c, start in enumerate(range(0, n, CHUNK)):
+    for start in range(0, n, CHUNK):
         sl = slice(start, min(start + CHUNK, n))
-        keep = _keep(recipe, data, params, sl, c)  # k x m, or None
+        keep = _keep(recipe, data, params, sl)  # k x m, or None
         delta = data.tau[:, sl] * (w if scale is None else w * scale[:, None])  # k x m, a new tensor
         if keep is not None:
             delta.mul_(keep)
@@ -42,7 +47,7 @@ def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.T
         torch.add(data.base[sl], total, alpha=params.lam, out=out[sl])
 
 
-def _keep(recipe: Recipe, data: SegmentData, params: SegmentParams, sl: slice, chunk: int) -> torch.Tensor | None:
+def _keep(recipe: Recipe, data: SegmentData, params: SegmentParams, sl: slice) -> torch.Tensor | None:
     """Which entries of the chunk each expert keeps (`k x m`, bool); None when all are kept."""
     if recipe.sparsify is None:
         return None
@@ -56,14 +61,14 @@ def _keep(recipe: Recipe, data: SegmentData, params: SegmentParams, sl: slice, c
         top = count(params.gamma, n)
         bottom = (n - count(d, n) - top).clamp_min(0)
         return ((rank >= top[:, None]) & (rank < (n - bottom)[:, None])) | full
-    shape = data.tau[:, sl].shape
-    draw = torch.rand(shape, generator=data.chunk_generator(chunk), device=data.tau.device, dtype=data.tau.dtype)
+    index = torch.arange(sl.start, sl.stop, dtype=torch.int64, device=data.tau.device)  # m
+    bits = random_bits(index[None, :], data.expert_keys()[:, None])  # k x m
     if recipe.sparsify == "random":
-        return (draw < d[:, None]) | full
+        return (bits < bits_threshold(d)[:, None]) | full
     assert data.row_rank is not None, "the engine ranks rows before DELLA runs"
-    eps = params.epsilon[:, None]
-    probs = (d[:, None] - eps) + data.row_rank[:, sl].to(draw.dtype) * (2 * eps)  # density +- epsilon by rank
-    return (draw < probs) | full
+    eps = params.epsilon[:, None].float()
+    probs = (d[:, None].float() - eps) + data.row_rank[:, sl] * (2 * eps)  # density +- epsilon by rank
+    return (uniform(bits) < probs) | full
 
 
 def _rescale(recipe: Recipe, data: SegmentData, params: SegmentParams) -> torch.Tensor:
@@ -71,9 +76,9 @@ def _rescale(recipe: Recipe, data: SegmentData, params: SegmentParams) -> torch.
     if data.l1 is None:
         data.l1 = data.tau.abs().sum(dim=1)
     kept = torch.zeros_like(data.l1)
-    for c, start in enumerate(range(0, data.numel, CHUNK)):
+    for start in range(0, data.numel, CHUNK):
         sl = slice(start, min(start + CHUNK, data.numel))
-        keep = _keep(recipe, data, params, sl, c)
+        keep = _keep(recipe, data, params, sl)
         kept += (data.tau[:, sl].abs() * keep).sum(dim=1) if keep is not None else data.tau[:, sl].abs().sum(dim=1)
     ok = (data.l1 >= 1e-8) & (kept >= 1e-8)
     return torch.where(ok, data.l1 / torch.where(ok, kept, 1.0), 1.0)

@@ -1,0 +1,215 @@
+"""Compiled kernels for the sparsify-then-sum family (TIES, DARE, breadcrumbs, DELLA) on large tensors.
+
+The eager path (`evaluators.methods.sparse`) makes about ten passes over each `k x chunk` block (masks, weighted
+deltas, sign election, agreement, sums), each a separate torch operation. Here the same arithmetic is written
+expert by expert on 2-D blocks and compiled with `torch.compile` (Inductor: C++/OpenMP on the CPU, Triton on
+CUDA), which fuses it into one loop that reads each task vector, its ranks or random draws, and the base once, and
+writes the output once. Masks, the sign election and the normalisation are those of the eager path, entry for
+entry; random draws are the same counter-based hash of each entry's index (`base.random_bits`), computed inside
+the kernel, so a candidate merges to the same tensor either way (sums may differ in the last bits: the order of
+additions differs).
+
+Used for tensors of at least `FUSED_MIN` entries when a compiler is there (a C++ compiler for the CPU, Triton for
+CUDA) and `MERGEFRONT_FUSED` is not `0`; a kernel that fails to compile turns the fused path off for the process
+(with a warning) and the eager path takes over. The first merge of each method compiles its kernels (seconds;
+Inductor caches them on disk for later processes).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from evaluators.methods.base import SegmentData, SegmentParams, bits_threshold, count, random_bits, uniform
+
+log = logging.getLogger(__name__)
+
+FUSED_MIN = 1 << 20  # entries per tensor from which compiling pays for itself
+STEP = 1 << 20  # entries per compiled call
+
+_state: dict[str, Any] = {"broken": False, "kernels": {}}
+
+
+def applies(data: SegmentData) -> bool:
+    """Whether this tensor merges through the compiled kernels."""
+    return data.numel >= FUSED_MIN and not _state["broken"] and _compiler_for(data.base.device.type)
+
+
+def _compiler_for(device_type: str) -> bool:
+    if os.environ.get("MERGEFRONT_FUSED", "1") == "0":
+        return False
+    if device_type == "cpu":
+        return any(shutil.which(cc) for cc in ("c++", "g++", "clang++"))
+    if device_type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    return False
+
+
+def merge(sparsify: str | None, consensus: bool, data: SegmentData, params: SegmentParams,
+          out: torch.Tensor) -> bool:
+    """Write the merge into `out` with the compiled kernels; False (nothing written) if they cannot run."""
+    try:
+        _merge(sparsify, consensus, data, params, out)
+        return True
+    except Exception as exc:  # a compiler problem: fall back for good, the eager path gives the same merge
+        _state["broken"] = True
+        log.warning("compiled merge kernels are unavailable (%s: %s); merging with eager torch operations",
+                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return False
+
+
+def _merge(sparsify: str | None, consensus: bool, data: SegmentData, params: SegmentParams,
+           out: torch.Tensor) -> None:
+    k, n = data.tau.shape
+    dtype = data.tau.dtype
+    masks = _MaskInputs(sparsify, data, params)
+    coef = params.weight.to(dtype)
+    if params.rescale and sparsify is not None:
+        coef = coef * _l1_scale(masks, data).to(dtype)
+    wsum = params.weight.sum()
+    wsum = torch.where(wsum.abs() < 1e-8, 1.0, wsum).to(dtype)
+    lam = torch.tensor(params.lam, dtype=dtype, device=data.base.device)
+    kernel = _kernel("merge", sparsify, consensus, params.normalize, k)
+    for lo, hi in _blocks(n):
+        result = kernel([data.tau[i, lo:hi] for i in range(k)], *masks.block(lo, hi), coef,
+                        params.weight.to(dtype), data.base[lo:hi], lam, wsum)
+        out[lo:hi].copy_(result)
+
+
+def _l1_scale(masks: _MaskInputs, data: SegmentData) -> torch.Tensor:
+    """Per expert, |tau|_1 / |kept tau|_1 (`k`), mergekit's rescale for random drops."""
+    k, n = data.tau.shape
+    if data.l1 is None:
+        data.l1 = data.tau.abs().sum(dim=1)
+    kernel = _kernel("kept_l1", masks.kind, False, False, k)
+    kept = torch.zeros(k, dtype=torch.float64, device=data.base.device)
+    for lo, hi in _blocks(n):
+        kept += kernel([data.tau[i, lo:hi] for i in range(k)], *masks.block(lo, hi)).double()
+    kept = kept.to(data.l1.dtype)
+    ok = (data.l1 >= 1e-8) & (kept >= 1e-8)
+    return torch.where(ok, data.l1 / torch.where(ok, kept, 1.0), 1.0)
+
+
+def _blocks(n: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + STEP, n)) for lo in range(0, n, STEP)]
+
+
+class _MaskInputs:
+    """What decides each expert's kept entries: ranks, or the keys of its random draws, and the thresholds."""
+
+    def __init__(self, kind: str | None, data: SegmentData, params: SegmentParams) -> None:
+        self.kind, self.data = kind, data
+        n, d = data.numel, params.density
+        self.full = d >= 1
+        self.lo = self.hi = torch.zeros_like(d, dtype=torch.int64)
+        if kind == "magnitude":
+            self.hi = count(d, n).clamp_min(1)
+        elif kind == "outliers":
+            self.lo = count(params.gamma, n)
+            self.hi = n - (n - count(d, n) - self.lo).clamp_min(0)
+        elif kind == "random":
+            self.hi = bits_threshold(d)
+        self.density = d.float()
+        self.epsilon = params.epsilon.float()
+        self.keys = data.expert_keys() if kind in ("random", "della") else self.lo
+
+    def block(self, lo: int, hi: int) -> tuple[Any, ...]:
+        k = self.data.tau.shape[0]
+        ranks: list[torch.Tensor] = []
+        if self.kind in ("magnitude", "outliers"):
+            assert self.data.rank_desc is not None
+            ranks = [self.data.rank_desc[i, lo:hi] for i in range(k)]
+        elif self.kind == "della":  # keep probabilities, computed as the eager path does (no fused multiply-add)
+            assert self.data.row_rank is not None
+            ranks = [(self.density[i] - self.epsilon[i]) + self.data.row_rank[i, lo:hi] * (2 * self.epsilon[i])
+                     for i in range(k)]
+        offset = torch.tensor(lo, dtype=torch.int64, device=self.data.base.device)
+        return ranks, offset, self.keys, self.lo, self.hi, self.density, self.epsilon, self.full
+
+
+def _keep(kind: str | None, i: int, ranks: Sequence[torch.Tensor], index: torch.Tensor, keys: torch.Tensor,
+          lo: torch.Tensor, hi: torch.Tensor, density: torch.Tensor, epsilon: torch.Tensor,
+          full: torch.Tensor) -> torch.Tensor | None:
+    if kind == "magnitude":
+        keep = ranks[i] < hi[i]
+    elif kind == "outliers":
+        keep = (ranks[i] >= lo[i]) & (ranks[i] < hi[i])
+    elif kind == "random":
+        keep = random_bits(index, keys[i]) < hi[i]
+    elif kind == "della":
+        keep = uniform(random_bits(index, keys[i])) < ranks[i]  # ranks: the keep probabilities
+    else:
+        return None
+    return keep | full[i]
+
+
+def _kernel(what: str, kind: str | None, consensus: bool, normalize: bool, k: int) -> Callable[..., torch.Tensor]:
+    key = (what, kind, consensus, normalize, k)
+    if key not in _state["kernels"]:
+        def bound(*args: Any) -> torch.Tensor:
+            if what == "merge":
+                return _merge_block(kind, consensus, normalize, k, *args)
+            return _kept_l1_block(kind, k, *args)
+
+        _allow_recompiles()
+        _state["kernels"][key] = torch.compile(bound, dynamic=True)
+    kernel: Callable[..., torch.Tensor] = _state["kernels"][key]
+    return kernel
+
+
+def _allow_recompiles() -> None:
+    """Every (method, switches, k) is its own graph of the same Python function: let Dynamo keep them all."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 256))
+
+
+def _merge_block(kind: str | None, consensus: bool, normalize: bool, k: int, taus: list[torch.Tensor],
+                 ranks: list[torch.Tensor], offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor,
+                 hi: torch.Tensor, density: torch.Tensor, epsilon: torch.Tensor, full: torch.Tensor,
+                 coef: torch.Tensor, weight: torch.Tensor, base: torch.Tensor, lam: torch.Tensor,
+                 wsum: torch.Tensor) -> torch.Tensor:
+    """base + lam * merged deltas of one block, expert by expert (the compiler fuses it into one loop)."""
+    index = torch.arange(base.numel(), dtype=torch.int64, device=base.device) + offset
+    deltas = []
+    for i in range(k):
+        keep = _keep(kind, i, ranks, index, keys, lo, hi, density, epsilon, full)
+        delta = taus[i] * coef[i]
+        deltas.append(delta if keep is None else torch.where(keep, delta, 0.0))
+    total = deltas[0]
+    for delta in deltas[1:]:
+        total = total + delta
+    if consensus:
+        positive = total >= 0  # a zero sum elects +, as mergekit
+        total = torch.zeros_like(base)
+        divisor = torch.zeros_like(base)
+        for i in range(k):
+            agree = torch.where(positive, deltas[i] > 0, deltas[i] < 0)  # zero deltas agree with neither sign
+            total = total + torch.where(agree, deltas[i], 0.0)
+            divisor = divisor + torch.where(agree, weight[i], 0.0)
+        if normalize:
+            total = total / torch.where(divisor == 0, 1.0, divisor)
+    elif normalize:
+        total = total / wsum
+    return base + lam * total
+
+
+def _kept_l1_block(kind: str | None, k: int, taus: list[torch.Tensor], ranks: list[torch.Tensor],
+                   offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                   density: torch.Tensor, epsilon: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+    """Per expert, the L1 norm of its kept entries in one block (`k`)."""
+    index = torch.arange(taus[0].numel(), dtype=torch.int64, device=taus[0].device) + offset
+    sums = []
+    for i in range(k):
+        keep = _keep(kind, i, ranks, index, keys, lo, hi, density, epsilon, full)
+        magnitude = taus[i].abs()
+        sums.append((magnitude if keep is None else torch.where(keep, magnitude, 0.0)).sum())
+    return torch.stack(sums)
