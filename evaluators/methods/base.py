@@ -40,6 +40,7 @@ class SegmentData:
         self.rank_desc: torch.Tensor | None = None
         self.row_rank: torch.Tensor | None = None
         self.l1: torch.Tensor | None = None  # k: |tau_i|_1, for rescaling
+        self.gram: torch.Tensor | None = None  # k x k: the task vectors' inner products (Model Stock)
 
     @property
     def numel(self) -> int:
