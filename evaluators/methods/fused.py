@@ -30,7 +30,7 @@ from evaluators.methods.base import SegmentData, SegmentParams, bits_threshold, 
 
 log = logging.getLogger(__name__)
 
-FUSED_MIN = 1 << 20  # entries per tensor from which compiling pays for itself
+FUSED_MIN = 1 << 16  # entries per tensor from which the compiled kernels take over (one compile serves all sizes)
 STEP = 1 << 20  # entries per compiled call
 
 _state: dict[str, Any] = {"broken": False, "kernels": {}}
