@@ -90,6 +90,10 @@ def weighted_sum_into(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, ou
     """`out = beta * base + w @ tau` (`n`), in L2-sized column chunks: reads base and `tau` once, writes `out` once."""
     global _POOL
     w = w.to(tau.dtype)
+    from evaluators.methods import fused  # compiled kernels import this module
+
+    if fused.weighted_sum(base, tau, w, out, beta):
+        return
     tau_t = tau.T  # n x k, column-major: addmv streams it
     n, threads = base.numel(), torch.get_num_threads()
     if threads == 1 or n < 32 * CHUNK or base.device.type != "cpu":

@@ -1,10 +1,11 @@
-"""Compiled kernels for the sparsify-then-sum family (TIES, DARE, breadcrumbs, DELLA) on large tensors.
+"""Compiled kernels for the sparsify-then-sum family (TIES, DARE, breadcrumbs, DELLA) and for weighted sums
+(task arithmetic, linear, Model Stock) on large tensors.
 
 The eager path (`evaluators.methods.sparse`) makes about ten passes over each `k x chunk` block (masks, weighted
 deltas, sign election, agreement, sums), each a separate torch operation. Here the same arithmetic is written
 expert by expert on 2-D blocks and compiled with `torch.compile` (Inductor: C++/OpenMP on the CPU, Triton on
 CUDA), which fuses it into one loop that reads each task vector, its ranks or random draws, and the base once, and
-writes the output once. Masks, the sign election and the normalisation are those of the eager path, entry for
+writes the output once (weighted sums: `out = beta * base + sum_i w_i tau_i`, one pass). Masks, the sign election and the normalisation are those of the eager path, entry for
 entry; random draws are the same counter-based hash of each entry's index (`base.random_bits`), computed inside
 the kernel, so a candidate merges to the same tensor either way (sums may differ in the last bits: the order of
 additions differs).
@@ -58,9 +59,7 @@ def merge(sparsify: str | None, consensus: bool, data: SegmentData, params: Segm
         _merge(sparsify, consensus, data, params, out)
         return True
     except Exception as exc:  # a compiler problem: fall back for good, the eager path gives the same merge
-        _state["broken"] = True
-        log.warning("compiled merge kernels are unavailable (%s: %s); merging with eager torch operations",
-                    type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        _disable(exc)
         return False
 
 
@@ -77,9 +76,30 @@ def _merge(sparsify: str | None, consensus: bool, data: SegmentData, params: Seg
     lam = torch.tensor(params.lam, dtype=dtype, device=data.base.device)
     kernel = _kernel("merge", sparsify, consensus, params.normalize, k)
     for lo, hi in _blocks(n):
-        result = kernel([data.tau[i, lo:hi] for i in range(k)], *masks.block(lo, hi), coef,
-                        params.weight.to(dtype), data.base[lo:hi], lam, wsum)
-        out[lo:hi].copy_(result)
+        kernel([data.tau[i, lo:hi] for i in range(k)], *masks.block(lo, hi), coef, params.weight.to(dtype),
+               data.base[lo:hi], lam, wsum, out[lo:hi])
+
+
+def weighted_sum(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, out: torch.Tensor, beta: float) -> bool:
+    """`out = beta * base + w @ tau` in one fused pass per block; False (nothing written) if it cannot run."""
+    if _state["broken"] or base.numel() < FUSED_MIN or not _compiler_for(base.device.type):
+        return False
+    try:
+        k = tau.shape[0]
+        kernel = _kernel("weighted", None, False, False, k)
+        beta_t = torch.tensor(beta, dtype=tau.dtype, device=tau.device)
+        for lo, hi in _blocks(base.numel()):
+            kernel([tau[i, lo:hi] for i in range(k)], w, base[lo:hi], beta_t, out[lo:hi])
+        return True
+    except Exception as exc:
+        _disable(exc)
+        return False
+
+
+def _disable(exc: Exception) -> None:
+    _state["broken"] = True
+    log.warning("compiled merge kernels are unavailable (%s: %s); merging with eager torch operations",
+                type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
 def _l1_scale(masks: _MaskInputs, data: SegmentData) -> torch.Tensor:
@@ -152,10 +172,14 @@ def _keep(kind: str | None, i: int, ranks: Sequence[torch.Tensor], index: torch.
 def _kernel(what: str, kind: str | None, consensus: bool, normalize: bool, k: int) -> Callable[..., torch.Tensor]:
     key = (what, kind, consensus, normalize, k)
     if key not in _state["kernels"]:
-        def bound(*args: Any) -> torch.Tensor:
+        def bound(*args: Any) -> torch.Tensor | None:
             if what == "merge":
-                return _merge_block(kind, consensus, normalize, k, *args)
-            return _kept_l1_block(kind, k, *args)
+                _merge_block(kind, consensus, normalize, k, *args)
+            elif what == "weighted":
+                _weighted_block(k, *args)
+            else:
+                return _kept_l1_block(kind, k, *args)
+            return None
 
         _allow_recompiles()
         _state["kernels"][key] = torch.compile(bound, dynamic=True)
@@ -176,8 +200,8 @@ def _merge_block(kind: str | None, consensus: bool, normalize: bool, k: int, tau
                  ranks: list[torch.Tensor], offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor,
                  hi: torch.Tensor, density: torch.Tensor, epsilon: torch.Tensor, full: torch.Tensor,
                  coef: torch.Tensor, weight: torch.Tensor, base: torch.Tensor, lam: torch.Tensor,
-                 wsum: torch.Tensor) -> torch.Tensor:
-    """base + lam * merged deltas of one block, expert by expert (the compiler fuses it into one loop)."""
+                 wsum: torch.Tensor, out: torch.Tensor) -> None:
+    """out = base + lam * merged deltas of one block, expert by expert (the compiler fuses it into one loop)."""
     index = torch.arange(base.numel(), dtype=torch.int64, device=base.device) + offset
     deltas = []
     for i in range(k):
@@ -199,7 +223,16 @@ def _merge_block(kind: str | None, consensus: bool, normalize: bool, k: int, tau
             total = total / torch.where(divisor == 0, 1.0, divisor)
     elif normalize:
         total = total / wsum
-    return base + lam * total
+    out.copy_(base + lam * total)
+
+
+def _weighted_block(k: int, taus: list[torch.Tensor], w: torch.Tensor, base: torch.Tensor, beta: torch.Tensor,
+                    out: torch.Tensor) -> None:
+    """out = beta * base + sum_i w_i tau_i over one block."""
+    total = base * beta
+    for i in range(k):
+        total = total + taus[i] * w[i]
+    out.copy_(total)
 
 
 def _kept_l1_block(kind: str | None, k: int, taus: list[torch.Tensor], ranks: list[torch.Tensor],

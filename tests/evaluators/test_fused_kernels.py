@@ -43,3 +43,11 @@ def test_compiled_kernels_merge_as_the_eager_path(merger: ResidentMerger, method
         assert torch.allclose(eager, compiled, rtol=0, atol=1e-5)
         other = merger.merge(MergeConfig(method, params=params, seed=8))["big"]
         assert not torch.equal(other, compiled)  # another candidate seed, other masks
+
+
+@pytest.mark.parametrize("method", ["task_arithmetic", "linear"])
+def test_compiled_weighted_sums_match_the_eager_sum(merger: ResidentMerger, method: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    eager, compiled = _both(merger, MergeConfig(method, params={"weight": (0.5, 0.3, -0.2, 0.8)}), monkeypatch)
+    assert torch.allclose(eager, compiled, rtol=0, atol=1e-6)
+    assert not torch.allclose(compiled, merger.base[: compiled.numel()].view(SHAPE), atol=1e-4)  # it merged
