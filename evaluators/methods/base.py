@@ -41,6 +41,7 @@ class SegmentData:
         self.row_rank: torch.Tensor | None = None
         self.l1: torch.Tensor | None = None  # k: |tau_i|_1, for rescaling
         self.gram: torch.Tensor | None = None  # k x k: the task vectors' inner products (Model Stock)
+        self.cosine: float | None = None  # the cosine between base and expert (SLERP)
 
     @property
     def numel(self) -> int:

@@ -1,14 +1,14 @@
 """Compiled kernels for the sparsify-then-sum family (TIES, DARE, breadcrumbs, DELLA) and for weighted sums
-(task arithmetic, linear, Model Stock) on large tensors.
+(task arithmetic, linear, Model Stock, SLERP) on large tensors.
 
 The eager path (`evaluators.methods.sparse`) makes about ten passes over each `k x chunk` block (masks, weighted
 deltas, sign election, agreement, sums), each a separate torch operation. Here the same arithmetic is written
-expert by expert on 2-D blocks and compiled with `torch.compile` (Inductor: C++/OpenMP on the CPU, Triton on
-CUDA), which fuses it into one loop that reads each task vector, its ranks or random draws, and the base once, and
-writes the output once (weighted sums: `out = beta * base + sum_i w_i tau_i`, one pass). Masks, the sign election and the normalisation are those of the eager path, entry for
-entry; random draws are the same counter-based hash of each entry's index (`base.random_bits`), computed inside
-the kernel, so a candidate merges to the same tensor either way (sums may differ in the last bits: the order of
-additions differs).
+expert by expert on 1-D blocks and compiled with `torch.compile` (Inductor: C++/OpenMP on the CPU, Triton on
+CUDA), which fuses it into one loop that reads each task vector, its ranks, and the base once, draws its random
+numbers in registers, and writes the output buffer once (weighted sums: `out = beta * base + sum_i w_i tau_i`).
+Masks, the sign election and the normalisation are those of the eager path, entry for entry; random draws are the
+same counter-based hash of each entry's index (`base.random_bits`), so a candidate merges to the same tensor
+either way (sums may differ in the last bits: the order of additions differs).
 
 Used for tensors of at least `FUSED_MIN` entries when a compiler is there (a C++ compiler for the CPU, Triton for
 CUDA) and `MERGEFRONT_FUSED` is not `0`; a kernel that fails to compile turns the fused path off for the process
