@@ -5,10 +5,11 @@ This is what each Ray worker holds (see `evaluators.pool`); it knows nothing of 
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,12 @@ class CandidateEvaluator:
         if any(o.evaluator is not None and _runs_model(o.evaluator) for o in setup.objectives):
             self.model, self.tokenizer = load_model(Path(setup.base), self.device)
             self.binding = bind(self.model, merged)
-        self.objectives = {o.key: make_objective(o.evaluator, o.settings, tokenizer=self.tokenizer, device=self.device)
-                           for o in setup.objectives if o.evaluator is not None}
+        # objectives that differ only in the metric they read share one evaluator and one run per candidate
+        self.objectives: dict[str, Callable[..., Mapping[str, float]]] = {}
+        for o in setup.objectives:
+            if o.evaluator is not None and _source(o) not in self.objectives:
+                self.objectives[_source(o)] = make_objective(o.evaluator, o.settings, tokenizer=self.tokenizer,
+                                                             device=self.device)
         self.name = f"{socket.gethostname()}:{self.device}"
 
     def evaluate(self, candidate: Candidate) -> EvaluationResult:
@@ -123,22 +128,29 @@ class CandidateEvaluator:
         merged = self.merger.tensors()
         scores = {split: ev.evaluate(merged) for split, ev in self.evaluators.items()}
         metrics: dict[str, float] = {}
+        reports: dict[str, Mapping[str, float]] = {}
         for o in self.setup.objectives:
             if o.task is not None:
                 metrics[o.key] = float(scores[o.split][o.task][o.metric])
                 continue
-            objective = self.objectives[o.key]
-            with torch.inference_mode():
-                if o.evaluator is not None and _runs_model(o.evaluator):
-                    reported = objective(self.model, self.tokenizer)
-                else:
-                    reported = objective(self.merger)
-            metrics[o.key] = pick_metric(reported, o.metric, f"objective {o.key!r}")
+            source = _source(o)
+            if source not in reports:
+                with torch.inference_mode():
+                    if o.evaluator is not None and _runs_model(o.evaluator):
+                        reports[source] = self.objectives[source](self.model, self.tokenizer)
+                    else:
+                        reports[source] = self.objectives[source](self.merger)
+            metrics[o.key] = pick_metric(reports[source], o.metric, f"objective {o.key!r}")
         return EvaluationResult(candidate.evaluation_id, metrics, merged_at - start,
                                 time.perf_counter() - merged_at, self.name)
 
     def ping(self) -> str:
         return self.name
+
+
+def _source(objective: ObjectiveSetup) -> str:
+    """What computes an objective: its evaluator and settings (objectives may read different metrics of one)."""
+    return json.dumps([objective.evaluator, dict(objective.settings)], sort_keys=True, default=str)
 
 
 def _runs_model(evaluator: str) -> bool:

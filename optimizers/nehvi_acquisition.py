@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
-from botorch.acquisition.multi_objective.utils import get_default_partitioning_alpha
+from botorch.acquisition.multi_objective.utils import (
+    get_default_partitioning_alpha,
+    prune_inferior_points_multi_objective,
+)
 from botorch.exceptions.errors import ModelFittingError
 from botorch.models import ModelListGP
 from botorch.optim import optimize_acqf
@@ -23,6 +26,10 @@ from surrogates.gp import DTYPE, fit_gp_list, seeded_torch
 if TYPE_CHECKING:
     from optimizers.qnehvi import AcquisitionSettings
 
+LARGE_HISTORY = 100  # completed evaluations from which proposals trade a little precision for time
+LARGE_BASELINE = 48  # baseline points kept then (the most probably Pareto-optimal)
+LARGE_MC_SAMPLES = 32
+LARGE_ALPHA = 1e-2  # approximate box decomposition (BoTorch's own default above 4 objectives is 1e-3 .. 1e-2)
 DE_WEIGHT = 0.5  # F of the differential-evolution mutant a + F (b - c)
 DE_CROSSOVER = 0.5  # probability that a coordinate of the trial comes from the mutant
 
@@ -68,10 +75,19 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
 def _acquisition(model: ModelListGP, X: torch.Tensor, m: int, ref_point: np.ndarray, pending: np.ndarray,
                  seed: int, settings: AcquisitionSettings) -> qLogNoisyExpectedHypervolumeImprovement:
     X_pending = torch.as_tensor(pending, dtype=DTYPE) if pending.shape[0] else None
+    ref = [float(v) for v in ref_point]
+    samples, alpha, baseline = settings.mc_samples, get_default_partitioning_alpha(m), X
+    if X.shape[0] > LARGE_HISTORY:
+        # Long histories: the per-sample box decompositions over the baseline dominate a proposal. Keep the
+        # LARGE_BASELINE points most likely to be Pareto-optimal, decompose approximately, use fewer samples.
+        with torch.no_grad():
+            baseline = prune_inferior_points_multi_objective(
+                model, X, ref_point=torch.as_tensor(ref, dtype=DTYPE), max_frac=LARGE_BASELINE / X.shape[0])
+        samples, alpha = min(samples, LARGE_MC_SAMPLES), max(alpha, LARGE_ALPHA)
     return qLogNoisyExpectedHypervolumeImprovement(
-        model=model, ref_point=[float(v) for v in ref_point], X_baseline=X,
-        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([settings.mc_samples]), seed=seed),
-        X_pending=X_pending, prune_baseline=True, alpha=get_default_partitioning_alpha(m),
+        model=model, ref_point=ref, X_baseline=baseline,
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([samples]), seed=seed),
+        X_pending=X_pending, prune_baseline=baseline is X, alpha=alpha,
     )
 
 

@@ -147,10 +147,10 @@ def test_candidate_evaluator_runs_every_kind_of_objective(own_models: dict[str, 
 
     from evaluators.checkpoint import merged_tensor_names
 
+    copy_data = {"data": str(own_models["copy"]), "text_column": "answer", "prompt_column": "prompt", "limit": 16}
     objectives = (
-        ObjectiveSetup("copy_loss", metric="loss", evaluator="causal_lm",
-                       settings={"data": str(own_models["copy"]), "text_column": "answer", "prompt_column": "prompt",
-                                 "limit": 16}),
+        ObjectiveSetup("copy_loss", metric="loss", evaluator="causal_lm", settings=copy_data),
+        ObjectiveSetup("copy_ppl", metric="perplexity", evaluator="causal_lm", settings=dict(copy_data)),
         ObjectiveSetup("reverse_em", metric="exact_match", evaluator="generation",
                        settings={"data": str(own_models["reverse"]), "limit": 16, "max_new_tokens": 8}),
         ObjectiveSetup("sparsity", metric="sparsity", evaluator="sparsity"),
@@ -171,3 +171,5 @@ def test_candidate_evaluator_runs_every_kind_of_objective(own_models: dict[str, 
     assert as_copy["reverse_em"] == 0.0 and as_reverse["reverse_em"] == 1.0
     assert as_copy["sparsity"] < 0.01 and 0.5 < ties["sparsity"] < 0.9  # a few entries no expert changed
     assert as_copy["norm"] != as_reverse["norm"]
+    assert len(evaluator.objectives) == 4  # loss and perplexity of one data file share one evaluator and one run
+    assert as_reverse["copy_ppl"] == pytest.approx(math.exp(as_reverse["copy_loss"]))

@@ -64,6 +64,26 @@ def test_map_reports_each_surrogates_held_out_r2() -> None:
     assert MAPOptimizer(SPACE, 2, 0).surrogate_reports(history[:2]) == []
 
 
+def test_qnehvi_on_a_long_history_keeps_the_likeliest_pareto_points_as_its_baseline(monkeypatch) -> None:
+    import optimizers.nehvi_acquisition as nehvi
+
+    seen = []
+    original = nehvi.qLogNoisyExpectedHypervolumeImprovement
+
+    def spy(**kwargs):  # type: ignore[no-untyped-def]
+        seen.append((kwargs["X_baseline"].shape[0], kwargs["alpha"], kwargs["sampler"].sample_shape[0]))
+        return original(**kwargs)
+
+    monkeypatch.setattr(nehvi, "qLogNoisyExpectedHypervolumeImprovement", spy)
+    history = _run(SobolSearch(SPACE, 2, 5), nehvi.LARGE_HISTORY + 8)
+    known = {o.x for o in history}
+    proposed = QNEHVIOptimizer(SPACE, 2, 0, settings=FAST).ask(2, history)
+    assert len(proposed) == 2 and not known & set(proposed)
+    assert all(0.0 <= v <= 1.0 for x in proposed for v in x)
+    baseline, alpha, samples = seen[-1]
+    assert baseline <= nehvi.LARGE_BASELINE and alpha == nehvi.LARGE_ALPHA and samples <= FAST.mc_samples
+
+
 def test_qnehvi_infers_its_reference_point_once_from_the_initial_design() -> None:
     opt = QNEHVIOptimizer(SPACE, 2, 0, initial_points=4)
     history = _run(SobolSearch(SPACE, 2, 3), 4)
