@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 LARGE_HISTORY = 100  # completed evaluations from which proposals trade a little precision for time
 LARGE_BASELINE = 48  # baseline points kept then (the most probably Pareto-optimal)
 LARGE_MC_SAMPLES = 32
+LARGE_FIT_ITERATIONS = 60  # L-BFGS-B iterations per GP fit then (hyperparameters settle well before)
+LARGE_RESTARTS = 2  # L-BFGS-B starts per candidate then
+LARGE_RAW_SAMPLES = 64
 LARGE_ALPHA = 1e-2  # approximate box decomposition (BoTorch's own default above 4 objectives is 1e-3 .. 1e-2)
 DE_WEIGHT = 0.5  # F of the differential-evolution mutant a + F (b - c)
 DE_CROSSOVER = 0.5  # probability that a coordinate of the trial comes from the mutant
@@ -53,7 +56,7 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
     X = torch.as_tensor(train_X, dtype=DTYPE)
     Y = torch.as_tensor(train_Y, dtype=DTYPE)
     try:
-        model = fit_gp_list(X, Y, seed)
+        model = fit_gp_list(X, Y, seed, LARGE_FIT_ITERATIONS if X.shape[0] > LARGE_HISTORY else None)
     except ModelFittingError as exc:
         raise RuntimeError(f"GP fit failed on {tuple(X.shape)} points: {exc}") from exc
     with seeded_torch(seed + 1), warnings.catch_warnings():
@@ -61,8 +64,10 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
         acq = _acquisition(model, X, Y.shape[1], ref_point, pending, seed, settings)
         q = 2 * n if uncertainty_screening else n
         bounds = torch.stack([torch.zeros(X.shape[1], dtype=DTYPE), torch.ones(X.shape[1], dtype=DTYPE)])
-        cands, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=settings.num_restarts,
-                                 raw_samples=settings.raw_samples, sequential=True,
+        restarts, raw = settings.num_restarts, settings.raw_samples
+        if X.shape[0] > LARGE_HISTORY:
+            restarts, raw = min(restarts, LARGE_RESTARTS), min(raw, LARGE_RAW_SAMPLES)
+        cands, _ = optimize_acqf(acq, bounds=bounds, q=q, num_restarts=restarts, raw_samples=raw, sequential=True,
                                  options={"batch_limit": 8, "maxiter": settings.maxiter})
         cands = cands.detach()  # q x d
         if weak_to_strong:

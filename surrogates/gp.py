@@ -42,18 +42,21 @@ def seeded_torch(seed: int, threads: int = 1) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
-def _fit_one(train_X: torch.Tensor, train_y: torch.Tensor) -> SingleTaskGP:
-    """One GP on `n x d` inputs and `n x 1` outputs, hyperparameters by maximum marginal likelihood."""
+def _fit_one(train_X: torch.Tensor, train_y: torch.Tensor, max_iterations: int | None = None) -> SingleTaskGP:
+    """One GP on `n x d` inputs and `n x 1` outputs, hyperparameters by maximum marginal likelihood (at most
+    `max_iterations` L-BFGS-B iterations when given)."""
     model = SingleTaskGP(train_X, train_y, outcome_transform=Standardize(m=1))
     mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    options = None if max_iterations is None else {"options": {"maxiter": max_iterations}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optimisation warnings: fit_gpytorch_mll retries, then keeps the best
-        fit_gpytorch_mll(mll)
+        fit_gpytorch_mll(mll, optimizer_kwargs=options)
     model.eval()
     return model
 
 
-def fit_gp_list(train_X: torch.Tensor, train_Y: torch.Tensor, seed: int) -> ModelListGP:
+def fit_gp_list(train_X: torch.Tensor, train_Y: torch.Tensor, seed: int,
+                max_iterations: int | None = None) -> ModelListGP:
     """Fit one GP per objective.
 
     Args:
@@ -67,7 +70,7 @@ def fit_gp_list(train_X: torch.Tensor, train_Y: torch.Tensor, seed: int) -> Mode
     if train_X.ndim != 2 or train_Y.ndim != 2 or train_X.shape[0] != train_Y.shape[0]:
         raise ValueError(f"train_X {tuple(train_X.shape)} and train_Y {tuple(train_Y.shape)} must be `n x d`, `n x m`")
     with seeded_torch(seed):
-        models = [_fit_one(train_X, train_Y[:, i : i + 1]) for i in range(train_Y.shape[1])]
+        models = [_fit_one(train_X, train_Y[:, i : i + 1], max_iterations) for i in range(train_Y.shape[1])]
     return ModelListGP(*models)
 
 
