@@ -54,7 +54,10 @@ class FunctionObjective:
 
     def __init__(self, path: str, settings: Mapping[str, Any]) -> None:
         self.function: Evaluator = load_function(path)
-        self.settings = dict(settings)
+        schema: Any = getattr(self.function, "settings_model", None)
+        # with a declared pydantic model, the function gets the settings validated, defaults filled in
+        self.settings = schema.model_validate(dict(settings)).model_dump() if hasattr(schema, "model_validate") \
+            else dict(settings)
 
     def __call__(self, model: torch.nn.Module, tokenizer: Any) -> Metrics:
         result = self.function(model, tokenizer, self.settings)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel
 from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
 from evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
@@ -126,6 +127,13 @@ def _user_score(model: torch.nn.Module, tokenizer: object, settings: dict) -> di
     return {"norm": float(sum(p.detach().norm() for p in model.parameters())) * settings["scale"], "other": 1.0}
 
 
+class _ScaleSettings(BaseModel):
+    scale: float = 3.0
+
+
+_user_score.settings_model = _ScaleSettings  # type: ignore[attr-defined]
+
+
 def test_function_objectives_and_metric_picking() -> None:
     objective = FunctionObjective(f"{__name__}:_user_score", {"scale": 2.0})
     assert isinstance(objective.function, type(_user_score))
@@ -135,6 +143,7 @@ def test_function_objectives_and_metric_picking() -> None:
     with pytest.raises(ValueError, match="reported \\['norm', 'other'\\]"):
         pick_metric(reported, "", "objective 'x'")
     assert pick_metric({"": 3.0}, "", "x") == 3.0
+    assert FunctionObjective(f"{__name__}:_user_score", {}).settings == {"scale": 3.0}  # its model's defaults
     with pytest.raises(ValueError, match="nan"):
         pick_metric({"score": float("nan")}, "score", "x")
 
