@@ -18,6 +18,7 @@ Inductor caches them on disk for later processes).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -43,8 +44,11 @@ def applies(data: SegmentData) -> bool:
 
 
 def _compiler_for(device_type: str) -> bool:
-    if os.environ.get("MERGEFRONT_FUSED", "1") == "0":
-        return False
+    return os.environ.get("MERGEFRONT_FUSED", "1") != "0" and _has_compiler(device_type)
+
+
+@functools.cache
+def _has_compiler(device_type: str) -> bool:
     if device_type == "cpu":
         return any(shutil.which(cc) for cc in ("c++", "g++", "clang++"))
     if device_type == "cuda":
