@@ -38,5 +38,6 @@ def export_source(*, session: Session, evaluation_id: int, settings: Settings) -
     if row.state != EvaluationState.completed:
         raise ConflictError(f"evaluation {evaluation_id} is {row.state}; only completed evaluations are exported")
     spec = JobSpec.model_validate(repo.get_job(session=session, job_id=row.job_id).spec)
-    return ExportSource(spec, job_space(spec, settings), dict(row.params), candidate_seed(spec, row.number),
-                        job_files(spec, settings))
+    files = job_files(spec, settings)
+    return ExportSource(spec, job_space(spec, settings, files), dict(row.params), candidate_seed(spec, row.number),
+                        files)

@@ -30,7 +30,7 @@ from service.db import session_scope
 from service.front import update_front
 from service.models import Evaluation, EvaluationState, JobState
 from service.settings import Settings
-from service.space import candidate_seed, job_files, job_space, merge_config, observation
+from service.space import ModelFiles, candidate_seed, job_files, job_space, merge_config, observation
 
 if TYPE_CHECKING:
     from evaluators.evaluation import WorkerSetup
@@ -129,16 +129,16 @@ class JobRunner:
         with session_scope(self.sessions) as s:
             job = repo.get_job(session=s, job_id=job_id)
             spec = JobSpec.model_validate(job.spec)
-        space = job_space(spec, self.settings)
-        setup = self._worker_setup(spec)
+        files = job_files(spec, self.settings)
+        space = job_space(spec, self.settings, files)
+        setup = self._worker_setup(spec, files)
         init_ray(self.settings.ray_address)
         return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec))
 
-    def _worker_setup(self, spec: JobSpec) -> WorkerSetup:
+    def _worker_setup(self, spec: JobSpec, files: ModelFiles) -> WorkerSetup:
         from evaluators.evaluation import ObjectiveSetup, WorkerSetup
         from evaluators.suites import ensure_suite
 
-        files = job_files(spec, self.settings)
         suite_dir = ensure_suite(spec.suite, self.settings.resolved_cache_dir) if spec.suite else None
         objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric_name, o.evaluator, o.settings)
                            for o in spec.objectives)

@@ -32,10 +32,11 @@ class ModelFiles:
 _DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
 
 
-def job_space(spec: JobSpec, settings: Settings) -> SearchSpace:
-    """The space the job searches; reads the base's tensor names only when a granularity needs them."""
+def job_space(spec: JobSpec, settings: Settings, files: ModelFiles | None = None) -> SearchSpace:
+    """The space the job searches; reads the base's tensor names (from `files` when given) only when a granularity
+    needs them."""
     needs_names = any(r.granularity.kind != "model" for _, r in spec.merge.searched())
-    names = list(job_files(spec, settings).merged_keys) if needs_names else []
+    names = list((files or job_files(spec, settings)).merged_keys) if needs_names else []
     return build_space(spec.merge, spec.models.experts, names)
 
 
