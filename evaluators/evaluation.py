@@ -22,7 +22,7 @@ from evaluators.merge import MergeConfig, ResidentMerger
 from evaluators.objectives import make_objective, pick_metric
 from evaluators.objectives.model import Binding, bind, load_model
 from evaluators.suites import TaskEvaluator, open_suite
-from mergefront.objectives import BUILTIN
+from mergefront.objectives import runs_model
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class CandidateEvaluator:
         self.model: torch.nn.Module | None = None
         self.tokenizer: Any = None
         self.binding: Binding | None = None
-        if any(o.evaluator is not None and _runs_model(o.evaluator) for o in setup.objectives):
+        if any(o.evaluator is not None and runs_model(o.evaluator) for o in setup.objectives):
             self.model, self.tokenizer = load_model(Path(setup.base), self.device)
             self.binding = bind(self.model, merged)
         # objectives that differ only in the metric they read share one evaluator and one run per candidate
@@ -136,7 +136,7 @@ class CandidateEvaluator:
             source = _source(o)
             if source not in reports:
                 with torch.inference_mode():
-                    if o.evaluator is not None and _runs_model(o.evaluator):
+                    if o.evaluator is not None and runs_model(o.evaluator):
                         reports[source] = self.objectives[source](self.model, self.tokenizer)
                     else:
                         reports[source] = self.objectives[source](self.merger)
@@ -152,7 +152,3 @@ def _source(objective: ObjectiveSetup) -> str:
     """What computes an objective: its evaluator and settings (objectives may read different metrics of one)."""
     return json.dumps([objective.evaluator, dict(objective.settings)], sort_keys=True, default=str)
 
-
-def _runs_model(evaluator: str) -> bool:
-    info = BUILTIN.get(evaluator)
-    return info is None or info.runs_model

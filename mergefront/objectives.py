@@ -133,6 +133,12 @@ def is_import_path(name: str) -> bool:
     return ":" in name
 
 
+def runs_model(evaluator: str) -> bool:
+    """Whether an evaluator needs the merged model (user functions and built-ins but the cost objectives)."""
+    info = BUILTIN.get(evaluator)
+    return evaluator != EXTERNAL and (info is None or info.runs_model)
+
+
 def load_function(path: str) -> Callable[..., Any]:
     """The callable that `package.module:function` names; raise ValueError saying what is wrong."""
     module_name, _, attr = path.partition(":")

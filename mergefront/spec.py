@@ -110,11 +110,6 @@ class ObjectiveSpec(_Strict):
         info = BUILTIN.get(self.evaluator or "")
         return info.metric(self.metric_name).worst if info is not None else None
 
-    @property
-    def runs_model(self) -> bool:
-        info = BUILTIN.get(self.evaluator or "")
-        return self.evaluator not in (None, EXTERNAL) and (info is None or info.runs_model)
-
 
 class OptimizerSpec(_Strict):
     name: OptimizerName = "nsga2"

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
-from mergefront.objectives import BUILTIN, load_function
+from mergefront.objectives import BUILTIN, check_settings, load_function
 
 #: built-in evaluator name -> "module:Class" of its worker side
 REGISTRY: dict[str, str] = {
@@ -54,10 +54,8 @@ class FunctionObjective:
 
     def __init__(self, path: str, settings: Mapping[str, Any]) -> None:
         self.function: Evaluator = load_function(path)
-        schema: Any = getattr(self.function, "settings_model", None)
-        # with a declared pydantic model, the function gets the settings validated, defaults filled in
-        self.settings = schema.model_validate(dict(settings)).model_dump() if hasattr(schema, "model_validate") \
-            else dict(settings)
+        # as at submission: validated against the function's `settings_model` if it has one, defaults filled in
+        self.settings = check_settings(path, dict(settings), ())
 
     def __call__(self, model: torch.nn.Module, tokenizer: Any) -> Metrics:
         result = self.function(model, tokenizer, self.settings)
