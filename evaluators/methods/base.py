@@ -157,6 +157,54 @@ def bits_threshold(fraction: torch.Tensor) -> torch.Tensor:
     return torch.floor(fraction.double().clamp(0.0, 1.0) * 4294967296.0).long()
 
 
+@dataclass(frozen=True)
+class KeepRule:
+    """How each expert's kept entries of one tensor are decided for one candidate (`k`-vectors).
+
+    magnitude: rank < hi; outliers: lo <= rank < hi (ranks by magnitude, 0 = largest); random: random bits < hi;
+    della: uniform draw < keep probability from the row rank. An expert at density 1 keeps everything (`full`).
+    """
+
+    kind: str | None  # "magnitude", "outliers", "random", "della" or None (keep all)
+    full: torch.Tensor  # bool
+    lo: torch.Tensor  # int64
+    hi: torch.Tensor  # int64
+    density: torch.Tensor  # float32
+    epsilon: torch.Tensor  # float32
+    keys: torch.Tensor  # int64: each expert's key of its random draws
+
+    @classmethod
+    def of(cls, kind: str | None, data: SegmentData, params: SegmentParams) -> KeepRule:
+        n, d = data.numel, params.density
+        lo = hi = torch.zeros_like(d, dtype=torch.int64)
+        if kind == "magnitude":
+            hi = count(d, n).clamp_min(1)  # at least one entry, as mergekit
+        elif kind == "outliers":
+            lo = count(params.gamma, n)
+            hi = n - (n - count(d, n) - lo).clamp_min(0)
+        elif kind == "random":
+            hi = bits_threshold(d)
+        keys = data.expert_keys() if kind in ("random", "della") else lo
+        return cls(kind, d >= 1, lo, hi, d.float(), params.epsilon.float(), keys)
+
+    def probability(self, row_rank: torch.Tensor, expert: int | None = None) -> torch.Tensor:
+        """DELLA's keep probabilities, density - epsilon (smallest in a row) to density + epsilon (largest), of one
+        expert's row ranks, or of all experts' (`k x m`) when `expert` is None."""
+        d, eps = (self.density[:, None], self.epsilon[:, None]) if expert is None else \
+            (self.density[expert], self.epsilon[expert])
+        return (d - eps) + row_rank * (2 * eps)
+
+
+def l1_rescale(data: SegmentData, kept: torch.Tensor) -> torch.Tensor:
+    """Per expert, |tau|_1 / |kept tau|_1 (`k`; 1 where either is about 0), mergekit's rescale of sparsified
+    task vectors, from the kept entries' L1 norms `kept`."""
+    if data.l1 is None:
+        data.l1 = data.tau.abs().sum(dim=1)
+    kept = kept.to(data.l1.dtype)
+    ok = (data.l1 >= 1e-8) & (kept >= 1e-8)
+    return torch.where(ok, data.l1 / torch.where(ok, kept, 1.0), 1.0)
+
+
 def count(fraction: torch.Tensor, n: int) -> torch.Tensor:
     """How many of `n` entries a fraction is, rounded down as mergekit does (`k`, int64)."""
     return torch.floor(fraction.double() * n).long().clamp(0, n)

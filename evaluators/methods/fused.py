@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from evaluators.methods.base import SegmentData, SegmentParams, bits_threshold, count, random_bits, uniform
+from evaluators.methods.base import KeepRule, SegmentData, SegmentParams, l1_rescale, random_bits, uniform
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,16 @@ def _merge(sparsify: str | None, consensus: bool, data: SegmentData, params: Seg
            out: torch.Tensor) -> None:
     k, n = data.tau.shape
     dtype = data.tau.dtype
-    masks = _MaskInputs(sparsify, data, params)
+    rule = KeepRule.of(sparsify, data, params)
     coef = params.weight.to(dtype)
     if params.rescale and sparsify is not None:
-        coef = coef * _l1_scale(masks, data).to(dtype)
+        coef = coef * _l1_scale(rule, data).to(dtype)
     wsum = params.weight.sum()
     wsum = torch.where(wsum.abs() < 1e-8, 1.0, wsum).to(dtype)
     lam = torch.tensor(params.lam, dtype=dtype, device=data.base.device)
     kernel = _kernel("merge", sparsify, consensus, params.normalize, k)
     for lo, hi in _blocks(n):
-        kernel([data.tau[i, lo:hi] for i in range(k)], *masks.block(lo, hi), coef, params.weight.to(dtype),
+        kernel([data.tau[i, lo:hi] for i in range(k)], *_block(rule, data, lo, hi), coef, params.weight.to(dtype),
                data.base[lo:hi], lam, wsum, out[lo:hi])
 
 
@@ -106,60 +106,38 @@ def _disable(exc: Exception) -> None:
                 type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
-def _l1_scale(masks: _MaskInputs, data: SegmentData) -> torch.Tensor:
+def _l1_scale(rule: KeepRule, data: SegmentData) -> torch.Tensor:
     """Per expert, |tau|_1 / |kept tau|_1 (`k`), mergekit's rescale for random drops."""
     k, n = data.tau.shape
-    if data.l1 is None:
-        data.l1 = data.tau.abs().sum(dim=1)
-    kernel = _kernel("kept_l1", masks.kind, False, False, k)
+    kernel = _kernel("kept_l1", rule.kind, False, False, k)
     kept = torch.zeros(k, dtype=torch.float64, device=data.base.device)
     for lo, hi in _blocks(n):
-        kept += kernel([data.tau[i, lo:hi] for i in range(k)], *masks.block(lo, hi)).double()
-    kept = kept.to(data.l1.dtype)
-    ok = (data.l1 >= 1e-8) & (kept >= 1e-8)
-    return torch.where(ok, data.l1 / torch.where(ok, kept, 1.0), 1.0)
+        kept += kernel([data.tau[i, lo:hi] for i in range(k)], *_block(rule, data, lo, hi)).double()
+    return l1_rescale(data, kept)
 
 
 def _blocks(n: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + STEP, n)) for lo in range(0, n, STEP)]
 
 
-class _MaskInputs:
-    """What decides each expert's kept entries: ranks, or the keys of its random draws, and the thresholds."""
-
-    def __init__(self, kind: str | None, data: SegmentData, params: SegmentParams) -> None:
-        self.kind, self.data = kind, data
-        n, d = data.numel, params.density
-        self.full = d >= 1
-        self.lo = self.hi = torch.zeros_like(d, dtype=torch.int64)
-        if kind == "magnitude":
-            self.hi = count(d, n).clamp_min(1)
-        elif kind == "outliers":
-            self.lo = count(params.gamma, n)
-            self.hi = n - (n - count(d, n) - self.lo).clamp_min(0)
-        elif kind == "random":
-            self.hi = bits_threshold(d)
-        self.density = d.float()
-        self.epsilon = params.epsilon.float()
-        self.keys = data.expert_keys() if kind in ("random", "della") else self.lo
-
-    def block(self, lo: int, hi: int) -> tuple[Any, ...]:
-        k = self.data.tau.shape[0]
-        ranks: list[torch.Tensor] = []
-        if self.kind in ("magnitude", "outliers"):
-            assert self.data.rank_desc is not None
-            ranks = [self.data.rank_desc[i, lo:hi] for i in range(k)]
-        elif self.kind == "della":  # keep probabilities, computed as the eager path does (no fused multiply-add)
-            assert self.data.row_rank is not None
-            ranks = [(self.density[i] - self.epsilon[i]) + self.data.row_rank[i, lo:hi] * (2 * self.epsilon[i])
-                     for i in range(k)]
-        offset = torch.tensor(lo, dtype=torch.int64, device=self.data.base.device)
-        return ranks, offset, self.keys, self.lo, self.hi, self.density, self.epsilon, self.full
+def _block(rule: KeepRule, data: SegmentData, lo: int, hi: int) -> tuple[Any, ...]:
+    """The mask inputs of one block: each expert's ranks (DELLA: keep probabilities), the block's first index, and
+    the rule's per-expert values."""
+    k = data.tau.shape[0]
+    ranks: list[torch.Tensor] = []
+    if rule.kind in ("magnitude", "outliers"):
+        assert data.rank_desc is not None
+        ranks = [data.rank_desc[i, lo:hi] for i in range(k)]
+    elif rule.kind == "della":  # computed outside the kernel, as the eager path does (no fused multiply-add)
+        assert data.row_rank is not None
+        ranks = [rule.probability(data.row_rank[i, lo:hi], i) for i in range(k)]
+    offset = torch.tensor(lo, dtype=torch.int64, device=data.base.device)
+    return ranks, offset, rule.keys, rule.lo, rule.hi, rule.full
 
 
 def _keep(kind: str | None, i: int, ranks: Sequence[torch.Tensor], index: torch.Tensor, keys: torch.Tensor,
-          lo: torch.Tensor, hi: torch.Tensor, density: torch.Tensor, epsilon: torch.Tensor,
-          full: torch.Tensor) -> torch.Tensor | None:
+          lo: torch.Tensor, hi: torch.Tensor, full: torch.Tensor) -> torch.Tensor | None:
+    """Expert i's kept entries of a block, as `KeepRule` says (the per-expert twin of `sparse._keep`)."""
     if kind == "magnitude":
         keep = ranks[i] < hi[i]
     elif kind == "outliers":
@@ -202,14 +180,13 @@ def _allow_recompiles() -> None:
 
 def _merge_block(kind: str | None, consensus: bool, normalize: bool, k: int, taus: list[torch.Tensor],
                  ranks: list[torch.Tensor], offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor,
-                 hi: torch.Tensor, density: torch.Tensor, epsilon: torch.Tensor, full: torch.Tensor,
-                 coef: torch.Tensor, weight: torch.Tensor, base: torch.Tensor, lam: torch.Tensor,
-                 wsum: torch.Tensor, out: torch.Tensor) -> None:
+                 hi: torch.Tensor, full: torch.Tensor, coef: torch.Tensor, weight: torch.Tensor,
+                 base: torch.Tensor, lam: torch.Tensor, wsum: torch.Tensor, out: torch.Tensor) -> None:
     """out = base + lam * merged deltas of one block, expert by expert (the compiler fuses it into one loop)."""
     index = torch.arange(base.numel(), dtype=torch.int64, device=base.device) + offset
     deltas = []
     for i in range(k):
-        keep = _keep(kind, i, ranks, index, keys, lo, hi, density, epsilon, full)
+        keep = _keep(kind, i, ranks, index, keys, lo, hi, full)
         delta = taus[i] * coef[i]
         deltas.append(delta if keep is None else torch.where(keep, delta, 0.0))
     total = deltas[0]
@@ -241,12 +218,12 @@ def _weighted_block(k: int, taus: list[torch.Tensor], w: torch.Tensor, base: tor
 
 def _kept_l1_block(kind: str | None, k: int, taus: list[torch.Tensor], ranks: list[torch.Tensor],
                    offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-                   density: torch.Tensor, epsilon: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+                   full: torch.Tensor) -> torch.Tensor:
     """Per expert, the L1 norm of its kept entries in one block (`k`)."""
     index = torch.arange(taus[0].numel(), dtype=torch.int64, device=taus[0].device) + offset
     sums = []
     for i in range(k):
-        keep = _keep(kind, i, ranks, index, keys, lo, hi, density, epsilon, full)
+        keep = _keep(kind, i, ranks, index, keys, lo, hi, full)
         magnitude = taus[i].abs()
         sums.append((magnitude if keep is None else torch.where(keep, magnitude, 0.0)).sum())
     return torch.stack(sums)

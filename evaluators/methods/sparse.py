@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluators.methods import fused
-from evaluators.methods.base import SegmentData, SegmentParams, bits_threshold, count, random_bits, uniform
+from evaluators.methods.base import KeepRule, SegmentData, SegmentParams, l1_rescale, random_bits, uniform
 
 CHUNK = 1 << 16  # columns per step: the k x CHUNK temporaries stay in cache
 
@@ -33,11 +33,12 @@ def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.T
     if fused.applies(data) and fused.merge(recipe.sparsify, recipe.consensus, data, params, out):
         return
     n = data.numel
-    scale = _rescale(recipe, data, params) if params.rescale and recipe.sparsify else None  # k
+    rule = KeepRule.of(recipe.sparsify, data, params)
+    scale = _rescale(rule, data) if params.rescale and recipe.sparsify else None  # k
     w = params.weight[:, None]  # k x 1
     for start in range(0, n, CHUNK):
         sl = slice(start, min(start + CHUNK, n))
-        keep = _keep(recipe, data, params, sl)  # k x m, or None
+        keep = _keep(rule, data, sl)  # k x m, or None
         delta = data.tau[:, sl] * (w if scale is None else w * scale[:, None])  # k x m, a new tensor
         if keep is not None:
             delta.mul_(keep)
@@ -47,41 +48,32 @@ def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.T
         torch.add(data.base[sl], total, alpha=params.lam, out=out[sl])
 
 
-def _keep(recipe: Recipe, data: SegmentData, params: SegmentParams, sl: slice) -> torch.Tensor | None:
+def _keep(rule: KeepRule, data: SegmentData, sl: slice) -> torch.Tensor | None:
     """Which entries of the chunk each expert keeps (`k x m`, bool); None when all are kept."""
-    if recipe.sparsify is None:
+    if rule.kind is None:
         return None
-    n, d = data.numel, params.density
-    full = (d >= 1)[:, None]  # an expert at density 1 keeps everything, as in mergekit
-    if recipe.sparsify in ("magnitude", "outliers"):
+    full = rule.full[:, None]
+    if rule.kind in ("magnitude", "outliers"):
         assert data.rank_desc is not None, "the engine ranks magnitudes before these methods run"
         rank = data.rank_desc[:, sl]
-        if recipe.sparsify == "magnitude":
-            return (rank < count(d, n).clamp_min(1)[:, None]) | full
-        top = count(params.gamma, n)
-        bottom = (n - count(d, n) - top).clamp_min(0)
-        return ((rank >= top[:, None]) & (rank < (n - bottom)[:, None])) | full
+        keep = rank < rule.hi[:, None]
+        return (keep & (rank >= rule.lo[:, None]) if rule.kind == "outliers" else keep) | full
     index = torch.arange(sl.start, sl.stop, dtype=torch.int64, device=data.tau.device)  # m
-    bits = random_bits(index[None, :], data.expert_keys()[:, None])  # k x m
-    if recipe.sparsify == "random":
-        return (bits < bits_threshold(d)[:, None]) | full
+    bits = random_bits(index[None, :], rule.keys[:, None])  # k x m
+    if rule.kind == "random":
+        return (bits < rule.hi[:, None]) | full
     assert data.row_rank is not None, "the engine ranks rows before DELLA runs"
-    eps = params.epsilon[:, None].float()
-    probs = (d[:, None].float() - eps) + data.row_rank[:, sl] * (2 * eps)  # density +- epsilon by rank
-    return (uniform(bits) < probs) | full
+    return (uniform(bits) < rule.probability(data.row_rank[:, sl])) | full
 
 
-def _rescale(recipe: Recipe, data: SegmentData, params: SegmentParams) -> torch.Tensor:
+def _rescale(rule: KeepRule, data: SegmentData) -> torch.Tensor:
     """Per expert, |tau|_1 / |kept tau|_1 (`k`): a first pass over the same masks."""
-    if data.l1 is None:
-        data.l1 = data.tau.abs().sum(dim=1)
-    kept = torch.zeros_like(data.l1)
+    kept = torch.zeros(data.tau.shape[0], dtype=data.tau.dtype, device=data.tau.device)
     for start in range(0, data.numel, CHUNK):
         sl = slice(start, min(start + CHUNK, data.numel))
-        keep = _keep(recipe, data, params, sl)
+        keep = _keep(rule, data, sl)
         kept += (data.tau[:, sl].abs() * keep).sum(dim=1) if keep is not None else data.tau[:, sl].abs().sum(dim=1)
-    ok = (data.l1 >= 1e-8) & (kept >= 1e-8)
-    return torch.where(ok, data.l1 / torch.where(ok, kept, 1.0), 1.0)
+    return l1_rescale(data, kept)
 
 
 def _combine(delta: torch.Tensor, w: torch.Tensor, consensus: bool) -> tuple[torch.Tensor, torch.Tensor]:
