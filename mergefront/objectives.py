@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import itertools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -246,8 +247,7 @@ def read_records(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
         return list(json.loads(path.read_text()))[:limit]
     if suffix == ".csv":
         with path.open(newline="") as handle:
-            return [dict(row) for _, row in zip(range(limit if limit is not None else 2**62), csv.DictReader(handle),
-                                                strict=False)]
+            return [dict(row) for row in itertools.islice(csv.DictReader(handle), limit)]
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)

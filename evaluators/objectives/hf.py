@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from mergefront.objectives import CausalLMSettings, ClassificationSettings, GenerationSettings, read_records
+
+T = TypeVar("T")
 
 
 def _records(settings: Any) -> list[dict[str, Any]]:
@@ -34,6 +36,23 @@ def _need_tokenizer(tokenizer: Any, evaluator: str) -> Any:
     if tokenizer is None:
         raise ValueError(f"{evaluator} needs a tokenizer, and the base model has none")
     return tokenizer
+
+
+def _padded(chunk: list[list[int]], pad: int, device: torch.device, *, left: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask (`b x T`) of sequences padded to the longest (left: ending together)."""
+    width = max(len(seq) for seq in chunk)
+    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for i, seq in enumerate(chunk):
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[i, cols] = torch.tensor(seq, dtype=torch.long)
+        mask[i, cols] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _batches(items: list[T], size: int) -> list[list[T]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -59,17 +78,12 @@ class CausalLMObjective:
                 sequences.append((ids, max(1, len(ids) - len(answer))))
         pad = _pad_id(tokenizer)
         self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for start in range(0, len(sequences), settings.batch_size):
-            chunk = sequences[start:start + settings.batch_size]
-            width = max(len(ids) for ids, _ in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+        for chunk in _batches(sequences, settings.batch_size):
+            ids, mask = _padded([seq for seq, _ in chunk], pad, device)
+            labels = torch.full(ids.shape, -100, dtype=torch.long)
             for i, (seq, skip) in enumerate(chunk):
-                ids[i, : len(seq)] = torch.tensor(seq)
-                mask[i, : len(seq)] = 1
                 labels[i, skip: len(seq)] = torch.tensor(seq[skip:], dtype=torch.long)
-            self.batches.append((ids.to(device), mask.to(device), labels.to(device)))
+            self.batches.append((ids, mask, labels.to(device)))
         self.n_tokens = sum(int((lab != -100).sum()) for _, _, lab in self.batches)
         if self.n_tokens == 0:
             raise ValueError(f"{settings.data}: no token to score (every text is a single token?)")
@@ -92,17 +106,9 @@ class GenerationObjective:
         self.eos = tokenizer.eos_token_id
         records = _records(settings)
         self.answers = [self._norm(str(r[settings.answer_column])) for r in records]
-        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         prompts = [tokenizer(str(r[settings.prompt_column]), add_special_tokens=True)["input_ids"] for r in records]
-        for start in range(0, len(prompts), settings.batch_size):
-            chunk = prompts[start:start + settings.batch_size]
-            width = max(len(p) for p in chunk)
-            ids = torch.full((len(chunk), width), self.pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, p in enumerate(chunk):  # left padding: every prompt ends where generation starts
-                ids[i, width - len(p):] = torch.tensor(p)
-                mask[i, width - len(p):] = 1
-            self.batches.append((ids.to(device), mask.to(device)))
+        # left padding: every prompt ends where generation starts
+        self.batches = [_padded(chunk, self.pad, device, left=True) for chunk in _batches(prompts, settings.batch_size)]
 
     def _norm(self, text: str) -> str:
         text = " ".join(text.split())
@@ -129,19 +135,10 @@ class ClassificationObjective:
         self.settings = settings
         records = _records(settings)
         self.raw_labels = [r[settings.label_column] for r in records]
-        pad = _pad_id(tokenizer)
-        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         texts = [tokenizer(str(r[settings.text_column]), add_special_tokens=True)["input_ids"][: settings.max_length]
                  for r in records]
-        for start in range(0, len(texts), settings.batch_size):
-            chunk = texts[start:start + settings.batch_size]
-            width = max(len(t) for t in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            for i, t in enumerate(chunk):
-                ids[i, : len(t)] = torch.tensor(t)
-                mask[i, : len(t)] = 1
-            self.batches.append((ids.to(device), mask.to(device)))
+        pad = _pad_id(tokenizer)
+        self.batches = [_padded(chunk, pad, device) for chunk in _batches(texts, settings.batch_size)]
         self.labels: torch.Tensor | None = None
 
     def label_ids(self, model: Any) -> torch.Tensor:
