@@ -124,12 +124,14 @@ class OptimizerSpec(_Strict):
     weak_to_strong: bool = Field(False, description="qnehvi: cross candidates with a DE mutant of the best (MM-MO)")
     uncertainty_screening: bool = Field(False, description="qnehvi: keep the candidates the GPs are least sure of")
     bayesian: bool = Field(False, description="map: sample where the surrogates' held-out error is largest")
+    nested: bool = Field(False, description="map: merge pairs of experts, then merge the merges (Nested MAP)")
     screening_factor: int | None = Field(None, ge=1, le=100, description="saea: offspring bred per evaluated one")
 
     @model_validator(mode="after")
     def _options_match_optimizer(self) -> OptimizerSpec:
         owners = {"initial_points": ("qnehvi", "map"), "weak_to_strong": ("qnehvi",),
-                  "uncertainty_screening": ("qnehvi",), "bayesian": ("map",), "screening_factor": ("saea",)}
+                  "uncertainty_screening": ("qnehvi",), "bayesian": ("map",), "nested": ("map",),
+                  "screening_factor": ("saea",)}
         for option, names in owners.items():
             if getattr(self, option) not in (None, False) and self.name not in names:
                 raise ValueError(f"{option} is an option of {' and '.join(names)}, not of {self.name}")

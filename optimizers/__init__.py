@@ -7,6 +7,7 @@ from mergefront.spec import JobSpec, ObjectiveSpec
 from optimizers.base import Observation, Optimizer, Point
 from optimizers.history import SurrogateReport
 from optimizers.map import MAPOptimizer
+from optimizers.nested_map import NestedMAPOptimizer
 from optimizers.nsga2 import NSGA2Optimizer
 from optimizers.pareto import hypervolume, nondominated_mask
 from optimizers.qnehvi import AcquisitionSettings, QNEHVIOptimizer
@@ -18,6 +19,7 @@ __all__ = [
     "AcquisitionSettings",
     "MAPOptimizer",
     "NSGA2Optimizer",
+    "NestedMAPOptimizer",
     "Observation",
     "Optimizer",
     "Parameter",
@@ -52,8 +54,8 @@ def make_optimizer(spec: JobSpec, space: SearchSpace) -> Optimizer:
                              screening_factor=opt.screening_factor or 8)
     if opt.name == "map":
         bounds = [_unit_bounds(o) for o in spec.objectives]
-        return MAPOptimizer(space, m, opt.seed, value_bounds=bounds, initial_points=opt.initial_points,
-                            bayesian=opt.bayesian)
+        cls = NestedMAPOptimizer if opt.nested else MAPOptimizer
+        return cls(space, m, opt.seed, value_bounds=bounds, initial_points=opt.initial_points, bayesian=opt.bayesian)
     if opt.name == "qnehvi":
         ref = None
         given = opt.reference_point

@@ -78,8 +78,9 @@ class MAPOptimizer(Optimizer):
         seed = int(self._rng(history, pending).integers(2**31))
         if out.shape[0] < n and train_X.shape[0] >= 3:
             surrogate = QuadraticSurrogate.fit(train_X, train_Y, self.warps)
-            front = self._predicted_front(surrogate, seed)
-            chosen = self._spread(front, surrogate, n - out.shape[0], np.vstack([known, out]), train_X, train_Y)
+            front = predicted_front(surrogate, self.space.dim, seed)
+            chosen = spread(front, surrogate, n - out.shape[0], np.vstack([known, out]), train_X, train_Y,
+                            self.bayesian)
             out = np.vstack([out, chosen])
         return as_points(top_up(out, n, known, seed))
 
@@ -91,40 +92,46 @@ class MAPOptimizer(Optimizer):
         surrogate = QuadraticSurrogate.fit(train_X, train_Y, self.warps)
         return [SurrogateReport(i, r2, train_X.shape[0]) for i, r2 in enumerate(surrogate.r2)]
 
-    def _predicted_front(self, surrogate: QuadraticSurrogate, seed: int) -> np.ndarray:
-        """The points (`f x d`) NSGA-II finds non-dominated on the surrogates."""
-        algorithm = NSGA2(pop_size=SURROGATE_POPULATION, eliminate_duplicates=True)
-        result = minimize(_SurrogateProblem(surrogate, self.space.dim), algorithm,
-                          ("n_gen", SURROGATE_GENERATIONS), seed=seed, verbose=False)
-        return np.atleast_2d(np.asarray(result.X, dtype=float))
 
-    def _spread(self, front: np.ndarray, surrogate: QuadraticSurrogate, n: int, known: np.ndarray,
-                train_X: np.ndarray, train_Y: np.ndarray) -> np.ndarray:
-        """Greedily the `n` front points farthest from what is known, in scaled predicted objective space."""
-        front = drop_known(np.clip(front, 0.0, 1.0), known)
-        if front.shape[0] == 0:
-            return front
-        pred = surrogate.predict(front)  # f x m
-        taken = surrogate.predict(known)  # k x m
-        scale = np.ptp(np.vstack([pred, taken]), axis=0) + 1e-12
-        weight = self._error_near(front, surrogate, train_X, train_Y) if self.bayesian else np.ones(len(front))
-        chosen: list[int] = []
-        for _ in range(min(n, front.shape[0])):
-            dist = np.min(np.max(np.abs(pred[:, None, :] - taken[None, :, :]) / scale, axis=-1), axis=1)  # f
-            score = dist * weight
-            score[chosen] = -np.inf
-            best = int(np.argmax(score))
-            chosen.append(best)
-            taken = np.vstack([taken, pred[best]])
-        return front[chosen]
 
-    @staticmethod
-    def _error_near(front: np.ndarray, surrogate: QuadraticSurrogate, train_X: np.ndarray,
-                    train_Y: np.ndarray) -> np.ndarray:
-        """Kernel-weighted held-out squared error (`f`) of the surrogates near each front point."""
-        errors = surrogate.loo_errors(train_X, train_Y)  # n x m
-        errors = (errors / (errors.mean(axis=0) + 1e-12)).sum(axis=1)  # n, objectives on an equal footing
-        dist = np.linalg.norm(front[:, None, :] - train_X[None, :, :], axis=-1)  # f x n
-        bandwidth = np.median(dist) + 1e-12
-        kernel = np.exp(-0.5 * (dist / bandwidth) ** 2)
-        return (kernel @ errors) / (kernel.sum(axis=1) + 1e-12) + 1e-6
+def predicted_front(surrogate: QuadraticSurrogate, dim: int, seed: int) -> np.ndarray:
+    """The points (`f x dim`, unit cube) NSGA-II finds non-dominated on the surrogates."""
+    algorithm = NSGA2(pop_size=SURROGATE_POPULATION, eliminate_duplicates=True)
+    result = minimize(_SurrogateProblem(surrogate, dim), algorithm, ("n_gen", SURROGATE_GENERATIONS), seed=seed,
+                      verbose=False)
+    return np.atleast_2d(np.asarray(result.X, dtype=float))
+
+
+def spread(front: np.ndarray, surrogate: QuadraticSurrogate, n: int, known: np.ndarray, train_X: np.ndarray,
+           train_Y: np.ndarray, bayesian: bool = False) -> np.ndarray:
+    """Greedily the `n` front points farthest from what is known, in scaled predicted objective space.
+
+    With `bayesian`, each point's distance is weighted by the surrogates' held-out error near it.
+    """
+    front = drop_known(np.clip(front, 0.0, 1.0), known)
+    if front.shape[0] == 0:
+        return front
+    pred = surrogate.predict(front)  # f x m
+    taken = surrogate.predict(known)  # k x m
+    scale = np.ptp(np.vstack([pred, taken]), axis=0) + 1e-12
+    weight = _error_near(front, surrogate, train_X, train_Y) if bayesian else np.ones(len(front))
+    chosen: list[int] = []
+    for _ in range(min(n, front.shape[0])):
+        dist = np.min(np.max(np.abs(pred[:, None, :] - taken[None, :, :]) / scale, axis=-1), axis=1)  # f
+        score = dist * weight
+        score[chosen] = -np.inf
+        best = int(np.argmax(score))
+        chosen.append(best)
+        taken = np.vstack([taken, pred[best]])
+    return front[chosen]
+
+
+def _error_near(front: np.ndarray, surrogate: QuadraticSurrogate, train_X: np.ndarray,
+                train_Y: np.ndarray) -> np.ndarray:
+    """Kernel-weighted held-out squared error (`f`) of the surrogates near each front point."""
+    errors = surrogate.loo_errors(train_X, train_Y)  # n x m
+    errors = (errors / (errors.mean(axis=0) + 1e-12)).sum(axis=1)  # n, objectives on an equal footing
+    dist = np.linalg.norm(front[:, None, :] - train_X[None, :, :], axis=-1)  # f x n
+    bandwidth = np.median(dist) + 1e-12
+    kernel = np.exp(-0.5 * (dist / bandwidth) ** 2)
+    return (kernel @ errors) / (kernel.sum(axis=1) + 1e-12) + 1e-6

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 RIDGE_GRID = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 WARP_EPS = 1e-3  # logit is taken of values clipped to [eps, 1 - eps] of the interval
@@ -40,7 +41,7 @@ class Warp:
     def inverse(self, z: np.ndarray) -> np.ndarray:
         if self.low is None or self.high is None:
             return z
-        return self.low + (self.high - self.low) / (1.0 + np.exp(-z))
+        return self.low + (self.high - self.low) * expit(z)  # no overflow warning far out in the tails
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import pytest
 from optimizers import (
     AcquisitionSettings,
     MAPOptimizer,
+    NestedMAPOptimizer,
     NSGA2Optimizer,
     Observation,
     Optimizer,
@@ -32,6 +33,7 @@ FACTORIES: dict[str, Callable[[int], Optimizer]] = {
                                                 weak_to_strong=True, uncertainty_screening=True),
     "map": lambda seed: MAPOptimizer(SPACE, 2, seed, initial_points=6),
     "map-bayesian": lambda seed: MAPOptimizer(SPACE, 2, seed, initial_points=6, bayesian=True),
+    "map-nested": lambda seed: NestedMAPOptimizer(SPACE, 2, seed, bayesian=True),
     "saea": lambda seed: SAEAOptimizer(SPACE, 2, seed, population_size=8, screening_factor=4),
 }
 
