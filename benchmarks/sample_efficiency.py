@@ -2,7 +2,9 @@
 
 On bench://digits, two search spaces: task arithmetic with 4 expert weights (`task_arithmetic-4`) and TIES with
 4 weights and 4 densities (`ties-8`); four objectives, each task's validation accuracy. A dense reference front
-(a grid plus a 3,000-evaluation NSGA-II run) is computed once and cached in benchmarks/.cache/sample_efficiency/.
+(a grid, a 3,000-evaluation NSGA-II run, then NSGA-II rounds started from the front until one adds less than
+0.5 % hypervolume) is computed once and kept, with every run's accuracies, in benchmarks/results/sample_efficiency/
+(in git, so a fresh clone reports and resumes without recomputing).
 Then every method runs 64 evaluations per seed through the same evaluation function:
   - ours, through `make_optimizer` exactly as a job builds them, in batches of 4 (the job default);
   - Optuna's NSGAIISampler (population as ours: max(8, 2 d)), TPESampler and GPSampler (their defaults), and
@@ -10,7 +12,10 @@ Then every method runs 64 evaluations per seed through the same evaluation funct
 No method knows the budget, so the hypervolume after 16 and 32 evaluations is read off the same run as after 64.
 Hypervolume (reference point 0 for every accuracy, the job default) is reported as a fraction of the reference
 front's, with the evaluations each method needs to reach 95 % of it. Each run is cached, so an interrupted
-benchmark continues. Writes benchmarks/results/sample_efficiency.json and .png.
+benchmark continues; runs of an earlier report that this one does not make (other methods, problems or seeds)
+are carried over, their fractions rescaled to this report's reference front (a run's own hypervolume does not
+depend on the reference front, only on the reference point, which is fixed).
+Writes benchmarks/results/sample_efficiency.json and .png.
 
     .venv/bin/python benchmarks/sample_efficiency.py [--seeds 5] [--problems ties-8] [--methods qnehvi,map]
 """
@@ -43,18 +48,19 @@ from digits_problems import (  # noqa: E402
 from optimizers import Observation, make_optimizer  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
-CACHE = HERE / ".cache" / "sample_efficiency"
+CACHE = HERE / "results" / "sample_efficiency"
 RESULTS = HERE / "results"
 BUDGETS = (16, 32, 64)
 TARGET = 0.95
-OURS = ("qnehvi", "map", "saea", "nsga2", "random")
+OURS = ("qnehvi", "map", "map-nested", "saea", "nsga2", "random")
+OPTIMIZERS = {"map-nested": {"name": "map", "nested": True}}  # benchmark names that are not optimizer names
 PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
 BATCH = 4
 
 
 def run_ours(problem: DigitsProblem, name: str, seed: int, budget: int) -> tuple[np.ndarray, float]:
     """Accuracies (`budget x m`) in evaluation order, and the seconds spent proposing."""
-    spec = problem_spec(problem.name, {"name": name, "seed": seed, "batch_size": BATCH})
+    spec = problem_spec(problem.name, {**OPTIMIZERS.get(name, {"name": name}), "seed": seed, "batch_size": BATCH})
     opt = make_optimizer(spec, problem.space)
     history: list[Observation] = []
     proposing = 0.0
@@ -108,6 +114,25 @@ def cached_run(problem: DigitsProblem, method: str, seed: int, budget: int) -> d
     return record
 
 
+def best_subsets(ref_Y: np.ndarray, ref_hv: float, sizes: tuple[int, ...] = BUDGETS) -> dict[str, float]:
+    """Hypervolume fraction of the best `b` points of the reference front itself, per budget `b` (greedy).
+
+    No method can do better with `b` evaluations than the best `b`-point subset of the true front, so this is the
+    ceiling each budget's column is read against (greedy subset selection is within a hair of the optimum here).
+    """
+    chosen: list[int] = []
+    out: dict[str, float] = {}
+    current = 0.0
+    for size in range(1, max(sizes) + 1):
+        gains = [-1.0 if i in chosen else reference_hypervolume(ref_Y[[*chosen, i]]) for i in range(len(ref_Y))]
+        best = int(np.argmax(gains))
+        chosen.append(best)
+        current = gains[best]
+        if size in sizes:
+            out[str(size)] = current / ref_hv
+    return out
+
+
 def hv_curve(Y: np.ndarray, ref_hv: float) -> list[float]:
     """Hypervolume fraction after each evaluation (`n`)."""
     return [reference_hypervolume(Y[: k + 1]) / ref_hv for k in range(len(Y))]
@@ -117,8 +142,8 @@ def evaluations_to(curve: list[float], target: float) -> int | None:
     return next((k + 1 for k, v in enumerate(curve) if v >= target), None)
 
 
-def summarise(curves: list[list[float]], seconds: list[float]) -> dict:
-    out: dict = {}
+def summarise(seeds: list[int], curves: list[list[float]], seconds: list[float]) -> dict:
+    out: dict = {"seeds": seeds}
     for b in BUDGETS:
         values = [c[b - 1] for c in curves]
         out[f"hv_{b}"] = {"mean": statistics.mean(values), "std": statistics.pstdev(values)}
@@ -128,7 +153,25 @@ def summarise(curves: list[list[float]], seconds: list[float]) -> dict:
     # a seed that never reaches the target counts as needing more than the budget (64 + 1: a lower bound)
     out["evals_to_95_mean"] = statistics.mean(h if h is not None else BUDGETS[-1] + 1 for h in hits)
     out["reached_95"] = len(reached)
+    out["proposal_seconds"] = seconds
     out["proposal_seconds_mean"] = statistics.mean(seconds)
+    out["curves"] = curves
+    return out
+
+
+def earlier_runs(entry: dict | None, ref_hv: float) -> dict[str, dict[int, tuple[list[float], float]]]:
+    """Per method, seed -> (curve, proposal seconds) of an earlier report's problem entry, rescaled to `ref_hv`.
+
+    Reports written before seeds were recorded hold seeds 0..k-1 and only the mean proposal time.
+    """
+    if not entry:
+        return {}
+    scale = entry["reference_hypervolume"] / ref_hv
+    out: dict[str, dict[int, tuple[list[float], float]]] = {}
+    for method, r in entry["methods"].items():
+        seeds = r.get("seeds", list(range(len(r["curves"]))))
+        seconds = r.get("proposal_seconds", [r["proposal_seconds_mean"]] * len(seeds))
+        out[method] = {s: ([v * scale for v in c], t) for s, c, t in zip(seeds, r["curves"], seconds, strict=True)}
     return out
 
 
@@ -138,7 +181,8 @@ def _seeds_to_run(problem: str, method: str, seeds: int, cached_only: bool) -> l
     return [s for s in range(seeds) if (CACHE / "runs" / f"{problem}-{method}-{s}.json").exists()]
 
 
-def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bool = False) -> dict:
+def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bool = False,
+            earlier: list[dict] | None = None, rerun: tuple[str, ...] = ()) -> dict:
     settings = Settings()
     report: dict = {"reference_point": [0.0] * 4, "target": TARGET, "budgets": list(BUDGETS), "problems": {}}
     for name in problems:
@@ -146,15 +190,24 @@ def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bo
         _, ref_Y = reference_front(problem, CACHE)
         ref_hv = reference_hypervolume(ref_Y)
         entry: dict = {"dim": problem.space.dim, "reference_hypervolume": ref_hv,
-                       "reference_front_size": len(ref_Y), "methods": {}}
-        for method in methods:
-            chosen = _seeds_to_run(name, method, seeds, cached_only)
-            if not chosen:
+                       "reference_front_size": len(ref_Y), "best_subset": best_subsets(ref_Y, ref_hv), "methods": {}}
+        print(f"{name}: reference hypervolume {ref_hv:.6f} ({len(ref_Y)} points); its best b points cover "
+              + ", ".join(f"{v:.3f} (b = {b})" for b, v in entry["best_subset"].items()), flush=True)
+        kept: dict[str, dict[int, tuple[list[float], float]]] = {}
+        for report_ in earlier or []:  # later reports win
+            for method, runs in earlier_runs(report_["problems"].get(name), ref_hv).items():
+                kept.setdefault(method, {}).update(runs)
+        for method in [*methods, *(m for m in kept if m not in methods)]:
+            runs = {} if method in rerun else dict(kept.get(method, {}))
+            for seed in _seeds_to_run(name, method, seeds, cached_only) if method in methods else []:
+                if seed in runs:
+                    continue
+                r = cached_run(problem, method, seed, BUDGETS[-1])
+                runs[seed] = (hv_curve(np.asarray(r["Y"]), ref_hv), r["proposal_seconds"])
+            if not runs:
                 continue
-            runs = [cached_run(problem, method, seed, BUDGETS[-1]) for seed in chosen]
-            curves = [hv_curve(np.asarray(r["Y"]), ref_hv) for r in runs]
-            entry["methods"][method] = {**summarise(curves, [r["proposal_seconds"] for r in runs]),
-                                        "curves": curves}
+            order = sorted(runs)
+            entry["methods"][method] = summarise(order, [runs[s][0] for s in order], [runs[s][1] for s in order])
             print(f"{name:<18} {method:<13} " + "  ".join(
                 f"hv@{b} {entry['methods'][method][f'hv_{b}']['mean']:.3f}" for b in BUDGETS), flush=True)
         report["problems"][name] = entry
@@ -166,6 +219,9 @@ def format_table(report: dict) -> str:
             "|---|---|---|---|---|---|---|---|")
     lines = [head]
     for name, entry in report["problems"].items():
+        if "best_subset" in entry:
+            ceiling = [f"{entry['best_subset'][str(b)]:.3f}" for b in BUDGETS]
+            lines.append(f"| {name} | *best b points of the reference front* | | " + " | ".join(ceiling) + " | | |")
         for method, r in entry["methods"].items():
             cells = [f"{r[f'hv_{b}']['mean']:.3f} ± {r[f'hv_{b}']['std']:.3f}" for b in BUDGETS]
             per_seed = ", ".join(str(h) if h is not None else ">64" for h in r["evals_to_95"])
@@ -200,11 +256,19 @@ def plot(report: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--problems", default=",".join(MERGES))
+    parser.add_argument("--problems", default=",".join(MERGES), help="the problems to run and report")
     parser.add_argument("--methods", default=",".join(OURS + PEERS))
     parser.add_argument("--cached-only", action="store_true", help="report only the runs already made")
+    parser.add_argument("--fresh", action="store_true", help="do not carry over the runs of the earlier report")
+    parser.add_argument("--earlier", action="append", default=[], type=Path,
+                        help="more earlier reports to carry runs over from (before the last one; repeatable)")
+    parser.add_argument("--rerun", default="", help="methods whose earlier runs are dropped (after a change)")
     args = parser.parse_args(argv)
-    report = measure(args.problems.split(","), args.methods.split(","), args.seeds, args.cached_only)
+    previous = RESULTS / "sample_efficiency.json"
+    paths = [*args.earlier, *([previous] if previous.exists() else [])]
+    earlier = [] if args.fresh else [json.loads(p.read_text()) for p in paths]
+    report = measure(args.problems.split(","), args.methods.split(","), args.seeds, args.cached_only, earlier,
+                     tuple(m for m in args.rerun.split(",") if m))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sample_efficiency.json").write_text(json.dumps(report, indent=1))
     plot(report, RESULTS / "sample_efficiency.png")
