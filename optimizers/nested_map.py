@@ -32,7 +32,7 @@ import numpy as np
 
 from optimizers.base import Observation, Point, drop_known, known_points
 from optimizers.history import SurrogateReport, as_points, top_up
-from optimizers.map import MAPOptimizer, predicted_front, spread
+from optimizers.map import MAPOptimizer, one_hot_points, predicted_front, spread
 from optimizers.pareto import nondominated_mask
 from optimizers.random_search import sobol_points
 from optimizers.space import SearchSpace
@@ -70,6 +70,8 @@ class NestedMAPOptimizer(MAPOptimizer):
         given = kwargs.get("initial_points")
         self._root_design = int(given) if isinstance(given, int) else None  # the root's design size, if given
         experts = _expert_coords(space)
+        self._expert_order = sorted(experts)  # the rows of MAP's one-hot merges
+        self._one_hot = one_hot_points(space)
         self._off = np.ones(space.dim)
         for coords in experts.values():
             for c in coords:
@@ -86,7 +88,7 @@ class NestedMAPOptimizer(MAPOptimizer):
             nodes.append(node)
             return node
 
-        order = sorted(experts)
+        order = self._expert_order
         level = [make(tuple(order[i:i + 2]), ()) for i in range(0, len(order), 2)]
         while len(level) > 1:
             level = [make(level[i].experts + level[i + 1].experts, (level[i], level[i + 1]))
@@ -127,7 +129,7 @@ class NestedMAPOptimizer(MAPOptimizer):
         """Up to `n` new flat points (`c x d`) from one node's MAP: its design's next points, then its front's,
         then (while the front is too small or the surrogates cannot be fitted yet) more of its Sobol points."""
         Z, Y = self._data(node, history)
-        design = self._design(node, history)
+        design = self._design(node)
         out_z, out = self._fresh(node, design, history, known, n)
         if out.shape[0] < n and Z.shape[0] >= 3:
             warps = [self.warps[i] for i in node.objectives]
@@ -155,15 +157,12 @@ class NestedMAPOptimizer(MAPOptimizer):
         """The flat points (`c x d`) of node coordinates `Z` (`c x node.dim`)."""
         return np.asarray([self._flat(node, z, history) for z in Z]).reshape(len(Z), self.space.dim)
 
-    def _design(self, node: _Node, history: Sequence[Observation]) -> np.ndarray:
+    def _design(self, node: _Node) -> np.ndarray:
         """A node's initial design in its own coordinates: its experts' one-hot merges (leaves), then Sobol."""
+        Z = np.empty((0, node.dim))
+        if node.leaf:  # MAP's one-hot merges of its experts, seen in its coordinates
+            Z = self._one_hot[[self._expert_order.index(e) for e in node.experts]][:, list(node.coords)]
         size = self._design_size(node)
-        rows = []
-        if node.leaf:
-            for e in node.experts:
-                rows.append([1.0 if not w else float(c in _expert_coords(self.space)[e])
-                             for c, w in zip(node.coords, node.weight, strict=True)])
-        Z = np.asarray(rows, dtype=float).reshape(len(rows), node.dim)
         return np.vstack([Z, sobol_points(node.dim, self.seed + 7919 * node.index, 0, size - Z.shape[0])])
 
     def _design_size(self, node: _Node) -> int:
@@ -279,8 +278,9 @@ class NestedMAPOptimizer(MAPOptimizer):
 
     def _fit_front(self, child: _Node, Z: np.ndarray, Y: np.ndarray, history: Sequence[Observation]) -> np.ndarray:
         if Z.shape[0] == 0:  # every evaluation of the child failed: its one-hot merges stand in
-            return np.asarray([self._decode(child, z, history) for z in self._design(child, history)[:2]])
-        points, values = Z[nondominated_mask(Y, [False] * Y.shape[1])], Y[nondominated_mask(Y, [False] * Y.shape[1])]
+            return np.asarray([self._decode(child, z, history) for z in self._design(child)[:2]])
+        best = nondominated_mask(Y, [False] * Y.shape[1])
+        points, values = Z[best], Y[best]
         if Z.shape[0] >= 3:
             surrogate = QuadraticSurrogate.fit(Z, Y, [self.warps[i] for i in child.objectives])
             predicted = predicted_front(surrogate, child.dim, self.seed + 104729 * (child.index + 1))
