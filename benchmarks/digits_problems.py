@@ -1,8 +1,8 @@
 """The merge-search problems of the sample-efficiency benchmark, and their dense reference fronts.
 
-Each problem is a job spec on bench://digits (four experts, four objectives: each task's validation accuracy)
-whose candidates are evaluated in-process by `CandidateEvaluator`, the code the Ray workers run. Every optimizer,
-ours and the peers, goes through the same `DigitsProblem.evaluate`.
+Each problem is a job spec on bench://digits (four experts; objectives: the validation accuracy of each task, or
+of the first two) whose candidates are evaluated in-process by `CandidateEvaluator`, the code the Ray workers run.
+Every optimizer, ours and the peers, goes through the same `DigitsProblem.evaluate`.
 """
 
 from __future__ import annotations
@@ -22,13 +22,20 @@ from optimizers import NSGA2Optimizer, Observation, SearchSpace, build_space, hy
 from service.space import merge_config
 
 TASKS = ("rotated", "inverted", "parity", "mod3")
-REFERENCE_POINT = (0.0, 0.0, 0.0, 0.0)  # the job default for accuracies
 MERGES = {
     "task_arithmetic-4": {"method": "task_arithmetic", "weight": {"low": 0.0, "high": 1.0}, "lambda": 1.0},
     "ties-8": {"method": "ties", "weight": {"low": 0.0, "high": 1.0}, "density": {"low": 0.1, "high": 1.0},
                "lambda": 1.0},
 }
 GRID_LEVELS = {"task_arithmetic-4": 11, "ties-8": 3}  # per coordinate: 11^4 = 14,641 and 3^8 = 6,561 points
+# problem -> (search space, objectives). Every problem merges all four experts; the "-2obj" ones score only the
+# suite's first two tasks, to show what the number of objectives does to the hypervolume a budget can reach.
+PROBLEMS = {
+    "task_arithmetic-4": ("task_arithmetic-4", TASKS),
+    "ties-8": ("ties-8", TASKS),
+    "task_arithmetic-4-2obj": ("task_arithmetic-4", TASKS[:2]),
+    "ties-8-2obj": ("ties-8", TASKS[:2]),
+}
 LONG_RUN = 3000  # evaluations of the long NSGA-II run that completes each reference front
 REFINE_EVALUATIONS = 10_000  # per refinement round: NSGA-II started from the front found so far
 REFINE_POPULATION = 200
@@ -40,8 +47,8 @@ def problem_spec(problem: str, optimizer: dict | None = None) -> JobSpec:
     return parse_spec({
         "name": f"bench-{problem}",
         "models": {"base": "bench://digits/base", "experts": [f"bench://digits/{t}" for t in TASKS]},
-        "merge": MERGES[problem],
-        "objectives": [{"task": t} for t in TASKS],
+        "merge": MERGES[PROBLEMS[problem][0]],
+        "objectives": [{"task": t} for t in PROBLEMS[problem][1]],
         "optimizer": optimizer or {"name": "random"},
         "resources": {"device": "cpu"},
     })
@@ -54,8 +61,12 @@ class DigitsProblem:
     space: SearchSpace
     evaluator: CandidateEvaluator
 
+    @property
+    def n_objectives(self) -> int:
+        return len(self.spec.objectives)
+
     def evaluate(self, x: Sequence[float]) -> tuple[float, ...]:
-        """The four accuracies (maximised) of the merge at unit-cube point `x` (`d`)."""
+        """The accuracies (maximised, one per objective) of the merge at unit-cube point `x` (`d`)."""
         config = merge_config(self.spec, self.space.decode(x), self.space, seed=0)
         metrics = self.evaluator.evaluate(Candidate(0, config)).metrics
         return tuple(metrics[k] for k in self.spec.objective_keys)
@@ -82,7 +93,7 @@ def _grid(problem: DigitsProblem, levels: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _long_run(problem: DigitsProblem, n: int) -> tuple[np.ndarray, np.ndarray]:
-    opt = NSGA2Optimizer(problem.space, len(TASKS), seed=12345, population_size=100)
+    opt = NSGA2Optimizer(problem.space, problem.n_objectives, seed=12345, population_size=100)
     history: list[Observation] = []
     while len(history) < n:
         for x in opt.ask(100, history):
@@ -101,7 +112,7 @@ def _refine(problem: DigitsProblem, X: np.ndarray, seed: int) -> tuple[np.ndarra
 
     class Accuracies(Problem):
         def __init__(self) -> None:
-            super().__init__(n_var=problem.space.dim, n_obj=len(TASKS), xl=0.0, xu=1.0)
+            super().__init__(n_var=problem.space.dim, n_obj=problem.n_objectives, xl=0.0, xu=1.0)
 
         def _evaluate(self, x: np.ndarray, out: dict, *args: object, **kwargs: object) -> None:
             Y = np.asarray([problem.evaluate(row) for row in x])
@@ -126,7 +137,7 @@ def reference_front(problem: DigitsProblem, cache_dir: Path) -> tuple[np.ndarray
         data = np.load(path)
         return data["X"], data["Y"]
     start = time.perf_counter()
-    gX, gY = _grid(problem, GRID_LEVELS[problem.name])
+    gX, gY = _grid(problem, GRID_LEVELS[PROBLEMS[problem.name][0]])
     lX, lY = _long_run(problem, LONG_RUN)
     X, Y = _front(np.vstack([gX, lX]), np.vstack([gY, lY]))
     n_evaluated = len(gX) + len(lX)
@@ -149,4 +160,5 @@ def reference_front(problem: DigitsProblem, cache_dir: Path) -> tuple[np.ndarray
 
 
 def reference_hypervolume(Y: np.ndarray) -> float:
-    return hypervolume(Y, REFERENCE_POINT, [True] * len(REFERENCE_POINT))
+    """Hypervolume of accuracies `Y` (`n x m`) above reference point 0 (the job default for accuracies)."""
+    return hypervolume(Y, [0.0] * Y.shape[1], [True] * Y.shape[1])
