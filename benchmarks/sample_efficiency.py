@@ -202,8 +202,8 @@ def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bo
         for method in [*methods, *(m for m in kept if m not in methods)]:
             runs = {} if method in rerun else dict(kept.get(method, {}))
             for seed in _seeds_to_run(name, method, seeds, cached_only) if method in methods else []:
-                if seed in runs:
-                    continue
+                if seed in runs and not (CACHE / "runs" / f"{name}-{method}-{seed}.json").exists():
+                    continue  # carried over from an earlier report; a kept run file is newer and wins
                 r = cached_run(problem, method, seed, BUDGETS[-1], again=method in rerun)
                 runs[seed] = (hv_curve(np.asarray(r["Y"]), ref_hv), r["proposal_seconds"])
             if not runs:
@@ -231,7 +231,7 @@ def compare_with_best_peer(entry: dict) -> None:
     best = max(peers, key=lambda m: peers[m])
     entry["best_peer"] = {"method": best, full: peers[best]}
     for r in entry["methods"].values():
-        r["evals_to_best_peer"] = evaluations_to(list(np.mean(r["curves"], axis=0)), peers[best])
+        r["evals_to_best_peer"] = evaluations_to(list(np.mean(r["curves"], axis=0)), peers[best] - 1e-12)
 
 
 def format_table(report: dict) -> str:

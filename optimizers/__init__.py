@@ -58,8 +58,8 @@ def make_optimizer(spec: JobSpec, space: SearchSpace) -> Optimizer:
         return cls(space, m, opt.seed, value_bounds=bounds, initial_points=opt.initial_points, bayesian=opt.bayesian)
     if opt.name == "qnehvi":
         ref = None
-        given = opt.reference_point
-        if given is not None and None not in given:  # else the optimizer infers it from its initial design
+        given = spec.default_reference_point()  # the job's: the spec's values, else each metric's worst value
+        if None not in given:  # else the optimizer infers it from its initial design
             ref = [-v if o.maximize else v for v, o in zip(given, spec.objectives, strict=True) if v is not None]
         return QNEHVIOptimizer(space, m, opt.seed, ref_point=ref, initial_points=opt.initial_points,
                                weak_to_strong=opt.weak_to_strong, uncertainty_screening=opt.uncertainty_screening)

@@ -3,9 +3,10 @@
 The first `initial_points` proposals are the job's Sobol sequence (space-filling). After that every ask fits
 one GP per objective to the completed evaluations (unit-cube inputs, standardised outputs) and maximises
 `qLogNoisyExpectedHypervolumeImprovement`, with the in-flight candidates passed as pending points so that
-asynchronous batches do not repeat each other. The reference point is the spec's, or inferred once from the
-initial design (its nadir, moved out by a tenth of the range) and fixed from then on. Above four objectives
-the box partitioning is approximate (BoTorch's default `alpha`).
+asynchronous batches do not repeat each other. The reference point is the one given (a job passes its own: the
+spec's values, else each metric's known worst value, so the acquisition improves the hypervolume the job reports),
+or inferred once from the initial design (its nadir, moved out by a tenth of the range) and fixed from then on.
+Above four objectives the box partitioning is approximate (BoTorch's default `alpha`).
 
 Two options follow MM-MO: `weak_to_strong` crosses every candidate with a differential-evolution mutant of
 the best evaluated configurations and keeps whichever the acquisition prefers; `uncertainty_screening`

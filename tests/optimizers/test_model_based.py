@@ -102,6 +102,11 @@ def test_make_optimizer_negates_the_specs_reference_point_for_maximised_accuraci
     opt = make_optimizer(spec, build_space(spec.merge, spec.models.experts))
     assert isinstance(opt, QNEHVIOptimizer)
     np.testing.assert_array_equal(opt.reference_point([]), [-0.1, -0.2, -0.3])
+    spec_data["optimizer"] = {"name": "qnehvi"}  # none given: the job's, each accuracy's worst value
+    spec = parse_spec(spec_data)
+    opt = make_optimizer(spec, build_space(spec.merge, spec.models.experts))
+    assert isinstance(opt, QNEHVIOptimizer)
+    np.testing.assert_array_equal(opt.reference_point([]), [-v for v in spec.default_reference_point()])
     spec_data["optimizer"] = {"name": "saea", "screening_factor": 3}
     assert isinstance(make_optimizer(parse_spec(spec_data), SPACE), SAEAOptimizer)
 
