@@ -263,8 +263,12 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     problems = list(report["problems"])
-    fig, axes = plt.subplots(1, len(problems), figsize=(6 * len(problems), 4.5), squeeze=False)
-    for ax, name in zip(axes[0], problems, strict=True):
+    cols = min(2, len(problems))
+    rows = -(-len(problems) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.5 * rows), squeeze=False)
+    for ax in axes.flat[len(problems):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, problems, strict=False):
         for method, r in report["problems"][name]["methods"].items():
             curves = np.asarray(r["curves"])  # seeds x budget
             n = np.arange(1, curves.shape[1] + 1)
