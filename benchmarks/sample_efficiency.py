@@ -103,8 +103,13 @@ def run_peer(problem: DigitsProblem, name: str, seed: int, budget: int) -> tuple
     return np.asarray(rows), proposing
 
 
+def run_path(problem: str, method: str, seed: int) -> Path:
+    """Where one run's accuracies are kept."""
+    return CACHE / "runs" / f"{problem}-{method}-{seed}.json"
+
+
 def cached_run(problem: DigitsProblem, method: str, seed: int, budget: int, again: bool = False) -> dict:
-    path = CACHE / "runs" / f"{problem.name}-{method}-{seed}.json"
+    path = run_path(problem.name, method, seed)
     if path.exists() and not again:
         return dict(json.loads(path.read_text()))
     runner: Callable[..., tuple[np.ndarray, float]] = run_peer if method.startswith("optuna") else run_ours
@@ -180,7 +185,7 @@ def earlier_runs(entry: dict | None, ref_hv: float) -> dict[str, dict[int, tuple
 def _seeds_to_run(problem: str, method: str, seeds: int, cached_only: bool) -> list[int]:
     if not cached_only:
         return list(range(seeds))
-    return [s for s in range(seeds) if (CACHE / "runs" / f"{problem}-{method}-{s}.json").exists()]
+    return [s for s in range(seeds) if run_path(problem, method, s).exists()]
 
 
 def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bool = False,
@@ -202,7 +207,7 @@ def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bo
         for method in [*methods, *(m for m in kept if m not in methods)]:
             runs = {} if method in rerun else dict(kept.get(method, {}))
             for seed in _seeds_to_run(name, method, seeds, cached_only) if method in methods else []:
-                if seed in runs and not (CACHE / "runs" / f"{name}-{method}-{seed}.json").exists():
+                if seed in runs and not run_path(name, method, seed).exists():
                     continue  # carried over from an earlier report; a kept run file is newer and wins
                 r = cached_run(problem, method, seed, BUDGETS[-1], again=method in rerun)
                 runs[seed] = (hv_curve(np.asarray(r["Y"]), ref_hv), r["proposal_seconds"])
