@@ -50,8 +50,8 @@ class SegmentData:
     def expert_keys(self) -> torch.Tensor:
         """Per expert, the key of its random draws on this tensor (`k`, int64), from the candidate's seed."""
         k = self.tau.shape[0]
-        return torch.tensor([mix32_int((self.seed * 0x9E3779B1 + i * 0x7F4A7C15) & MASK32) for i in range(k)],
-                            dtype=torch.int64, device=self.base.device)
+        counters = [(self.seed * 0x9E3779B1 + i * 0x7F4A7C15) & MASK32 for i in range(k)]
+        return mix32(torch.tensor(counters, dtype=torch.int64, device=self.base.device))
 
     def rank_by_magnitude(self) -> None:
         k, n = self.tau.shape
@@ -125,15 +125,6 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     x = x ^ (x >> 16)
     x = (x * _MIX) & MASK32
     x = x ^ (x >> 16)
-    x = (x * _MIX) & MASK32
-    return x ^ (x >> 16)
-
-
-def mix32_int(x: int) -> int:
-    """`mix32` of one Python integer."""
-    x ^= x >> 16
-    x = (x * _MIX) & MASK32
-    x ^= x >> 16
     x = (x * _MIX) & MASK32
     return x ^ (x >> 16)
 

@@ -40,7 +40,11 @@ _state: dict[str, Any] = {"broken": False, "kernels": {}}
 
 def applies(data: SegmentData) -> bool:
     """Whether this tensor merges through the compiled kernels."""
-    return data.numel >= FUSED_MIN and not _state["broken"] and _compiler_for(data.base.device.type)
+    return _usable(data.base)
+
+
+def _usable(base: torch.Tensor) -> bool:
+    return base.numel() >= FUSED_MIN and not _state["broken"] and _compiler_for(base.device.type)
 
 
 def _compiler_for(device_type: str) -> bool:
@@ -86,7 +90,7 @@ def _merge(sparsify: str | None, consensus: bool, data: SegmentData, params: Seg
 
 def weighted_sum(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, out: torch.Tensor, beta: float) -> bool:
     """`out = beta * base + w @ tau` in one fused pass per block; False (nothing written) if it cannot run."""
-    if _state["broken"] or base.numel() < FUSED_MIN or not _compiler_for(base.device.type):
+    if not _usable(base):
         return False
     try:
         k = tau.shape[0]
