@@ -29,9 +29,9 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.app import create_app  # noqa: E402
-from service.db import make_engine, make_session_factory, upgrade_database  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from mergefront.service.app import create_app  # noqa: E402
+from mergefront.service.db import make_engine, make_session_factory, upgrade_database  # noqa: E402
+from mergefront.service.settings import Settings  # noqa: E402
 from tests.dashboard.synthetic import build_job  # noqa: E402
 
 

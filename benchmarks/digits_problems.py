@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
-from evaluators.suites import ensure_suite
+from mergefront.evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
+from mergefront.evaluators.suites import ensure_suite
+from mergefront.optimizers import NSGA2Optimizer, Observation, SearchSpace, build_space, hypervolume, nondominated_mask
+from mergefront.service.space import merge_config
 from mergefront.spec import JobSpec, parse_spec
-from optimizers import NSGA2Optimizer, Observation, SearchSpace, build_space, hypervolume, nondominated_mask
-from service.space import merge_config
 
 TASKS = ("rotated", "inverted", "parity", "mod3")
 MERGES = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluators.merge import MergeConfig
+from mergefront.evaluators.merge import MergeConfig
 
 WEIGHTS = (0.5, 0.25, 0.75, 1.0)
 DENSITIES = (0.5, 0.25, 0.75, 0.5)

@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 from merge_candidates import CANDIDATES, Candidate  # noqa: E402
 from synthetic_llama import FULL, QUICK, ensure_checkpoints, model_names  # noqa: E402
 
-from evaluators.merge import ResidentMerger  # noqa: E402
+from mergefront.evaluators.merge import ResidentMerger  # noqa: E402
 
 CACHE = HERE / ".cache"
 VENV = HERE / ".venv-mergekit"

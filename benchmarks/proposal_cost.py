@@ -24,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from optimizers import (  # noqa: E402
+from mergefront.optimizers import (  # noqa: E402
     MAPOptimizer,
     NSGA2Optimizer,
     Observation,
@@ -35,7 +35,7 @@ from optimizers import (  # noqa: E402
     SearchSpace,
     SobolSearch,
 )
-from optimizers.random_search import sobol_points  # noqa: E402
+from mergefront.optimizers.random_search import sobol_points  # noqa: E402
 
 N, D, M, Q = 200, 16, 3, 4
 TARGET_SECONDS = 10.0

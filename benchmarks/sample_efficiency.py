@@ -46,8 +46,8 @@ from digits_problems import (  # noqa: E402
     reference_hypervolume,
 )
 
-from optimizers import Observation, make_optimizer  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from mergefront.optimizers import Observation, make_optimizer  # noqa: E402
+from mergefront.service.settings import Settings  # noqa: E402
 
 CACHE = HERE / "results" / "sample_efficiency"
 RESULTS = HERE / "results"

@@ -1,6 +1,6 @@
 """Evaluate candidates: merge from resident weights, run the objectives, return the metrics.
 
-This is what each Ray worker holds (see `evaluators.pool`); it knows nothing of Ray and runs alone in tests.
+This is what each Ray worker holds (see `mergefront.evaluators.pool`); it knows nothing of Ray and runs alone in tests.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from evaluators.checkpoint import load_checkpoint
-from evaluators.device import pick_device
-from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.objectives import make_objective, pick_metric
-from evaluators.objectives.model import Binding, bind, load_model
-from evaluators.suites import TaskEvaluator, open_suite
+from mergefront.evaluators.checkpoint import load_checkpoint
+from mergefront.evaluators.device import pick_device
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators.objectives import make_objective, pick_metric
+from mergefront.evaluators.objectives.model import Binding, bind, load_model
+from mergefront.evaluators.suites import TaskEvaluator, open_suite
 from mergefront.objectives import runs_model
 
 

@@ -3,7 +3,7 @@
 All merged tensors are laid out in one flat buffer (`n` numbers): the base (`n`), the task vectors of the
 `k` experts as one `k x n` matrix, and one output buffer (`n`) that every merge overwrites. The tensors handed
 out by `merge` are views into that output buffer, valid until the next merge. Methods run tensor by tensor
-(`evaluators.methods`), each with the parameter values of the groups the tensor falls in.
+(`mergefront.evaluators.methods`), each with the parameter values of the groups the tensor falls in.
 
 Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep one more (its
 magnitudes sorted once, so a new density costs no sort); DELLA keeps int32 magnitude ranks instead.
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from evaluators.methods import NEEDS_RANKS, NEEDS_SORTED, REGISTRY, SegmentData, SegmentParams
 from mergefront.errors import InvalidSpecError
+from mergefront.evaluators.methods import NEEDS_RANKS, NEEDS_SORTED, REGISTRY, SegmentData, SegmentParams
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS, PER_EXPERT
 

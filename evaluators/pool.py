@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from evaluators.evaluation import CandidateEvaluator, WorkerSetup
+from mergefront.evaluators.evaluation import CandidateEvaluator, WorkerSetup
 
 _init_lock = threading.Lock()
 

@@ -71,12 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from mergefront.service import repository as repo
+    from mergefront.service.db import make_engine, make_session_factory, session_scope, upgrade_database
+    from mergefront.service.runner import JobRunner, Progress
+    from mergefront.service.settings import Settings
+    from mergefront.service.space import job_space
     from mergefront.spec import load_spec
-    from service import repository as repo
-    from service.db import make_engine, make_session_factory, session_scope, upgrade_database
-    from service.runner import JobRunner, Progress
-    from service.settings import Settings
-    from service.space import job_space
 
     if (args.spec is None) == (args.resume is None):
         raise MergefrontError("give a spec file or --resume JOB (one of them)")
@@ -122,10 +122,10 @@ def _refuse_external(external: bool, what: str) -> None:
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from service import repository as repo
-    from service.db import make_engine, make_session_factory, session_scope, upgrade_database
-    from service.export import export_source
-    from service.settings import Settings
+    from mergefront.service import repository as repo
+    from mergefront.service.db import make_engine, make_session_factory, session_scope, upgrade_database
+    from mergefront.service.export import export_source
+    from mergefront.service.settings import Settings
 
     if not (args.mergekit or args.checkpoint):
         raise MergefrontError("say what to export: --mergekit FILE and/or --checkpoint DIR")
@@ -151,9 +151,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _space(args: argparse.Namespace) -> int:
+    from mergefront.service.settings import Settings
+    from mergefront.service.space import job_space
     from mergefront.spec import load_spec
-    from service.settings import Settings
-    from service.space import job_space
 
     print(job_space(load_spec(args.spec), Settings()).describe())
     return 0
@@ -162,8 +162,8 @@ def _space(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.app import create_app
-    from service.settings import Settings
+    from mergefront.service.app import create_app
+    from mergefront.service.settings import Settings
 
     settings = Settings(database_url=args.db) if args.db else Settings()
     app = create_app(settings, run_jobs=not args.no_runner and settings.run_jobs)

@@ -2,7 +2,7 @@
 
 Parameter names, defaults and meanings follow mergekit 0.1.5, so an exported YAML merges the same model:
 `weight`, `density`, `gamma`, `epsilon` are set per expert; `lambda` and `t`
-once per tensor; `normalize` is a fixed switch. The implementations live in `evaluators.methods`.
+once per tensor; `normalize` is a fixed switch. The implementations live in `mergefront.evaluators.methods`.
 """
 
 from __future__ import annotations

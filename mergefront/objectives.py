@@ -6,10 +6,11 @@ An objective names an evaluator in one of three ways:
   models scored on a local JSONL / CSV / Parquet file), ``lm_eval`` (lm-evaluation-harness tasks), and the cost
   objectives ``sparsity`` and ``storage``, computed from the merged tensors without running the model;
 - a user function by import path, ``package.module:function``, called as ``function(model, tokenizer, settings)``
-  on the worker (see `evaluators.objectives`); it returns a number or a mapping of named numbers;
+  on the worker (see `mergefront.evaluators.objectives`); it returns a number or a mapping of named numbers;
 - ``external``: nothing runs on the workers; candidates are fetched and told through the ask/tell API.
 
-The worker side of each built-in lives in `evaluators.objectives`; a test checks both sides list the same names.
+The worker side of each built-in lives in `mergefront.evaluators.objectives`; a test checks both sides list the
+same names.
 """
 
 from __future__ import annotations

@@ -289,7 +289,7 @@ def _check_models(spec: JobSpec) -> str | None:
 
 def _check_shapes(spec: JobSpec) -> None:
     """Every local expert must have each of the base's floating tensors, in the same shape (headers only)."""
-    from evaluators.checkpoint import check_compatible, merged_tensor_names, tensor_shapes
+    from mergefront.evaluators.checkpoint import check_compatible, merged_tensor_names, tensor_shapes
 
     if spec.models.base.startswith(HF_SCHEME):
         return

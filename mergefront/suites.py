@@ -1,6 +1,6 @@
 """Names of the built-in benchmark suites, known without importing torch.
 
-The suites themselves are built in `evaluators.suites`; a test checks that both agree.
+The suites themselves are built in `mergefront.evaluators.suites`; a test checks that both agree.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from service.db import make_engine
-from service.models import Base
-from service.settings import Settings
+from mergefront.service.db import make_engine
+from mergefront.service.models import Base
+from mergefront.service.settings import Settings
 
 config = context.config
 if config.config_file_name is not None:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from mergefront.objectives import BUILTIN, UNIT_METRICS
+from mergefront.optimizers.base import Observation, Optimizer, Point
+from mergefront.optimizers.history import SurrogateReport
+from mergefront.optimizers.map import MAPOptimizer
+from mergefront.optimizers.nested_map import NestedMAPOptimizer
+from mergefront.optimizers.nsga2 import NSGA2Optimizer
+from mergefront.optimizers.pareto import hypervolume, nondominated_mask
+from mergefront.optimizers.qnehvi import AcquisitionSettings, QNEHVIOptimizer
+from mergefront.optimizers.random_search import SobolSearch
+from mergefront.optimizers.saea import SAEAOptimizer
+from mergefront.optimizers.space import Parameter, SearchSpace, build_space
 from mergefront.spec import JobSpec, ObjectiveSpec
-from optimizers.base import Observation, Optimizer, Point
-from optimizers.history import SurrogateReport
-from optimizers.map import MAPOptimizer
-from optimizers.nested_map import NestedMAPOptimizer
-from optimizers.nsga2 import NSGA2Optimizer
-from optimizers.pareto import hypervolume, nondominated_mask
-from optimizers.qnehvi import AcquisitionSettings, QNEHVIOptimizer
-from optimizers.random_search import SobolSearch
-from optimizers.saea import SAEAOptimizer
-from optimizers.space import Parameter, SearchSpace, build_space
 
 __all__ = [
     "AcquisitionSettings",

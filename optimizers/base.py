@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizers.space import SearchSpace
+from mergefront.optimizers.space import SearchSpace
 
 Point = tuple[float, ...]
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizers.base import Observation, Point, drop_known
-from optimizers.random_search import sobol_points
+from mergefront.optimizers.base import Observation, Point, drop_known
+from mergefront.optimizers.random_search import sobol_points
 
 REFERENCE_MARGIN = 0.1
 
@@ -71,7 +71,7 @@ def gp_surrogate_reports(history: Sequence[Observation], dim: int, m: int, seed:
     """Leave-one-out R² of the GPs a GP-based optimizer fits at this history (empty before three completed)."""
     import torch
 
-    from surrogates.gp import fit_gp_list, loo_r2
+    from mergefront.surrogates.gp import fit_gp_list, loo_r2
 
     train_X, train_Y = training_data(history, dim, m)
     if train_X.shape[0] < 3:

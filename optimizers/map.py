@@ -2,7 +2,7 @@
 
 The initial design is the one-hot points (each expert's weight at its top, the other weights at their bottom,
 every other coordinate at its top: TIES keeps the whole task vector) followed by the job's Sobol points. After
-it, each ask fits one quadratic per objective (`surrogates.quadratic`), finds the predicted Pareto front with
+it, each ask fits one quadratic per objective (`mergefront.surrogates.quadratic`), finds the predicted Pareto front with
 NSGA-II on the surrogates, and proposes the predicted-front points farthest (in predicted objective space) from
 what is already evaluated or in flight. Bayesian MAP (`bayesian=True`) weights that spread by the surrogates'
 held-out error near each candidate, so new points go where the surrogates are least trustworthy.
@@ -17,11 +17,11 @@ from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.problem import Problem
 from pymoo.optimize import minimize
 
-from optimizers.base import Observation, Optimizer, Point, drop_known, known_points
-from optimizers.history import SurrogateReport, as_points, top_up, training_data
-from optimizers.random_search import sobol_points
-from optimizers.space import SearchSpace
-from surrogates.quadratic import QuadraticSurrogate, Warp
+from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points
+from mergefront.optimizers.history import SurrogateReport, as_points, top_up, training_data
+from mergefront.optimizers.random_search import sobol_points
+from mergefront.optimizers.space import SearchSpace
+from mergefront.surrogates.quadratic import QuadraticSurrogate, Warp
 
 SURROGATE_POPULATION = 64
 SURROGATE_GENERATIONS = 60

@@ -21,10 +21,10 @@ from botorch.optim import optimize_acqf
 from botorch.sampling.normal import SobolQMCNormalSampler
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from surrogates.gp import DTYPE, fit_gp_list, seeded_torch
+from mergefront.surrogates.gp import DTYPE, fit_gp_list, seeded_torch
 
 if TYPE_CHECKING:
-    from optimizers.qnehvi import AcquisitionSettings
+    from mergefront.optimizers.qnehvi import AcquisitionSettings
 
 LARGE_HISTORY = 100  # completed evaluations from which proposals trade a little precision for time
 LARGE_BASELINE = 48  # baseline points kept then (the most probably Pareto-optimal)

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from optimizers.base import Observation, Point, drop_known, known_points
-from optimizers.history import SurrogateReport, as_points, top_up
-from optimizers.map import MAPOptimizer, one_hot_points, predicted_front, spread
-from optimizers.pareto import nondominated_mask
-from optimizers.random_search import sobol_points
-from optimizers.space import SearchSpace
-from surrogates.quadratic import QuadraticSurrogate
+from mergefront.optimizers.base import Observation, Point, drop_known, known_points
+from mergefront.optimizers.history import SurrogateReport, as_points, top_up
+from mergefront.optimizers.map import MAPOptimizer, one_hot_points, predicted_front, spread
+from mergefront.optimizers.pareto import nondominated_mask
+from mergefront.optimizers.random_search import sobol_points
+from mergefront.optimizers.space import SearchSpace
+from mergefront.surrogates.quadratic import QuadraticSurrogate
 
 BUDGET_DESIGNS = 2  # a non-root node's budget, in initial designs
 MATCH_TOL = 1e-7  # a flat point lies on a node's merges when it decodes back to itself within this

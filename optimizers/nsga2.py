@@ -16,9 +16,9 @@ from pymoo.algorithms.moo.nsga2 import NSGA2
 from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 
-from optimizers.base import Observation, Optimizer, Point, drop_known, known_points
-from optimizers.random_search import sobol_points
-from optimizers.space import SearchSpace
+from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points
+from mergefront.optimizers.random_search import sobol_points
+from mergefront.optimizers.space import SearchSpace
 
 MAX_MATING_ROUNDS = 20
 

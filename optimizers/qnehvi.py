@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizers.base import Observation, Optimizer, Point, drop_known, known_points
-from optimizers.history import (
+from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points
+from mergefront.optimizers.history import (
     SurrogateReport,
     as_points,
     gp_surrogate_reports,
@@ -30,8 +30,8 @@ from optimizers.history import (
     top_up,
     training_data,
 )
-from optimizers.random_search import sobol_points
-from optimizers.space import SearchSpace
+from mergefront.optimizers.random_search import sobol_points
+from mergefront.optimizers.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class QNEHVIOptimizer(Optimizer):
         return ref
 
     def _model_based(self, n: int, history: Sequence[Observation], pending: np.ndarray, seed: int) -> np.ndarray:
-        from optimizers.nehvi_acquisition import propose
+        from mergefront.optimizers.nehvi_acquisition import propose
 
         train_X, train_Y = training_data(history, self.space.dim, self.n_objectives)
         try:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import qmc
 
-from optimizers.base import Observation, Optimizer, Point, drop_known, known_points
+from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points
 
 
 def sobol_points(dim: int, seed: int, start: int, n: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Surrogate-assisted NSGA-II, as in MERGE: offspring are pre-screened by a surrogate before any is evaluated.
 
-The population and its offspring come from NSGA-II exactly as in `optimizers.nsga2` (rebuilt from the stored
+The population and its offspring come from NSGA-II exactly as in `mergefront.optimizers.nsga2` (rebuilt from the stored
 history at every ask), except that each generation breeds `screening_factor` times as many offspring as are
 asked for. One GP per objective, fitted to the completed evaluations, predicts every offspring; the `n` kept are
 chosen greedily by the hypervolume their optimistic prediction (mean minus one standard deviation) adds to the
@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from optimizers.base import Observation, Point
-from optimizers.history import SurrogateReport, gp_surrogate_reports, inferred_reference_point, training_data
-from optimizers.nsga2 import NSGA2Optimizer
-from optimizers.pareto import hypervolume, nondominated_mask
-from optimizers.space import SearchSpace
+from mergefront.optimizers.base import Observation, Point
+from mergefront.optimizers.history import SurrogateReport, gp_surrogate_reports, inferred_reference_point, training_data
+from mergefront.optimizers.nsga2 import NSGA2Optimizer
+from mergefront.optimizers.pareto import hypervolume, nondominated_mask
+from mergefront.optimizers.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class SAEAOptimizer(NSGA2Optimizer):
         return pool[_greedy_hypervolume(scores, train_Y, ref, n)]
 
     def _optimistic_values(self, pool: np.ndarray, history: Sequence[Observation], seed: int) -> np.ndarray:
-        from surrogates.gp import GPSurrogate
+        from mergefront.surrogates.gp import GPSurrogate
 
         train_X, train_Y = training_data(history, self.space.dim, self.n_objectives)
         gp = GPSurrogate.fit(train_X, -train_Y, seed)  # GPs maximise

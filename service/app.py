@@ -18,9 +18,9 @@ from mergefront.errors import (
     NotFoundError,
     StorageError,
 )
-from service.db import make_engine, make_session_factory, upgrade_database
-from service.routes import dashboard, dashboard_api, evaluations, jobs
-from service.settings import Settings, get_settings
+from mergefront.service.db import make_engine, make_session_factory, upgrade_database
+from mergefront.service.routes import dashboard, dashboard_api, evaluations, jobs
+from mergefront.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class BackgroundRunner:
     """A thread that leases and runs jobs one after another until stopped."""
 
     def __init__(self, app: FastAPI, settings: Settings) -> None:
-        from service.runner import JobRunner
+        from mergefront.service.runner import JobRunner
 
         self.runner = JobRunner(session_factory=app.state.sessions, settings=settings)
         self.poll = settings.poll_seconds

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from sqlalchemy.orm import Session
 
 from mergefront.errors import ConflictError, InvalidSpecError
+from mergefront.optimizers import make_optimizer
+from mergefront.service import repository as repo
+from mergefront.service.front import update_front
+from mergefront.service.models import Evaluation, EvaluationState, Job, JobState, utcnow
+from mergefront.service.settings import Settings
+from mergefront.service.space import job_space, observation
 from mergefront.spec import JobSpec
-from optimizers import make_optimizer
-from service import repository as repo
-from service.front import update_front
-from service.models import Evaluation, EvaluationState, Job, JobState, utcnow
-from service.settings import Settings
-from service.space import job_space, observation
 
 EXTERNAL_WORKER = "external"
 _FINISHED = (EvaluationState.completed, EvaluationState.failed)

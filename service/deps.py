@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from service.db import session_scope
+from mergefront.service.db import session_scope
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -8,13 +8,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from mergefront.errors import ConflictError
+from mergefront.optimizers import SearchSpace
+from mergefront.service import repository as repo
+from mergefront.service.mergekit import mergekit_yaml
+from mergefront.service.models import EvaluationState
+from mergefront.service.settings import Settings
+from mergefront.service.space import ModelFiles, candidate_seed, job_files, job_space, materialize
 from mergefront.spec import JobSpec
-from optimizers import SearchSpace
-from service import repository as repo
-from service.mergekit import mergekit_yaml
-from service.models import EvaluationState
-from service.settings import Settings
-from service.space import ModelFiles, candidate_seed, job_files, job_space, materialize
 
 
 @dataclass(frozen=True)

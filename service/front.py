@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
+from mergefront.optimizers import hypervolume, nondominated_mask
+from mergefront.service import repository as repo
+from mergefront.service.models import EvaluationState, Job
 from mergefront.spec import JobSpec
-from optimizers import hypervolume, nondominated_mask
-from service import repository as repo
-from service.models import EvaluationState, Job
 
 
 def update_front(*, session: Session, job_id: int) -> None:

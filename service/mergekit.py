@@ -14,9 +14,9 @@ import yaml
 
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS, PER_EXPERT
+from mergefront.optimizers import SearchSpace
+from mergefront.service.space import ModelFiles
 from mergefront.spec import JobSpec
-from optimizers import SearchSpace
-from service.space import ModelFiles
 
 
 def mergekit_config(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles) -> dict:

@@ -20,8 +20,8 @@ from mergefront.schemas import (
     JobOut,
     ParetoOut,
 )
+from mergefront.service.models import Evaluation, EvaluationState, Job, JobState, ParetoSnapshot, pareto_members, utcnow
 from mergefront.spec import JobSpec
-from service.models import Evaluation, EvaluationState, Job, JobState, ParetoSnapshot, pareto_members, utcnow
 
 
 def create_job(*, session: Session, spec: JobSpec) -> Job:

@@ -19,22 +19,22 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from mergefront.errors import ConflictError
-from mergefront.spec import JobSpec
-from optimizers import (
+from mergefront.optimizers import (
     Optimizer,
     SearchSpace,
     make_optimizer,
 )
-from service import repository as repo
-from service.db import session_scope
-from service.front import update_front
-from service.models import Evaluation, EvaluationState, JobState
-from service.settings import Settings
-from service.space import ModelFiles, candidate_seed, job_files, job_space, merge_config, observation
+from mergefront.service import repository as repo
+from mergefront.service.db import session_scope
+from mergefront.service.front import update_front
+from mergefront.service.models import Evaluation, EvaluationState, JobState
+from mergefront.service.settings import Settings
+from mergefront.service.space import ModelFiles, candidate_seed, job_files, job_space, merge_config, observation
+from mergefront.spec import JobSpec
 
 if TYPE_CHECKING:
-    from evaluators.evaluation import WorkerSetup
-    from evaluators.pool import Finished, WorkerPool
+    from mergefront.evaluators.evaluation import WorkerSetup
+    from mergefront.evaluators.pool import Finished, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ PoolFactory = Callable[["WorkerSetup", JobSpec], "WorkerPool"]
 
 
 def default_pool(setup: WorkerSetup, spec: JobSpec) -> WorkerPool:
-    from evaluators.pool import WorkerPool
+    from mergefront.evaluators.pool import WorkerPool
 
     return WorkerPool(setup, spec.resources.workers, spec.resources.gpus_per_worker)
 
@@ -124,7 +124,7 @@ class JobRunner:
             return JobState.running
 
     def _prepare(self, job_id: int) -> _JobRun:
-        from evaluators.pool import init_ray
+        from mergefront.evaluators.pool import init_ray
 
         with session_scope(self.sessions) as s:
             job = repo.get_job(session=s, job_id=job_id)
@@ -136,8 +136,8 @@ class JobRunner:
         return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec))
 
     def _worker_setup(self, spec: JobSpec, files: ModelFiles) -> WorkerSetup:
-        from evaluators.evaluation import ObjectiveSetup, WorkerSetup
-        from evaluators.suites import ensure_suite
+        from mergefront.evaluators.evaluation import ObjectiveSetup, WorkerSetup
+        from mergefront.evaluators.suites import ensure_suite
 
         suite_dir = ensure_suite(spec.suite, self.settings.resolved_cache_dir) if spec.suite else None
         objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric_name, o.evaluator, o.settings)
@@ -196,7 +196,7 @@ class JobRunner:
             self._dispatch(run, row)
 
     def _dispatch(self, run: _JobRun, row: Evaluation) -> None:
-        from evaluators.evaluation import Candidate
+        from mergefront.evaluators.evaluation import Candidate
 
         with session_scope(self.sessions) as s:
             repo.start_evaluation(session=s, evaluation_id=row.id)

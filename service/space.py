@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 from mergefront.errors import InvalidSpecError
 from mergefront.granularity import Granularity
+from mergefront.optimizers import Observation, SearchSpace, build_space
+from mergefront.service.settings import Settings
 from mergefront.spec import JobSpec
 from mergefront.suites import parse_bench_ref
-from optimizers import Observation, SearchSpace, build_space
-from service.settings import Settings
 
 if TYPE_CHECKING:
-    from evaluators.merge import MergeConfig
-    from service.models import Evaluation
+    from mergefront.evaluators.merge import MergeConfig
+    from mergefront.service.models import Evaluation
 
 @dataclass(frozen=True)
 class ModelFiles:
@@ -45,10 +45,10 @@ def job_files(spec: JobSpec, settings: Settings) -> ModelFiles:
     hf:// models are fetched into the cache on first use)."""
     from safetensors import safe_open
 
-    from evaluators.checkpoint import merged_tensor_names, resolve, weight_files
+    from mergefront.evaluators.checkpoint import merged_tensor_names, resolve, weight_files
 
     if spec.suite is not None:
-        from evaluators.suites import ensure_suite, open_suite
+        from mergefront.evaluators.suites import ensure_suite, open_suite
 
         suite = open_suite(spec.suite, ensure_suite(spec.suite, settings.resolved_cache_dir))
         experts = tuple(suite.model_path(parse_bench_ref(ref)[1]) for ref in spec.models.experts)
@@ -86,8 +86,8 @@ def candidate_seed(spec: JobSpec, number: int) -> int:
 
 def merge_config(spec: JobSpec, params: Mapping[str, float], space: SearchSpace | None = None,
                  seed: int = 0) -> MergeConfig:
-    """The merge a candidate's named parameters stand for (see `optimizers.space.build_space`)."""
-    from evaluators.merge import GroupedValues, MergeConfig
+    """The merge a candidate's named parameters stand for (see `mergefront.optimizers.space.build_space`)."""
+    from mergefront.evaluators.merge import GroupedValues, MergeConfig
 
     space = space or build_space(spec.merge, spec.models.experts)
     k = len(spec.models.experts)
@@ -107,8 +107,8 @@ def merge_config(spec: JobSpec, params: Mapping[str, float], space: SearchSpace 
 def materialize(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], seed: int, files: ModelFiles,
                 out_dir: Path) -> Path:
     """Merge one candidate again and write it as a checkpoint directory (unmerged tensors from the base)."""
-    from evaluators.checkpoint import load_checkpoint, save_checkpoint
-    from evaluators.merge import ResidentMerger
+    from mergefront.evaluators.checkpoint import load_checkpoint, save_checkpoint
+    from mergefront.evaluators.merge import ResidentMerger
 
     base = load_checkpoint(files.base)
     experts = [load_checkpoint(path) for path in files.experts]

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from service.db import make_engine, make_session_factory, upgrade_database
-from service.settings import Settings
+from mergefront.service.db import make_engine, make_session_factory, upgrade_database
+from mergefront.service.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("MERGEFRONT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -72,7 +72,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One built digits suite for the whole test session."""
-    from evaluators.suites import ensure_suite
+    from mergefront.evaluators.suites import ensure_suite
 
     root = tmp_path_factory.mktemp("cache")
     ensure_suite("digits", root, verbose=False)
@@ -82,8 +82,9 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def own_models(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """"Your own models": tinylm's base and its copy and reverse experts as plain local Hugging Face folders, and
-    each task's held-out examples as a JSONL file (prompt, answer), as `evaluators.suites.tinylm_export` writes."""
-    from evaluators.suites.tinylm_export import export_models
+    each task's held-out examples as a JSONL file (prompt, answer), as `mergefront.evaluators.suites.tinylm_export`
+    writes."""
+    from mergefront.evaluators.suites.tinylm_export import export_models
 
     return export_models(tmp_path_factory.mktemp("own-models"), ["copy", "reverse"], cache_dir, n_examples=64)
 
@@ -130,8 +131,8 @@ def wait_for_job() -> Callable[..., dict]:
 @pytest.fixture
 def stored_evaluations() -> Callable[..., list[tuple]]:
     """`rows(sessions, job_id)`: (number, state, x, metrics) of each stored evaluation, in order."""
-    from service import repository as repo
-    from service.db import session_scope
+    from mergefront.service import repository as repo
+    from mergefront.service.db import session_scope
 
     def rows(sessions, job_id: int) -> list[tuple]:  # type: ignore[no-untyped-def]
         with session_scope(sessions) as s:

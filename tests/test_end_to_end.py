@@ -16,11 +16,11 @@ from pymoo.indicators.hv import HV
 
 from mergefront import Client, InvalidSpecError
 from mergefront.cli import main as cli_main
+from mergefront.service import repository as repo
+from mergefront.service.app import create_app
+from mergefront.service.db import make_engine, make_session_factory, session_scope
+from mergefront.service.runner import JobRunner, Progress
 from mergefront.spec import parse_spec
-from service import repository as repo
-from service.app import create_app
-from service.db import make_engine, make_session_factory, session_scope
-from service.runner import JobRunner, Progress
 
 pytestmark = pytest.mark.slow
 

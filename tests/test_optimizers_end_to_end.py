@@ -7,11 +7,11 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
+from mergefront.service import repository as repo
+from mergefront.service.app import create_app
+from mergefront.service.db import session_scope
+from mergefront.service.runner import JobRunner, Progress
 from mergefront.spec import parse_spec
-from service import repository as repo
-from service.app import create_app
-from service.db import session_scope
-from service.runner import JobRunner, Progress
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from mergefront.service.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from evaluators.suites.tinylm import TinyLMEvaluator, suite_dir
-from evaluators.suites.tinylm_data import load_held_out
-from service.app import create_app
+from mergefront.evaluators.suites.tinylm import TinyLMEvaluator, suite_dir
+from mergefront.evaluators.suites.tinylm_data import load_held_out
+from mergefront.service.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from evaluators.methods import breadcrumbs, dare, della, linear, model_stock, slerp, task_arithmetic, ties
-from evaluators.methods.base import MergeMethod, SegmentData, SegmentParams
+from mergefront.evaluators.methods import breadcrumbs, dare, della, linear, model_stock, slerp, task_arithmetic, ties
+from mergefront.evaluators.methods.base import MergeMethod, SegmentData, SegmentParams
 
 REGISTRY: dict[str, MergeMethod] = {
     "linear": linear.merge,

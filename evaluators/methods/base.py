@@ -91,7 +91,7 @@ def weighted_sum_into(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, ou
     """`out = beta * base + w @ tau` (`n`), in L2-sized column chunks: reads base and `tau` once, writes `out` once."""
     global _POOL
     w = w.to(tau.dtype)
-    from evaluators.methods import fused  # compiled kernels import this module
+    from mergefront.evaluators.methods import fused  # compiled kernels import this module
 
     if fused.weighted_sum(base, tau, w, out, beta):
         return

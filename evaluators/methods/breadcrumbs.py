@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from evaluators.methods import sparse
-from evaluators.methods.base import SegmentData, SegmentParams
+from mergefront.evaluators.methods import sparse
+from mergefront.evaluators.methods.base import SegmentData, SegmentParams
 
 
 def merge_linear(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:

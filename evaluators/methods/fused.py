@@ -1,8 +1,8 @@
 """Compiled kernels for the sparsify-then-sum family (TIES, DARE, breadcrumbs, DELLA) and for weighted sums
 (task arithmetic, linear, Model Stock, SLERP) on large tensors.
 
-The eager path (`evaluators.methods.sparse`) makes about ten passes over each `k x chunk` block (masks, weighted
-deltas, sign election, agreement, sums), each a separate torch operation. Here the same arithmetic is written
+The eager path (`mergefront.evaluators.methods.sparse`) makes about ten passes over each `k x chunk` block (masks,
+weighted deltas, sign election, agreement, sums), each a separate torch operation. Here the same arithmetic is written
 expert by expert on 1-D blocks and compiled with `torch.compile` (Inductor: C++/OpenMP on the CPU, Triton on
 CUDA), which fuses it into one loop that reads each task vector, its ranks, and the base once, draws its random
 numbers in registers, and writes the output buffer once (weighted sums: `out = beta * base + sum_i w_i tau_i`).
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from evaluators.methods.base import KeepRule, SegmentData, SegmentParams, l1_rescale, random_bits, uniform
+from mergefront.evaluators.methods.base import KeepRule, SegmentData, SegmentParams, l1_rescale, random_bits, uniform
 
 log = logging.getLogger(__name__)
 

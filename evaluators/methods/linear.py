@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from evaluators.methods.base import SegmentData, SegmentParams, weighted_sum_into
+from mergefront.evaluators.methods.base import SegmentData, SegmentParams, weighted_sum_into
 
 
 def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:

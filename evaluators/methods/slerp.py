@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from evaluators.methods.base import SegmentData, SegmentParams, weighted_sum_into
+from mergefront.evaluators.methods.base import SegmentData, SegmentParams, weighted_sum_into
 
 PARALLEL = 1.0 - 1e-6
 

@@ -6,8 +6,8 @@ by TIES sign election (entries that agree with the elected sign of the sum), nor
 when asked, scaled by lambda and added to the base. Masks come from ranks computed once per tensor, so a new
 density costs no sort and keeps exactly as many entries as mergekit would; random masks are a counter-based hash
 of each entry's index under a key from the candidate's seed (`base.random_bits`), so a merge replays exactly.
-Large tensors go through compiled kernels that fuse all of this into one pass (`evaluators.methods.fused`), with
-the same masks.
+Large tensors go through compiled kernels that fuse all of this into one pass
+(`mergefront.evaluators.methods.fused`), with the same masks.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from evaluators.methods import fused
-from evaluators.methods.base import KeepRule, SegmentData, SegmentParams, l1_rescale, random_bits, uniform
+from mergefront.evaluators.methods import fused
+from mergefront.evaluators.methods.base import KeepRule, SegmentData, SegmentParams, l1_rescale, random_bits, uniform
 
 CHUNK = 1 << 16  # columns per step: the k x CHUNK temporaries stay in cache
 

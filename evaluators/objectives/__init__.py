@@ -26,12 +26,12 @@ from mergefront.objectives import BUILTIN, check_settings, load_function
 
 #: built-in evaluator name -> "module:Class" of its worker side
 REGISTRY: dict[str, str] = {
-    "causal_lm": "evaluators.objectives.hf:CausalLMObjective",
-    "generation": "evaluators.objectives.hf:GenerationObjective",
-    "classification": "evaluators.objectives.hf:ClassificationObjective",
-    "lm_eval": "evaluators.objectives.lm_eval:LMEvalObjective",
-    "sparsity": "evaluators.objectives.cost:SparsityObjective",
-    "storage": "evaluators.objectives.cost:StorageObjective",
+    "causal_lm": "mergefront.evaluators.objectives.hf:CausalLMObjective",
+    "generation": "mergefront.evaluators.objectives.hf:GenerationObjective",
+    "classification": "mergefront.evaluators.objectives.hf:ClassificationObjective",
+    "lm_eval": "mergefront.evaluators.objectives.lm_eval:LMEvalObjective",
+    "sparsity": "mergefront.evaluators.objectives.cost:SparsityObjective",
+    "storage": "mergefront.evaluators.objectives.cost:StorageObjective",
 }
 
 Metrics = Mapping[str, float]

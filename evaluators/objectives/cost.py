@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from evaluators.merge import ResidentMerger
+from mergefront.evaluators.merge import ResidentMerger
 from mergefront.objectives import CostSettings
 
 

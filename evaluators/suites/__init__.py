@@ -50,11 +50,11 @@ def open_suite(name: str, path: Path) -> Suite:
 
 def _module(name: str):  # type: ignore[no-untyped-def]
     if name == "digits":
-        from evaluators.suites import digits
+        from mergefront.evaluators.suites import digits
 
         return digits
     if name == "tinylm":
-        from evaluators.suites import tinylm
+        from mergefront.evaluators.suites import tinylm
 
         return tinylm
     raise ValueError(f"unknown built-in suite {name!r}")

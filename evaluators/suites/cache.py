@@ -49,8 +49,9 @@ def ensure_built(target: Path, build: Callable[[Path], None]) -> Path:
 
 
 def build_command(suite: str, build: Callable[[Path, int], None], argv: Sequence[str] | None = None) -> int:
-    """`python -m evaluators.suites.SUITE OUT_DIR [--seed N]`: build a suite into a folder, printing its tables."""
-    parser = argparse.ArgumentParser(prog=f"python -m evaluators.suites.{suite}", description=f"Build bench://{suite}.")
+    """`python -m mergefront.evaluators.suites.SUITE OUT_DIR [--seed N]`: build a suite into a folder."""
+    parser = argparse.ArgumentParser(prog=f"python -m mergefront.evaluators.suites.{suite}",
+                                     description=f"Build bench://{suite}.")
     parser.add_argument("out_dir", type=Path, help="directory to write the suite into")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ task-arithmetic merge loses accuracy against the experts: that is the trade-off 
 
 Files in a suite directory (see :func:`build`): ``manifest.json``, ``base.safetensors``,
 ``<task>.safetensors`` per expert and ``data.safetensors`` (validation and test split of every task).
-Run ``python -m evaluators.suites.digits OUT_DIR [--seed N]`` to build one and print the accuracy table.
+Run ``python -m mergefront.evaluators.suites.digits OUT_DIR [--seed N]`` to build one and print the accuracy table.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.func import functional_call
 
-from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.suites import cache
-from evaluators.suites.digits_data import (
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators.suites import cache
+from mergefront.evaluators.suites.digits_data import (
     N_DIGITS,
     N_PIXELS,
     SPLITS,
@@ -331,7 +331,7 @@ def ensure_built(cache_root: Path, seed: int = 0, *, verbose: bool = True) -> Pa
 
 
 class DigitsSuite:
-    """The `evaluators.suites.Suite` surface of one built digits suite."""
+    """The `mergefront.evaluators.suites.Suite` surface of one built digits suite."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -1,15 +1,15 @@
 """The built-in benchmark suite ``bench://tinylm``: a tiny Llama causal LM and four sequence-task experts.
 
 A 2-layer Llama (`ARCHITECTURE`) is pre-trained on a mixture of generated sequence tasks (see
-`evaluators.suites.tinylm_tasks`: copy, reverse, sort, add), then one expert per task is fine-tuned from it on that
-task alone. Every tensor is merged (no task heads): a task token in the prompt tells the tasks apart. The experts
-pull the shared weights apart, so an equal-weight task-arithmetic merge loses against them.
+`mergefront.evaluators.suites.tinylm_tasks`: copy, reverse, sort, add), then one expert per task is fine-tuned
+from it on that task alone. Every tensor is merged (no task heads): a task token in the prompt tells the tasks
+apart. The experts pull the shared weights apart, so an equal-weight task-arithmetic merge loses against them.
 
 Files in a suite directory (see :func:`build`): ``base/`` and ``<task>/`` are Hugging Face model directories
 (``config.json``, ``generation_config.json``, ``model.safetensors``, the tokenizer files) that
 ``AutoModelForCausalLM`` and ``AutoTokenizer`` load offline; ``data.safetensors`` holds the held-out validation and
 test examples of every task; ``manifest.json`` (written last) the tasks, metrics and merge table.
-Run ``python -m evaluators.suites.tinylm OUT_DIR [--seed N]`` to build one and print its tables.
+Run ``python -m mergefront.evaluators.suites.tinylm OUT_DIR [--seed N]`` to build one and print its tables.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.suites import cache
-from evaluators.suites.tinylm_data import (
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators.suites import cache
+from mergefront.evaluators.suites.tinylm_data import (
     EVAL_DIGITS,
     HELD_OUT_SPLITS,
     BatchSampler,
@@ -39,7 +39,7 @@ from evaluators.suites.tinylm_data import (
     pack_held_out,
     task_sampler,
 )
-from evaluators.suites.tinylm_tasks import (
+from mergefront.evaluators.suites.tinylm_tasks import (
     BOS,
     EOS,
     IGNORE,
@@ -319,7 +319,7 @@ def ensure_built(cache_root: Path, seed: int = 0, *, verbose: bool = True) -> Pa
 
 
 class TinyLMSuite:
-    """The `evaluators.suites.Suite` surface of one built tinylm suite."""
+    """The `mergefront.evaluators.suites.Suite` surface of one built tinylm suite."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from evaluators.suites.tinylm_tasks import IGNORE, PAD, TASKS, Examples, example_seed, sample
+from mergefront.evaluators.suites.tinylm_tasks import IGNORE, PAD, TASKS, Examples, example_seed, sample
 
 __all__ = [
     "EVAL_DIGITS",

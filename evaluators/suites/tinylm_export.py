@@ -14,9 +14,9 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from evaluators.suites import ensure_suite
-from evaluators.suites.tinylm_data import HELD_OUT_SIZE, load_held_out
-from evaluators.suites.tinylm_tasks import TASKS, to_text
+from mergefront.evaluators.suites import ensure_suite
+from mergefront.evaluators.suites.tinylm_data import HELD_OUT_SIZE, load_held_out
+from mergefront.evaluators.suites.tinylm_tasks import TASKS, to_text
 
 
 def export_models(out_dir: Path, tasks: Sequence[str], cache_root: Path, *, split: str = "validation",

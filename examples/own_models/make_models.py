@@ -17,8 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from evaluators.suites.tinylm_export import export_models
-from service.settings import Settings
+from mergefront.evaluators.suites.tinylm_export import export_models
+from mergefront.service.settings import Settings
 
 
 def main(out_dir: Path) -> None:

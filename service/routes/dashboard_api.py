@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 
 from mergefront.errors import InvalidSpecError
 from mergefront.schemas import EvaluationRow, EvaluationTable, FrontPoints, HypervolumeHistory
-from service import repository as repo
-from service.deps import SessionDep
-from service.models import EvaluationState
+from mergefront.service import repository as repo
+from mergefront.service.deps import SessionDep
+from mergefront.service.models import EvaluationState
 
 router = APIRouter(prefix="/v1", tags=["dashboard"])
 

@@ -13,12 +13,12 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.background import BackgroundTask
 
 from mergefront.schemas import EvaluationOut
-from service import repository as repo
-from service.deps import SessionDep
-from service.models import EvaluationState, utcnow
+from mergefront.service import repository as repo
+from mergefront.service.deps import SessionDep
+from mergefront.service.models import EvaluationState, utcnow
 
 if TYPE_CHECKING:
-    from service.export import ExportSource
+    from mergefront.service.export import ExportSource
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
 
@@ -56,7 +56,7 @@ def get_evaluation(evaluation_id: int, session: SessionDep) -> EvaluationOut:
 @router.post("/{evaluation_id}/tell")
 def tell(evaluation_id: int, body: TellRequest, session: SessionDep) -> EvaluationOut:
     """Record the metrics measured for a candidate of an external job (or the error that stopped them)."""
-    from service.asktell import tell  # the optimizers stay out of the API's start-up
+    from mergefront.service.asktell import tell  # the optimizers stay out of the API's start-up
 
     return EvaluationOut.model_validate(tell(session=session, evaluation_id=evaluation_id, metrics=body.metrics,
                                              error=body.error))
@@ -89,6 +89,6 @@ def download_checkpoint(evaluation_id: int, session: SessionDep, request: Reques
 
 
 def _source(evaluation_id: int, session: SessionDep, request: Request) -> ExportSource:
-    from service.export import export_source  # the optimizers' space code stays out of the API's start-up
+    from mergefront.service.export import export_source  # the optimizers' space code stays out of the API's start-up
 
     return export_source(session=session, evaluation_id=evaluation_id, settings=request.app.state.settings)

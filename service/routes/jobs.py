@@ -19,10 +19,10 @@ from mergefront.schemas import (
     SurrogateOut,
     SurrogatesOut,
 )
+from mergefront.service import repository as repo
+from mergefront.service.deps import SessionDep
+from mergefront.service.models import EvaluationState
 from mergefront.spec import JobSpec, check_spec
-from service import repository as repo
-from service.deps import SessionDep
-from service.models import EvaluationState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -75,8 +75,8 @@ def get_pareto(job_id: int, session: SessionDep) -> ParetoOut:
 @router.get("/{job_id}/surrogates")
 def get_surrogates(job_id: int, session: SessionDep, request: Request) -> SurrogatesOut:
     """Every objective's surrogate refitted on the job's completed evaluations, with its leave-one-out R²."""
-    from optimizers import make_optimizer  # the optimizers stay out of the API's start-up
-    from service.space import job_space, observation
+    from mergefront.optimizers import make_optimizer  # the optimizers stay out of the API's start-up
+    from mergefront.service.space import job_space, observation
 
     job = repo.get_job(session=session, job_id=job_id)
     spec = JobSpec.model_validate(job.spec)
@@ -99,7 +99,7 @@ SURROGATES = {"map": "quadratic", "qnehvi": "gaussian process", "saea": "gaussia
 @router.get("/{job_id}/space")
 def get_space(job_id: int, session: SessionDep, request: Request) -> SpaceOut:
     """The job's search space: one entry per searched coordinate, with its meaning."""
-    from service.space import job_space  # the optimizers' space code stays out of the API's start-up
+    from mergefront.service.space import job_space  # the optimizers' space code stays out of the API's start-up
 
     spec = JobSpec.model_validate(repo.get_job(session=session, job_id=job_id).spec)
     space = job_space(spec, request.app.state.settings)
@@ -112,7 +112,7 @@ def get_space(job_id: int, session: SessionDep, request: Request) -> SpaceOut:
 def ask(job_id: int, session: SessionDep, request: Request,
         body: Annotated[AskRequest | None, Body()] = None) -> list[EvaluationOut]:
     """Propose candidates of an external job to evaluate; tell each one's metrics before its `expires_at`."""
-    from service.asktell import ask  # the optimizers stay out of the API's start-up
+    from mergefront.service.asktell import ask  # the optimizers stay out of the API's start-up
 
     rows = ask(session=session, job_id=job_id, n=(body or AskRequest()).n, settings=request.app.state.settings)
     return [EvaluationOut.model_validate(r) for r in rows]

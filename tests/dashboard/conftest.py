@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from service.app import create_app
-from service.settings import Settings
+from mergefront.service.app import create_app
+from mergefront.service.settings import Settings
 
 CHROMIUM = os.environ.get("MERGEFRONT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("MERGEFRONT_CHROMEDRIVER", "/usr/bin/chromedriver")

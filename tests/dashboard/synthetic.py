@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
+from mergefront.optimizers import hypervolume, nondominated_mask
+from mergefront.service import repository as repo
+from mergefront.service.db import session_scope
+from mergefront.service.models import JobState
 from mergefront.spec import parse_spec
-from optimizers import hypervolume, nondominated_mask
-from service import repository as repo
-from service.db import session_scope
-from service.models import JobState
 
 TASKS = ["rotated", "inverted", "parity", "mod3"]
 

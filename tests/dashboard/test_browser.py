@@ -13,10 +13,10 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from mergefront.service import repository as repo
+from mergefront.service.db import session_scope
+from mergefront.service.runner import JobRunner
 from mergefront.spec import parse_spec
-from service import repository as repo
-from service.db import session_scope
-from service.runner import JobRunner
 from tests.dashboard.synthetic import build_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from mergefront.service.app import create_app
 from tests.dashboard.synthetic import build_job
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
-from evaluators.merge import MergeConfig
-from evaluators.suites.digits import suite_dir
+from mergefront.evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
+from mergefront.evaluators.merge import MergeConfig
+from mergefront.evaluators.suites.digits import suite_dir
 
 
 @pytest.fixture(scope="module")

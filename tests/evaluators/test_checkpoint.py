@@ -7,7 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from evaluators.checkpoint import (
+from mergefront.errors import InvalidSpecError
+from mergefront.evaluators.checkpoint import (
     check_compatible,
     load_checkpoint,
     resolve,
@@ -15,8 +16,7 @@ from evaluators.checkpoint import (
     tensor_shapes,
     weight_files,
 )
-from evaluators.merge import ResidentMerger
-from mergefront.errors import InvalidSpecError
+from mergefront.evaluators.merge import ResidentMerger
 
 
 def _tensors() -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evaluators.suites.digits import (
+from mergefront.evaluators.suites.digits import (
     TASKS,
     DigitsEvaluator,
     build,

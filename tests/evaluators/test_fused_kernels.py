@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.methods import fused
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators.methods import fused
 
 SHAPE = (1031, 1100)  # above fused.FUSED_MIN entries, not a multiple of the kernels' block
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from evaluators.objectives.lm_eval import LMEvalObjective, metrics_of
-from evaluators.suites import ensure_suite
 from mergefront.errors import InvalidSpecError
+from mergefront.evaluators.objectives.lm_eval import LMEvalObjective, metrics_of
+from mergefront.evaluators.suites import ensure_suite
 from mergefront.objectives import LMEvalSettings
 
 CHOICE, GENERATE = "tinylm_reverse_choice", "tinylm_reverse_generate"
@@ -151,6 +151,6 @@ def test_metric_names_drop_the_default_filter_stderr_and_non_numbers() -> None:
 
 def test_without_the_harness_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "lm_eval.evaluator", None)  # None in sys.modules: the import fails
-    monkeypatch.delitem(sys.modules, "evaluators.objectives.lm_eval")
+    monkeypatch.delitem(sys.modules, "mergefront.evaluators.objectives.lm_eval")
     with pytest.raises(ImportError, match=r"pip install 'mergefront\[lmeval\]'"):
-        importlib.import_module("evaluators.objectives.lm_eval")
+        importlib.import_module("mergefront.evaluators.objectives.lm_eval")

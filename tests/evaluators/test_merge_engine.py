@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluators.merge import MergeConfig, ResidentMerger
 from mergefront.errors import InvalidSpecError
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
 
 BASE = {"w": torch.tensor([[1.0, 1.0], [1.0, 1.0]]), "b": torch.tensor([0.0])}
 TAU1 = torch.tensor([1.0, -2.0, 0.5, 0.0])

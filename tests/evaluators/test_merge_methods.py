@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evaluators.merge import GroupedValues, MergeConfig, ResidentMerger
+from mergefront.evaluators.merge import GroupedValues, MergeConfig, ResidentMerger
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS
 

@@ -12,18 +12,18 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-from evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
-from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.objectives import FunctionObjective, make_objective, pick_metric
-from evaluators.objectives.cost import SparsityObjective, StorageObjective
-from evaluators.objectives.model import bind, load_model
+from mergefront.evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators.objectives import FunctionObjective, make_objective, pick_metric
+from mergefront.evaluators.objectives.cost import SparsityObjective, StorageObjective
+from mergefront.evaluators.objectives.model import bind, load_model
 from mergefront.objectives import BUILTIN, CausalLMSettings, ClassificationSettings, CostSettings, GenerationSettings
 
 CPU = torch.device("cpu")
 
 
 def test_every_builtin_evaluator_has_a_worker_side() -> None:
-    from evaluators.objectives import REGISTRY
+    from mergefront.evaluators.objectives import REGISTRY
 
     assert set(REGISTRY) == set(BUILTIN)
 
@@ -106,7 +106,7 @@ def test_sparsity_and_storage_count_the_entries_the_merge_changes() -> None:
 
 
 def test_bound_model_follows_every_merge_without_copies(own_models: dict[str, Path]) -> None:
-    from evaluators.checkpoint import load_checkpoint, merged_tensor_names
+    from mergefront.evaluators.checkpoint import load_checkpoint, merged_tensor_names
 
     keys = merged_tensor_names(own_models["base"])
     merger = ResidentMerger(load_checkpoint(own_models["base"]),
@@ -154,7 +154,7 @@ def test_candidate_evaluator_runs_every_kind_of_objective(own_models: dict[str, 
                       "    return float(model.lm_head.weight.norm()) * settings['scale']\n")
     import sys
 
-    from evaluators.checkpoint import merged_tensor_names
+    from mergefront.evaluators.checkpoint import merged_tensor_names
 
     copy_data = {"data": str(own_models["copy"]), "text_column": "answer", "prompt_column": "prompt", "limit": 16}
     objectives = (

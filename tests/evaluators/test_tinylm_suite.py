@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from evaluators.merge import MergeConfig, ResidentMerger
-from evaluators.suites import open_suite
-from evaluators.suites import tinylm as tinylm_module
-from evaluators.suites.tinylm import MANIFEST, TASKS, TinyLMSuite, Training, build, ensure_built, suite_dir
-from evaluators.suites.tinylm_data import held_out, load_held_out
-from evaluators.suites.tinylm_tasks import IGNORE, PAD, VOCAB, to_text
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators.suites import open_suite
+from mergefront.evaluators.suites import tinylm as tinylm_module
+from mergefront.evaluators.suites.tinylm import MANIFEST, TASKS, TinyLMSuite, Training, build, ensure_built, suite_dir
+from mergefront.evaluators.suites.tinylm_data import held_out, load_held_out
+from mergefront.evaluators.suites.tinylm_tasks import IGNORE, PAD, VOCAB, to_text
 from mergefront.suites import BUILTIN_SUITES, SUITE_METRICS
 
 TINY = Training(base_steps=3, expert_steps=3, batch_size=8)

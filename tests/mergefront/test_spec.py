@@ -70,7 +70,7 @@ def test_unknown_field_is_rejected(spec_data: dict) -> None:
 
 
 def test_light_suite_registry_matches_the_built_suite() -> None:
-    from evaluators.suites import digits
+    from mergefront.evaluators.suites import digits
 
     assert BUILTIN_SUITES["digits"] == tuple(digits.TASKS)
 

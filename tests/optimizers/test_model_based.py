@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mergefront.spec import parse_spec
-from optimizers import (
+from mergefront.optimizers import (
     AcquisitionSettings,
     MAPOptimizer,
     Observation,
@@ -18,8 +17,9 @@ from optimizers import (
     hypervolume,
     make_optimizer,
 )
-from optimizers.map import one_hot_points
-from optimizers.saea import _greedy_hypervolume
+from mergefront.optimizers.map import one_hot_points
+from mergefront.optimizers.saea import _greedy_hypervolume
+from mergefront.spec import parse_spec
 
 SPACE = SearchSpace(tuple(Parameter(f"p{i}", 0.0, 1.0, "") for i in range(3)))
 FAST = AcquisitionSettings(mc_samples=16, num_restarts=1, raw_samples=16, maxiter=15)
@@ -65,7 +65,7 @@ def test_map_reports_each_surrogates_held_out_r2() -> None:
 
 
 def test_qnehvi_on_a_long_history_keeps_the_likeliest_pareto_points_as_its_baseline(monkeypatch) -> None:
-    import optimizers.nehvi_acquisition as nehvi
+    import mergefront.optimizers.nehvi_acquisition as nehvi
 
     seen = []
     original = nehvi.qLogNoisyExpectedHypervolumeImprovement

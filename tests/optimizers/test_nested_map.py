@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mergefront.spec import InvalidSpecError, parse_spec
-from optimizers import (
+from mergefront.optimizers import (
     MAPOptimizer,
     NestedMAPOptimizer,
     Observation,
@@ -16,6 +15,7 @@ from optimizers import (
     hypervolume,
     make_optimizer,
 )
+from mergefront.spec import InvalidSpecError, parse_spec
 
 EXPERTS = 4
 # TIES-like: a weight and a density per expert (columns: w0 w1 w2 w3 d0 d1 d2 d3)

@@ -1,4 +1,4 @@
-"""The contract every optimizer runs (see optimizers.base.Optimizer)."""
+"""The contract every optimizer runs (see mergefront.optimizers.base.Optimizer)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from optimizers import (
+from mergefront.optimizers import (
     AcquisitionSettings,
     MAPOptimizer,
     NestedMAPOptimizer,
@@ -122,7 +122,7 @@ def test_rejects_malformed_input(make: Callable[[int], Optimizer]) -> None:
 
 
 def test_nsga2_improves_on_its_initial_design() -> None:
-    from optimizers import hypervolume
+    from mergefront.optimizers import hypervolume
 
     history = _drive(NSGA2Optimizer(SPACE, 2, 0, population_size=8), 12)
     values = np.asarray([o.values for o in history])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pymoo.indicators.hv import HV
 
-from optimizers import hypervolume, nondominated_mask
+from mergefront.optimizers import hypervolume, nondominated_mask
 
 
 def _naive_front(values: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from mergefront.merge_spec import MergeSpec
-from optimizers.space import build_space
+from mergefront.optimizers.space import build_space
 
 NAMES = ["model.embed_tokens.weight", "model.norm.weight"] + [
     f"model.layers.{i}.{p}" for i in range(4) for p in ("self_attn.q_proj.weight", "mlp.up_proj.weight")]

@@ -7,7 +7,7 @@ import copy
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
+from mergefront.service.app import create_app
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from mergefront import Client, ConflictError, InvalidSpecError, NotFoundError
 from mergefront.cli import main as cli_main
 from mergefront.schemas import EvaluationOut
+from mergefront.service import repository as repo
+from mergefront.service.app import create_app
+from mergefront.service.asktell import ask
+from mergefront.service.db import session_scope
+from mergefront.service.settings import Settings
 from mergefront.spec import parse_spec
-from service import repository as repo
-from service.app import create_app
-from service.asktell import ask
-from service.db import session_scope
-from service.settings import Settings
 
 TARGET = {"weight.rotated": 0.2, "weight.inverted": 0.9}
 EXTERNAL_SPEC = {

@@ -11,19 +11,19 @@ import yaml
 from fastapi.testclient import TestClient
 from mergekit.config import MergeConfiguration, evaluate_setting
 
-from evaluators.checkpoint import load_checkpoint
-from evaluators.suites.digits import DigitsEvaluator, suite_dir
 from mergefront.cli import main as cli_main
+from mergefront.evaluators.checkpoint import load_checkpoint
+from mergefront.evaluators.suites.digits import DigitsEvaluator, suite_dir
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS
+from mergefront.optimizers import build_space
+from mergefront.service import repository as repo
+from mergefront.service.app import create_app
+from mergefront.service.db import session_scope
+from mergefront.service.mergekit import mergekit_config
+from mergefront.service.runner import JobRunner
+from mergefront.service.space import ModelFiles
 from mergefront.spec import parse_spec
-from optimizers import build_space
-from service import repository as repo
-from service.app import create_app
-from service.db import session_scope
-from service.mergekit import mergekit_config
-from service.runner import JobRunner
-from service.space import ModelFiles
 
 NAMES = ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"] + [
     f"model.layers.{i}.{p}" for i in range(12)

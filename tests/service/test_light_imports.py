@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "ray", "botorch", "pymoo", "transformers", "optimizers", "evaluators")
+HEAVY = ("torch", "ray", "botorch", "pymoo", "transformers", "mergefront.optimizers", "mergefront.evaluators")
 
 
 def _loaded(modules: str) -> list[str]:
@@ -15,7 +15,7 @@ def _loaded(modules: str) -> list[str]:
 
 
 def test_api_app_imports_no_heavy_library() -> None:
-    assert _loaded("service.app") == []
+    assert _loaded("mergefront.service.app") == []
 
 
 def test_sdk_and_cli_import_no_heavy_library() -> None:

@@ -8,8 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from service.db import alembic_config, make_engine
-from service.models import Base
+from mergefront.service.db import alembic_config, make_engine
+from mergefront.service.models import Base
 
 
 @pytest.fixture

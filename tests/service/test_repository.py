@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import time
 
+from mergefront.service import repository as repo
+from mergefront.service.db import session_scope
+from mergefront.service.models import EvaluationState, JobState
 from mergefront.spec import parse_spec
-from service import repository as repo
-from service.db import session_scope
-from service.models import EvaluationState, JobState
 
 
 def test_lease_is_exclusive_until_it_expires(sessions, spec_data: dict) -> None:

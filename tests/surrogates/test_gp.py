@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from surrogates.gp import GPSurrogate, fit_gp_list, loo_r2
+from mergefront.surrogates.gp import GPSurrogate, fit_gp_list, loo_r2
 
 
 def _f(X: np.ndarray) -> np.ndarray:

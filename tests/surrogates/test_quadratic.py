@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surrogates.quadratic import QuadraticSurrogate, Warp, _ridge_loo, fit_quadratic, quadratic_features
+from mergefront.surrogates.quadratic import QuadraticSurrogate, Warp, _ridge_loo, fit_quadratic, quadratic_features
 
 
 def _quadratic(X: np.ndarray) -> np.ndarray:
