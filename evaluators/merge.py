@@ -128,9 +128,9 @@ class ResidentMerger:
         bad = [d for d in raw["density"] if not 0 < d <= 1]
         if bad:
             raise ValueError(f"density {bad[0]} is outside (0, 1]")
-        for row in raw.values():
+        for row in raw.values():  # float64, as mergekit's Python floats: counts and thresholds come from these
             if row not in rows:
-                rows[row] = torch.tensor(row, dtype=self.base.dtype, device=self.device)
+                rows[row] = torch.tensor(row, dtype=torch.float64, device=self.device)
         info = METHODS[config.method]
         normalize = bool(info.normalize) if config.normalize is None else config.normalize
         rescale = bool(info.rescale) if config.rescale is None else config.rescale

@@ -12,7 +12,8 @@ import torch
 
 @dataclass
 class SegmentParams:
-    """Parameter values for one tensor: per-expert ones as `k` vectors, global ones as numbers."""
+    """Parameter values for one tensor: per-expert ones as `k` vectors (float64, whatever the checkpoint's dtype:
+    kept counts and thresholds are taken from them before anything is cast), global ones as numbers."""
 
     weight: torch.Tensor  # k
     density: torch.Tensor  # k
@@ -170,9 +171,10 @@ class KeepRule:
         lo = hi = torch.zeros_like(d, dtype=torch.int64)
         if kind == "magnitude":
             hi = count(d, n).clamp_min(1)  # at least one entry, as mergekit
-        elif kind == "outliers":
-            lo = count(params.gamma, n)
-            hi = n - (n - count(d, n) - lo).clamp_min(0)
+        elif kind == "outliers":  # as mergekit: drop the gamma largest, fewer when density + gamma > 1
+            kept = count(d, n)
+            hi = n - (n - kept - count(params.gamma, n)).clamp_min(0)
+            lo = hi - kept
         elif kind == "random":
             hi = bits_threshold(d)
         keys = data.expert_keys() if kind in ("random", "della") else lo

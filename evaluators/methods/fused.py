@@ -79,8 +79,8 @@ def _merge(sparsify: str | None, consensus: bool, data: SegmentData, params: Seg
     coef = params.weight.to(dtype)
     if params.rescale and sparsify is not None:
         coef = coef * _l1_scale(rule, data).to(dtype)
-    wsum = params.weight.sum()
-    wsum = torch.where(wsum.abs() < 1e-8, 1.0, wsum).to(dtype)
+    wsum = params.weight.to(dtype).sum()
+    wsum = torch.where(wsum.abs() < 1e-8, 1.0, wsum)
     lam = torch.tensor(params.lam, dtype=dtype, device=data.base.device)
     kernel = _kernel("merge", sparsify, consensus, params.normalize, k)
     for lo, hi in _blocks(n):

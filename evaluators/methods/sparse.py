@@ -35,7 +35,7 @@ def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.T
     n = data.numel
     rule = KeepRule.of(recipe.sparsify, data, params)
     scale = _rescale(rule, data) if params.rescale and recipe.sparsify else None  # k
-    w = params.weight[:, None]  # k x 1
+    w = params.weight.to(data.tau.dtype)[:, None]  # k x 1
     for start in range(0, n, CHUNK):
         sl = slice(start, min(start + CHUNK, n))
         keep = _keep(rule, data, sl)  # k x m, or None

@@ -130,3 +130,23 @@ def test_della_keep_rate_grows_with_rank_within_each_row() -> None:
     kept = (out != 0).gather(1, order).double()
     assert float(kept[:, :64].mean()) == pytest.approx(0.05 + 0.9 * 32 / 511, abs=0.05)  # about density - eps
     assert float(kept[:, -64:].mean()) == pytest.approx(0.95 - 0.9 * 32 / 511, abs=0.05)  # about density + eps
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("density", [0.7, 0.45, 0.9])
+def test_kept_count_is_taken_from_the_density_before_any_cast(dtype: torch.dtype, density: float) -> None:
+    n = 1280  # 0.7 is 0.69999999 in float32 and 0.69921875 in bf16: a count taken after the cast keeps fewer
+    tau = (torch.arange(1, n + 1, dtype=torch.float64) / n).to(dtype)
+    merger = ResidentMerger({"w": torch.zeros(n, dtype=dtype)}, [{"w": tau}], ["w"])
+    out = merger.merge(MergeConfig("ties", (1.0,), (density,)))["w"]
+    assert int((out != 0).sum()) == int(density * n)
+
+
+def test_breadcrumbs_shrinks_the_outlier_cut_to_keep_the_density() -> None:
+    n = 16_384
+    tau = torch.randn(n, generator=torch.Generator().manual_seed(5))
+    merger = ResidentMerger({"w": torch.zeros(n)}, [{"w": tau}], ["w"])
+    out = merger.merge(MergeConfig("breadcrumbs", (1.0,), (0.98,), params={"gamma": 0.05}))["w"]
+    kept = out != 0
+    assert int(kept.sum()) == int(0.98 * n)  # density + gamma > 1: fewer outliers dropped, not fewer entries kept
+    assert float(tau.abs()[kept].max()) == float(tau.abs().sort().values[int(0.98 * n) - 1])  # only outliers go
