@@ -16,6 +16,8 @@ from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut, 
 from mergefront.spec import JobSpec
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+#: how many times an idempotent request is tried again after a 503
+RETRIES = 5
 
 
 class Client:
@@ -51,14 +53,21 @@ class Client:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise MergefrontError(f"cannot reach mergefront at {self.url}: {exc}") from exc
-        if response.status_code < 400:
-            return response.json()
-        raise _error(response)
+    def _request(self, method: str, path: str, *, idempotent: bool | None = None, **kwargs: Any) -> Any:
+        """One request; an idempotent one (GET, tell) is tried again while the server answers 503 (its database
+        was unavailable: nothing was acknowledged), waiting as its Retry-After says, up to RETRIES times."""
+        again = RETRIES if (method == "GET" if idempotent is None else idempotent) else 0
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise MergefrontError(f"cannot reach mergefront at {self.url}: {exc}") from exc
+            if response.status_code < 400:
+                return response.json()
+            if response.status_code != 503 or again <= 0:
+                raise _error(response)
+            again -= 1
+            time.sleep(min(float(response.headers.get("retry-after", "1") or 1), 30.0))
 
 
 def _error(response: httpx.Response) -> MergefrontError:
@@ -145,7 +154,7 @@ class Job:
         """
         evaluation_id = candidate if isinstance(candidate, int) else candidate.id
         body = {"metrics": None if metrics is None else _numbers(metrics), "error": error}
-        raw = self.client._request("POST", f"/v1/evaluations/{evaluation_id}/tell", json=body)
+        raw = self.client._request("POST", f"/v1/evaluations/{evaluation_id}/tell", json=body, idempotent=True)
         return EvaluationOut.model_validate(raw)
 
     def wait(self, *, progress: bool = True, poll: float = 1.0, timeout: float | None = None) -> JobOut:

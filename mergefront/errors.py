@@ -38,4 +38,12 @@ class EvaluationFailedError(MergefrontError):
 
 
 class StorageError(MergefrontError):
-    """The database failed; the transaction was rolled back."""
+    """The database failed; the transaction was rolled back.
+
+    `transient` errors (a dropped connection, a serialization failure, a busy SQLite file) may succeed when the
+    same work is tried again; the others will not.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

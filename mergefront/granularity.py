@@ -10,7 +10,9 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from mergefront.bounds import CleanModel
 
 COMPONENTS = ("embeddings", "attention", "mlp", "norms", "other")
 
@@ -38,14 +40,15 @@ def layer_of(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class Granularity(BaseModel):
+class Granularity(CleanModel):
     """`model` (one value), `component`, `layers` (k groups over depth) or `filters` (name substrings + rest)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["model", "component", "layers", "filters"] = "model"
     groups: int = Field(1, ge=1, le=64, description="layers: how many groups over depth")
-    filters: tuple[str, ...] = Field((), description="filters: mergekit-style name filters, matched in order")
+    filters: tuple[str, ...] = Field((), max_length=256,
+                                     description="filters: mergekit-style name filters, matched in order")
 
     def labels(self, names: Sequence[str]) -> list[str]:
         """The groups that the tensors `names` fall into, in a stable order (empty groups are left out)."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from mergefront.bounds import CleanModel
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS, SEARCHABLE
 
@@ -37,7 +38,7 @@ def _granularity(value: Any) -> Any:
     return value
 
 
-class Range(BaseModel):
+class Range(CleanModel):
     """A closed interval searched for one merge parameter, with the granularity it is searched at."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,7 +61,7 @@ class Range(BaseModel):
         return self
 
 
-class MergeSpec(BaseModel):
+class MergeSpec(CleanModel):
     """The merge method and, per parameter, a fixed number or a searched `Range`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True)

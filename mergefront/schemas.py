@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+
+def _utc(value: datetime) -> datetime:
+    """The database stores naive UTC; the API says so (RFC 3339 with an offset)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 
 
 class _Out(BaseModel):
@@ -26,9 +34,9 @@ class JobOut(_Out):
     n_failed: int = 0
     hypervolume: float | None = None
     error: str | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     spec: dict[str, Any]
 
     @property
@@ -48,10 +56,10 @@ class EvaluationOut(_Out):
     worker: str | None = None
     merge_seconds: float | None = None
     eval_seconds: float | None = None
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    expires_at: datetime | None = None  # external jobs: an untold candidate expires then
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
+    expires_at: Timestamp | None = None  # external jobs: an untold candidate expires then
 
 
 class ParetoOut(BaseModel):

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
 
+from mergefront.bounds import CleanModel, Metric
 from mergefront.errors import InvalidSpecError
 from mergefront.merge_spec import MergeSpec
 from mergefront.methods import METHODS
@@ -39,10 +40,10 @@ def _check_model_ref(ref: str) -> str:
     return ref  # a local Hugging Face directory or .safetensors file; check_spec checks it exists
 
 
-ModelRef = Annotated[str, Field(min_length=1), AfterValidator(_check_model_ref)]
+ModelRef = Annotated[str, Field(min_length=1, max_length=4096), AfterValidator(_check_model_ref)]
 
 
-class _Strict(BaseModel):
+class _Strict(CleanModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -54,14 +55,17 @@ class ModelsSpec(_Strict):
 class ObjectiveSpec(_Strict):
     """One objective: a task of the built-in suite the models come from, or an evaluator with its settings."""
 
-    task: str | None = Field(None, min_length=1, description="a task of the bench:// suite the models come from")
-    evaluator: str | None = Field(None, min_length=1, description="a built-in evaluator (causal_lm, generation, "
-                                  "classification, lm_eval, sparsity, storage), package.module:function, or external")
+    task: str | None = Field(None, min_length=1, max_length=200,
+                             description="a task of the bench:// suite the models come from")
+    evaluator: str | None = Field(None, min_length=1, max_length=500,
+                                  description="a built-in evaluator (causal_lm, generation, classification, lm_eval, "
+                                  "sparsity, storage), package.module:function, or external")
     settings: dict[str, Any] = Field(default_factory=dict, description="the evaluator's settings")
-    metric: str | None = Field(None, min_length=1, description="which of the reported metrics is the objective")
+    metric: str | None = Field(None, min_length=1, max_length=200,
+                               description="which of the reported metrics is the objective")
     direction: Direction | None = Field(None, description="required for functions and external objectives")
     split: Literal["validation", "test"] = "validation"
-    name: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
 
     @model_validator(mode="after")
     def _one_source(self) -> ObjectiveSpec:
@@ -115,10 +119,12 @@ class OptimizerSpec(_Strict):
     name: OptimizerName = "nsga2"
     budget: int = Field(48, gt=0, le=100_000, description="evaluations, failed ones included")
     batch_size: int = Field(4, gt=0, le=1024)
-    seed: int = Field(0, ge=0)
-    reference_point: list[float | None] | None = Field(
-        None, description="per objective, its worst useful value; null entries are inferred from the first batch")
-    population_size: int | None = Field(None, ge=4, description="nsga2, saea: default max(8, 2 x dimensions)")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    reference_point: list[Metric | None] | None = Field(
+        None, max_length=16,
+        description="per objective, its worst useful value; null entries are inferred from the first batch")
+    population_size: int | None = Field(None, ge=4, le=100_000,
+                                        description="nsga2, saea: default max(8, 2 x dimensions)")
     asynchronous: bool = Field(False, description="ask as workers free up (faster, not reproducible)")
     initial_points: int | None = Field(None, ge=2, le=100_000, description="qnehvi, map: size of the initial design")
     weak_to_strong: bool = Field(False, description="qnehvi: cross candidates with a DE mutant of the best (MM-MO)")
@@ -141,10 +147,11 @@ class OptimizerSpec(_Strict):
 class ResourcesSpec(_Strict):
     workers: int = Field(2, gt=0, le=256)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    gpus_per_worker: float = Field(0.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0, le=1024, description="GPUs each worker holds (a fraction shares a GPU)")
     max_retries: int = Field(1, ge=0, le=10)
-    ask_timeout: float = Field(3600.0, gt=0, description="external jobs: seconds a fetched candidate waits for its "
-                               "tell before it goes back to the optimizer")
+    ask_timeout: float = Field(3600.0, gt=0, le=30 * 86400,
+                               description="external jobs: seconds a fetched candidate waits for its tell before it "
+                               "goes back to the optimizer (at most 30 days)")
 
 
 class JobSpec(_Strict):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import Connection
 
 from mergefront.service.db import make_engine
 from mergefront.service.models import Base
@@ -28,12 +29,23 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
+    """On the caller's connection when it gives one (`upgrade_database` does: it holds the migration lock)."""
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _migrate(connection)
+        return
     engine = make_engine(_url())
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connection)
     engine.dispose()
+
+
+def _migrate(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    if connection.in_transaction():
+        connection.commit()
 
 
 if context.is_offline_mode():

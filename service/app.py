@@ -7,33 +7,15 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from mergefront.errors import (
-    ConflictError,
-    EvaluationFailedError,
-    InvalidSpecError,
-    MergefrontError,
-    NotFoundError,
-    StorageError,
-)
+from mergefront.errors import MergefrontError
 from mergefront.service.db import make_engine, make_session_factory, upgrade_database
+from mergefront.service.http_errors import install_error_handlers
 from mergefront.service.routes import dashboard, dashboard_api, evaluations, jobs
 from mergefront.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-_STATUS = {InvalidSpecError: 422, NotFoundError: 404, ConflictError: 409, StorageError: 503,
-           EvaluationFailedError: 500}
-
-
-async def _handle_error(_request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, InvalidSpecError):
-        detail = [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "value_error"}]
-        return JSONResponse({"detail": detail}, status_code=422)
-    status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 500)
-    return JSONResponse({"detail": str(exc)}, status_code=status)
 
 
 class BackgroundRunner:
@@ -88,7 +70,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     app.state.engine = make_engine(url)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.settings = settings
-    app.add_exception_handler(MergefrontError, _handle_error)
+    install_error_handlers(app)
     app.include_router(jobs.router)
     app.include_router(evaluations.router)
     app.include_router(dashboard_api.router)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.orm import Session
 
+from mergefront.bounds import MAX_METRIC
 from mergefront.errors import ConflictError, InvalidSpecError
 from mergefront.optimizers import make_optimizer
 from mergefront.service import repository as repo
@@ -96,8 +97,8 @@ def check_metrics(spec: JobSpec, metrics: Mapping[str, float]) -> dict[str, floa
     for key in keys:
         if key not in metrics:
             raise InvalidSpecError(f"missing: tell a value for every objective {keys}", ("metrics", key))
-        if not math.isfinite(metrics[key]):
-            raise InvalidSpecError(f"{metrics[key]} is not a finite number", ("metrics", key))
+        if not math.isfinite(metrics[key]) or abs(metrics[key]) > MAX_METRIC:
+            raise InvalidSpecError(f"{metrics[key]} is not a finite number within +-{MAX_METRIC:g}", ("metrics", key))
     return {key: float(metrics[key]) for key in keys}
 
 

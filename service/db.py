@@ -1,20 +1,37 @@
-"""Engine, sessions and schema migration."""
+"""Engine, sessions, retried transactions and schema migration.
+
+Every database error leaves this module as a `StorageError` whose message names the kind of failure in words
+(the SQL and its bound parameters go to the server's log only). `transaction` runs a unit of work again when the
+error was transient (a dropped connection, a serialization failure, a busy SQLite file): callers see only errors
+that persist. `upgrade_database` lets one process at a time migrate a database.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mergefront.errors import StorageError
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+T = TypeVar("T")
+
+#: SQLSTATEs worth a second try: connection exceptions (class 08), serialization failure, deadlock, the server
+#: shutting down or refusing connections, too many connections
+_TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "57P01", "57P02", "57P03", "53300")
+#: one number for PostgreSQL's advisory lock that serialises migrations ("mergefro" in ASCII)
+_MIGRATION_LOCK = 0x6D65726765667266 & 0x7FFFFFFFFFFFFFFF
 
 
 def make_engine(url: str) -> Engine:
@@ -42,6 +59,32 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def is_transient(exc: SQLAlchemyError) -> bool:
+    """Whether the same work may succeed when tried again (the database, not the work, was the problem)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated or isinstance(exc, PoolTimeoutError):
+        return True
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate).startswith(_TRANSIENT_SQLSTATES)
+    if isinstance(exc, OperationalError | InterfaceError):
+        if type(orig).__module__ == "sqlite3":
+            return any(word in str(orig).lower() for word in ("locked", "busy"))
+        return True  # errors of the connection itself (closed, reset) carry no SQLSTATE
+    return False
+
+
+def storage_error(exc: SQLAlchemyError, doing: str = "the request") -> StorageError:
+    """A StorageError for `exc` that says what happened in words; the SQL and its parameters are logged only."""
+    transient = is_transient(exc)
+    kind = type(getattr(exc, "orig", None) or exc).__name__
+    log.warning("database error during %s: %s", doing, exc)
+    if transient:
+        return StorageError(f"the database was unavailable during {doing} ({kind}); it was rolled back and may be "
+                            "tried again", transient=True)
+    return StorageError(f"the database refused {doing} ({kind}); it was rolled back")
+
+
 @contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success, rolls back on error, and reports database errors as StorageError."""
@@ -50,30 +93,94 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
         session.commit()
     except SQLAlchemyError as exc:
-        session.rollback()
-        raise StorageError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+        _rollback(session)
+        raise storage_error(exc) from exc
     except BaseException:
-        session.rollback()
+        _rollback(session)
         raise
     finally:
         session.close()
 
 
-def alembic_config(url: str) -> Any:
+def _rollback(session: Session) -> None:
+    try:
+        session.rollback()
+    except SQLAlchemyError:  # the connection is gone: there is nothing left to roll back
+        log.debug("rollback failed", exc_info=True)
+
+
+def transaction(factory: sessionmaker[Session], work: Callable[[Session], T], *, retry_seconds: float = 60.0) -> T:
+    """`work(session)` in one transaction; on a transient database error it is rolled back and run again.
+
+    Waits grow exponentially with jitter (0.1 s up to 5 s) for at most `retry_seconds`; then, and at once for any
+    other error, the error is raised (StorageError for database errors).
+    """
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+
+    def once() -> T:
+        with session_scope(factory) as session:
+            return work(session)
+
+    retrying = Retrying(retry=retry_if_exception(lambda e: isinstance(e, StorageError) and e.transient),
+                        wait=wait_exponential_jitter(initial=0.1, max=5.0), stop=stop_after_delay(retry_seconds),
+                        before_sleep=_log_retry, reraise=True)
+    return retrying(once)
+
+
+def _log_retry(state: Any) -> None:
+    log.warning("retrying a transaction (attempt %s): %s", state.attempt_number, state.outcome.exception())
+
+
+def alembic_config(url: str, connection: Connection | None = None) -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
     return cfg
 
 
 def upgrade_database(url: str) -> None:
-    """Bring the schema at `url` to the newest migration (the only way tables are made)."""
+    """Bring the schema at `url` to the newest migration (the only way tables are made).
+
+    Processes starting together on a fresh database take turns: PostgreSQL through an advisory lock, SQLite
+    through a lock file beside the database; whoever comes second finds the schema current.
+    """
     from alembic import command
 
     try:
-        command.upgrade(alembic_config(url), "head")
+        with _migration_lock(url) as connection:
+            command.upgrade(alembic_config(url, connection), "head")
     except SQLAlchemyError as exc:
-        raise StorageError(f"could not migrate {make_url(url).render_as_string(hide_password=True)}: {exc}") from exc
+        where = make_url(url).render_as_string(hide_password=True)
+        raise StorageError(f"could not migrate {where}: {exc}", transient=is_transient(exc)) from exc
 
+
+@contextmanager
+def _migration_lock(url: str) -> Iterator[Connection]:
+    """A connection on which this process alone may migrate the database."""
+    parsed = make_url(url)
+    engine = make_engine(url)
+    try:
+        if parsed.get_backend_name() == "postgresql":
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+                connection.commit()
+                try:
+                    yield connection
+                finally:
+                    connection.rollback()
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                    connection.commit()
+        elif parsed.database and parsed.database != ":memory:":
+            from filelock import FileLock
+
+            with FileLock(f"{Path(parsed.database).expanduser()}.migrate.lock"), engine.connect() as connection:
+                yield connection
+        else:
+            with engine.connect() as connection:
+                yield connection
+    finally:
+        engine.dispose()

@@ -16,4 +16,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+#: One transaction per request, committed before the response is sent (`scope="function"`: the dependency's exit
+#: runs when the route function returns, not after the response went out), so whatever a 2xx acknowledges is
+#: stored, and a failed commit is a 503 instead of a success.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -140,3 +144,32 @@ def stored_evaluations() -> Callable[..., list[tuple]]:
             return [(r.number, r.state, tuple(r.x), r.metrics) for r in found]
 
     return rows
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Serve `app` with uvicorn on a free local port in a thread; yield its URL; stop it afterwards."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def serve() -> Callable[..., Any]:
+    """`with serve(app) as url:` the app on a real HTTP server (uvicorn in a thread) for the block."""
+    return live_server

@@ -8,17 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
+from mergefront.bounds import MAX_METRIC
 from mergefront.errors import InvalidSpecError
 from mergefront.schemas import EvaluationRow, EvaluationTable, FrontPoints, HypervolumeHistory
 from mergefront.service import repository as repo
 from mergefront.service.deps import SessionDep
+from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState
+from mergefront.service.routes.params import JobId, Offset
 
-router = APIRouter(prefix="/v1", tags=["dashboard"])
+router = APIRouter(prefix="/v1", tags=["dashboard"], responses=STORED)
 
 _FILTER = re.compile(r"^\s*([\w.:\-]+)\s*(>=|<=|!=|=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
-Offset = Annotated[int, Query(ge=0)]
 TableLimit = Annotated[int, Query(ge=1, le=500)]
 Filters = Annotated[list[str] | None, Query(alias="filter", description="`column op value`, e.g. `metrics.a>=0.5`")]
 
@@ -34,11 +36,14 @@ def parse_filter(text: str) -> repo.ColumnFilter:
     if match is None:
         raise InvalidSpecError(f"cannot read filter {text!r}; write `column op number`, op one of >= <= > < = !=",
                                ("filter",))
-    return repo.ColumnFilter(match[1], match[2], float(match[3]))
+    value = float(match[3])
+    if not abs(value) <= MAX_METRIC:
+        raise InvalidSpecError(f"{match[3]} is out of range: filter values lie within +-{MAX_METRIC:g}", ("filter",))
+    return repo.ColumnFilter(match[1], match[2], value)
 
 
 @router.get("/jobs/{job_id}/table")
-def evaluation_table(job_id: int, session: SessionDep, sort: str = "number", descending: bool = False,
+def evaluation_table(job_id: JobId, session: SessionDep, sort: str = "number", descending: bool = False,
                      state: EvaluationState | None = None, front: bool = False, filters: Filters = None,
                      offset: Offset = 0, limit: TableLimit = 50) -> EvaluationTable:
     """One page of a job's evaluations, sorted and filtered on the server, each marked on/off the front."""
@@ -55,7 +60,7 @@ def evaluation_table(job_id: int, session: SessionDep, sort: str = "number", des
 
 
 @router.get("/jobs/{job_id}/points")
-def front_points(job_id: int, session: SessionDep,
+def front_points(job_id: JobId, session: SessionDep,
                  max_dominated: Annotated[int, Query(ge=0, le=20000)] = 1000) -> FrontPoints:
     """Completed evaluations as plot columns: the whole front, dominated points thinned to `max_dominated`."""
     job = repo.get_job(session=session, job_id=job_id)
@@ -63,7 +68,7 @@ def front_points(job_id: int, session: SessionDep,
 
 
 @router.get("/jobs/{job_id}/hypervolume")
-def hypervolume_history(job_id: int, session: SessionDep,
+def hypervolume_history(job_id: JobId, session: SessionDep,
                         max_points: Annotated[int, Query(ge=2, le=5000)] = 500) -> HypervolumeHistory:
     """Hypervolume against completed evaluations, bucketed on the server to at most `max_points` points."""
     job = repo.get_job(session=session, job_id=job_id)

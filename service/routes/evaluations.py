@@ -12,19 +12,22 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.background import BackgroundTask
 
+from mergefront.bounds import CleanModel, Metric
 from mergefront.schemas import EvaluationOut
 from mergefront.service import repository as repo
 from mergefront.service.deps import SessionDep
+from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState, utcnow
+from mergefront.service.routes.params import EvaluationId
 
 if TYPE_CHECKING:
     from mergefront.service.export import ExportSource
 
-router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], responses=STORED)
 
 
-class CheckpointRequest(BaseModel):
-    out_dir: str = Field(min_length=1, description="a directory on the server's filesystem (created)")
+class CheckpointRequest(CleanModel):
+    out_dir: str = Field(min_length=1, max_length=4096, description="a directory on the server's filesystem (created)")
 
 
 class CheckpointOut(BaseModel):
@@ -32,8 +35,9 @@ class CheckpointOut(BaseModel):
     files: list[str]
 
 
-class TellRequest(BaseModel):
-    metrics: dict[str, float] | None = Field(None, description="a value for every objective of the job")
+class TellRequest(CleanModel):
+    metrics: dict[str, Metric] | None = Field(None, max_length=16, description="a value for every objective of "
+                                              "the job")
     error: str | None = Field(None, min_length=1, max_length=4000, description="why the candidate could not be "
                               "evaluated (recorded as a failed evaluation)")
 
@@ -45,7 +49,7 @@ class TellRequest(BaseModel):
 
 
 @router.get("/{evaluation_id}")
-def get_evaluation(evaluation_id: int, session: SessionDep) -> EvaluationOut:
+def get_evaluation(evaluation_id: EvaluationId, session: SessionDep) -> EvaluationOut:
     """One evaluation."""
     row = repo.get_evaluation(session=session, evaluation_id=evaluation_id)
     if row.state == EvaluationState.running and row.expires_at is not None and row.expires_at <= utcnow():
@@ -54,7 +58,7 @@ def get_evaluation(evaluation_id: int, session: SessionDep) -> EvaluationOut:
 
 
 @router.post("/{evaluation_id}/tell")
-def tell(evaluation_id: int, body: TellRequest, session: SessionDep) -> EvaluationOut:
+def tell(evaluation_id: EvaluationId, body: TellRequest, session: SessionDep) -> EvaluationOut:
     """Record the metrics measured for a candidate of an external job (or the error that stopped them)."""
     from mergefront.service.asktell import tell  # the optimizers stay out of the API's start-up
 
@@ -63,14 +67,14 @@ def tell(evaluation_id: int, body: TellRequest, session: SessionDep) -> Evaluati
 
 
 @router.get("/{evaluation_id}/export/mergekit", response_class=PlainTextResponse)
-def export_mergekit(evaluation_id: int, session: SessionDep, request: Request) -> PlainTextResponse:
+def export_mergekit(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> PlainTextResponse:
     """The evaluation's merge as a mergekit YAML."""
     source = _source(evaluation_id, session, request)
     return PlainTextResponse(source.mergekit_yaml(), media_type="application/yaml")
 
 
 @router.post("/{evaluation_id}/export/checkpoint")
-def export_checkpoint(evaluation_id: int, body: CheckpointRequest, session: SessionDep,
+def export_checkpoint(evaluation_id: EvaluationId, body: CheckpointRequest, session: SessionDep,
                       request: Request) -> CheckpointOut:
     """Materialise the evaluation's merge as a Hugging Face directory on the server."""
     path = _source(evaluation_id, session, request).materialize(Path(body.out_dir))
@@ -78,7 +82,7 @@ def export_checkpoint(evaluation_id: int, body: CheckpointRequest, session: Sess
 
 
 @router.get("/{evaluation_id}/export/checkpoint.zip", response_class=FileResponse)
-def download_checkpoint(evaluation_id: int, session: SessionDep, request: Request) -> FileResponse:
+def download_checkpoint(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> FileResponse:
     """Materialise the evaluation's merge and download it as a zip of its Hugging Face directory."""
     source = _source(evaluation_id, session, request)
     work = Path(tempfile.mkdtemp(prefix="mergefront-export-"))
@@ -88,7 +92,7 @@ def download_checkpoint(evaluation_id: int, session: SessionDep, request: Reques
                         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
 
 
-def _source(evaluation_id: int, session: SessionDep, request: Request) -> ExportSource:
+def _source(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> ExportSource:
     from mergefront.service.export import export_source  # the optimizers' space code stays out of the API's start-up
 
     return export_source(session=session, evaluation_id=evaluation_id, settings=request.app.state.settings)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Request
+from pydantic import Field
 
+from mergefront.bounds import CleanModel
 from mergefront.schemas import (
     EvaluationOut,
     JobOut,
@@ -21,16 +22,15 @@ from mergefront.schemas import (
 )
 from mergefront.service import repository as repo
 from mergefront.service.deps import SessionDep
+from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState
+from mergefront.service.routes.params import JobId, Limit, Offset
 from mergefront.spec import JobSpec, check_spec
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-
-Offset = Annotated[int, Query(ge=0)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=STORED)
 
 
-class AskRequest(BaseModel):
+class AskRequest(CleanModel):
     n: int = Field(1, ge=1, le=1024, description="how many candidates to propose (fewer near the end of the budget)")
 
 
@@ -51,13 +51,13 @@ def list_jobs(session: SessionDep, offset: Offset = 0, limit: Limit = 50) -> Job
 
 
 @router.get("/{job_id}")
-def get_job(job_id: int, session: SessionDep) -> JobOut:
+def get_job(job_id: JobId, session: SessionDep) -> JobOut:
     """One job with its progress and hypervolume."""
     return repo.job_out(session=session, job=repo.get_job(session=session, job_id=job_id))
 
 
 @router.get("/{job_id}/evaluations")
-def list_evaluations(job_id: int, session: SessionDep, state: EvaluationState | None = None,
+def list_evaluations(job_id: JobId, session: SessionDep, state: EvaluationState | None = None,
                      offset: Offset = 0, limit: Limit = 100) -> Page:
     """A job's evaluations in the order they were proposed."""
     if repo.get_job(session=session, job_id=job_id).external:
@@ -67,13 +67,13 @@ def list_evaluations(job_id: int, session: SessionDep, state: EvaluationState | 
 
 
 @router.get("/{job_id}/pareto")
-def get_pareto(job_id: int, session: SessionDep) -> ParetoOut:
+def get_pareto(job_id: JobId, session: SessionDep) -> ParetoOut:
     """The latest Pareto front of a job and its hypervolume against the job's reference point."""
     return repo.pareto_out(session=session, job=repo.get_job(session=session, job_id=job_id))
 
 
 @router.get("/{job_id}/surrogates")
-def get_surrogates(job_id: int, session: SessionDep, request: Request) -> SurrogatesOut:
+def get_surrogates(job_id: JobId, session: SessionDep, request: Request) -> SurrogatesOut:
     """Every objective's surrogate refitted on the job's completed evaluations, with its leave-one-out R²."""
     from mergefront.optimizers import make_optimizer  # the optimizers stay out of the API's start-up
     from mergefront.service.space import job_space, observation
@@ -97,7 +97,7 @@ SURROGATES = {"map": "quadratic", "qnehvi": "gaussian process", "saea": "gaussia
 
 
 @router.get("/{job_id}/space")
-def get_space(job_id: int, session: SessionDep, request: Request) -> SpaceOut:
+def get_space(job_id: JobId, session: SessionDep, request: Request) -> SpaceOut:
     """The job's search space: one entry per searched coordinate, with its meaning."""
     from mergefront.service.space import job_space  # the optimizers' space code stays out of the API's start-up
 
@@ -109,7 +109,7 @@ def get_space(job_id: int, session: SessionDep, request: Request) -> SpaceOut:
 
 
 @router.post("/{job_id}/ask")
-def ask(job_id: int, session: SessionDep, request: Request,
+def ask(job_id: JobId, session: SessionDep, request: Request,
         body: Annotated[AskRequest | None, Body()] = None) -> list[EvaluationOut]:
     """Propose candidates of an external job to evaluate; tell each one's metrics before its `expires_at`."""
     from mergefront.service.asktell import ask  # the optimizers stay out of the API's start-up

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from fastapi.testclient import TestClient
@@ -73,3 +74,45 @@ def test_unknown_job_is_404(client: TestClient) -> None:
 def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "/v1/jobs/{job_id}/pareto" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize(("raw", "loc"), [
+    (b'"weight": {"low": NaN, "high": 1.0}', ["body", "merge", "weight"]),
+    (b'"weight": {"low": 0.0, "high": Infinity}', ["body", "merge", "weight"]),
+    (b'"weight": {"low": 0.0, "high": 1e999}', ["body", "merge", "weight"]),
+    (b'"weight": -Infinity', ["body", "merge", "weight"]),
+])
+def test_non_finite_numbers_are_422_naming_the_field(client: TestClient, spec_data: dict, raw: bytes,
+                                                     loc: list) -> None:
+    body = json.dumps({**spec_data, "merge": {"method": "task_arithmetic", "weight": "@"}}).encode()
+    response = client.post("/v1/jobs", content=body.replace(b'"weight": "@"', raw),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert any(d["loc"][:3] == loc for d in response.json()["detail"]), response.text
+    assert client.get("/v1/jobs").json()["total"] == 0
+
+
+@pytest.mark.parametrize(("path", "value", "loc"), [
+    (("name",), "nul\x00byte", ["body", "name"]),
+    (("resources", "ask_timeout"), 1e308, ["body", "resources", "ask_timeout"]),
+    (("resources", "gpus_per_worker"), 1e6, ["body", "resources", "gpus_per_worker"]),
+    (("optimizer", "seed"), 2**70, ["body", "optimizer", "seed"]),
+    (("optimizer", "reference_point"), [1e308, 0.0, 0.0], ["body", "optimizer", "reference_point", 0]),
+    (("objectives", 0), {"evaluator": "sparsity", "settings": {"x": [1, {"y": "a\x00"}]}},
+     ["body", "objectives", 0, "settings"]),
+])
+def test_out_of_bounds_values_and_nul_bytes_are_422_naming_the_field(client: TestClient, spec_data: dict,
+                                                                     path: tuple, value: object, loc: list) -> None:
+    response = client.post("/v1/jobs", json=_set(spec_data, path, value))
+    assert response.status_code == 422, response.text
+    assert any(d["loc"][: len(loc)] == loc for d in response.json()["detail"]), response.text
+    assert client.get("/v1/jobs").json()["total"] == 0
+
+
+@pytest.mark.parametrize("url", ["/v1/jobs?offset=196427698513912299520", "/v1/jobs/196427698513912299520",
+                                 "/v1/jobs/0/pareto", "/v1/evaluations/99999999999", "/v1/jobs/1/table?filter=a>1e999"])
+def test_huge_ids_offsets_and_filters_are_422_without_sql(client: TestClient, spec_data: dict, url: str) -> None:
+    assert client.post("/v1/jobs", json=spec_data).json()["id"] == 1
+    response = client.get(url)
+    assert response.status_code == 422, response.text
+    assert "SELECT" not in response.text
