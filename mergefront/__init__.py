@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from mergefront.client import Client, Job
 from mergefront.errors import (
+    AuthenticationError,
     ConflictError,
     EvaluationFailedError,
     InvalidSpecError,
     MergefrontError,
     NotFoundError,
+    PermissionDeniedError,
     StorageError,
 )
 from mergefront.spec import JobSpec, load_spec, parse_spec
 
 __all__ = [
+    "AuthenticationError",
     "Client",
     "ConflictError",
     "EvaluationFailedError",
@@ -25,6 +28,7 @@ __all__ = [
     "JobSpec",
     "MergefrontError",
     "NotFoundError",
+    "PermissionDeniedError",
     "StorageError",
     "load_spec",
     "parse_spec",

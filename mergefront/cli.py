@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
+from mergefront.cli_admin import add_commands, add_server_options
 from mergefront.errors import MergefrontError
 from mergefront.report import format_front
 
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--db", help="SQLAlchemy URL")
     serve.add_argument("--no-runner", action="store_true", help="serve the API only; run no jobs here")
+    serve.add_argument("--no-auth", action="store_true", help="answer without tokens (only on a loopback "
+                       "address, only to clients on this machine; logged)")
     serve.set_defaults(func=_serve)
 
     space = sub.add_parser("space", help="show the search space a spec defines (its dimension and meaning)")
@@ -47,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     submit = sub.add_parser("submit", help="submit a spec to a server")
     submit.add_argument("spec")
-    submit.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", "http://127.0.0.1:8000"))
+    add_server_options(submit)
     submit.add_argument("--wait", action="store_true", help="wait with a progress bar and print the front")
     submit.set_defaults(func=_submit)
 
@@ -63,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 
     front = sub.add_parser("front", help="print a job's Pareto front from a server")
     front.add_argument("job", type=int)
-    front.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", "http://127.0.0.1:8000"))
+    add_server_options(front)
     front.set_defaults(func=_front)
+    add_commands(sub)
     return parser
 
 
@@ -163,9 +166,17 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mergefront.service.app import create_app
-    from mergefront.service.settings import Settings
+    from mergefront.service.auth import check_auth_setting
+    from mergefront.service.settings import LOOPBACK_HOSTS, Settings
 
-    settings = Settings(database_url=args.db) if args.db else Settings()
+    overrides: dict[str, object] = {"database_url": args.db} if args.db else {}
+    if args.no_auth:
+        overrides["auth_disabled"] = True
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    check_auth_setting(settings, args.host)
+    if settings.allowed_hosts == list(LOOPBACK_HOSTS) and args.host not in LOOPBACK_HOSTS:
+        print(f"note: requests are answered only with a Host header in {settings.allowed_hosts}; set "
+              "MERGEFRONT_ALLOWED_HOSTS to the names clients use for this machine", file=sys.stderr)
     app = create_app(settings, run_jobs=not args.no_runner and settings.run_jobs)
     print(f"mergefront API on http://{args.host}:{args.port} (docs at /docs), "
           f"database {settings.resolved_database_url}")
@@ -176,7 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from mergefront.client import Client
 
-    with Client(args.url) as client:
+    with Client(args.url, token=args.token) as client:
         job = client.submit(args.spec)
         print(f"submitted job {job.id} to {client.url}")
         print(job.space_description())
@@ -190,7 +201,7 @@ def _submit(args: argparse.Namespace) -> int:
 def _front(args: argparse.Namespace) -> int:
     from mergefront.client import Client
 
-    with Client(args.url) as client:
+    with Client(args.url, token=args.token) as client:
         print(format_front(client.job(args.job).pareto()))
     return 0
 

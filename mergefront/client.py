@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,8 +12,26 @@ from typing import Any
 import httpx
 import yaml
 
-from mergefront.errors import ConflictError, InvalidSpecError, MergefrontError, NotFoundError
-from mergefront.schemas import EvaluationOut, JobOut, JobPage, Page, ParetoOut, SpaceOut, SurrogatesOut
+from mergefront.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidSpecError,
+    MergefrontError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from mergefront.schemas import (
+    EvaluationOut,
+    EvaluatorOut,
+    JobOut,
+    JobPage,
+    NewTokenOut,
+    Page,
+    ParetoOut,
+    SpaceOut,
+    SurrogatesOut,
+    TokenOut,
+)
 from mergefront.spec import JobSpec
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -21,11 +40,16 @@ RETRIES = 5
 
 
 class Client:
-    """A client of one mergefront server."""
+    """A client of one mergefront server; `token` (default: MERGEFRONT_TOKEN) is sent with every request."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0, http: httpx.Client | None = None):
+    def __init__(self, url: str = DEFAULT_URL, *, token: str | None = None, timeout: float = 30.0,
+                 http: httpx.Client | None = None):
         self.url = url.rstrip("/")
-        self._http = http or httpx.Client(base_url=self.url, timeout=timeout)
+        token = token or os.environ.get("MERGEFRONT_TOKEN") or None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = http or httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        if http is not None and token:
+            self._http.headers["Authorization"] = f"Bearer {token}"
 
     def submit(self, spec: JobSpec | Mapping[str, Any] | str | Path) -> Job:
         """Queue a job from a spec object, a mapping, or a YAML/JSON file path."""
@@ -43,6 +67,21 @@ class Client:
     def jobs(self, offset: int = 0, limit: int = 50) -> list[JobOut]:
         page = JobPage.model_validate(self._request("GET", "/v1/jobs", params={"offset": offset, "limit": limit}))
         return page.items
+
+    def evaluators(self) -> list[EvaluatorOut]:
+        """The evaluators a job may name on this server: built-ins, external and registered plug-ins."""
+        return [EvaluatorOut.model_validate(e) for e in self._request("GET", "/v1/evaluators")]
+
+    def create_token(self, name: str, scope: str = "read", expires_days: float | None = None) -> NewTokenOut:
+        """Make a token (needs an admin token); its `token` is shown this once."""
+        body = {"name": name, "scope": scope, "expires_days": expires_days}
+        return NewTokenOut.model_validate(self._request("POST", "/v1/tokens", json=body))
+
+    def tokens(self) -> list[TokenOut]:
+        return [TokenOut.model_validate(t) for t in self._request("GET", "/v1/tokens")]
+
+    def revoke_token(self, token_id: int) -> TokenOut:
+        return TokenOut.model_validate(self._request("DELETE", f"/v1/tokens/{token_id}"))
 
     def close(self) -> None:
         self._http.close()
@@ -79,7 +118,8 @@ def _error(response: httpx.Response) -> MergefrontError:
         first = detail[0]
         loc = [p for p in first.get("loc", []) if p != "body"]
         return InvalidSpecError(str(first.get("msg")), loc)
-    cls = {404: NotFoundError, 409: ConflictError}.get(response.status_code, MergefrontError)
+    cls = {401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+           409: ConflictError}.get(response.status_code, MergefrontError)
     return cls(f"HTTP {response.status_code}: {detail}")
 
 

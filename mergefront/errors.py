@@ -5,6 +5,7 @@ Domain code raises these; the service maps them to HTTP status codes in one hand
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 
@@ -23,6 +24,14 @@ class InvalidSpecError(MergefrontError):
     def __str__(self) -> str:
         where = ".".join(str(p) for p in self.loc)
         return f"{where}: {self.message}" if where else self.message
+
+
+class AuthenticationError(MergefrontError):
+    """The request carries no token, or one that is unknown, revoked or expired."""
+
+
+class PermissionDeniedError(MergefrontError):
+    """The token is valid, but its scope does not allow the request."""
 
 
 class NotFoundError(MergefrontError):
@@ -47,3 +56,24 @@ class StorageError(MergefrontError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_RAY_WHERE = re.compile(r"\s*\((?:pid|ip|node_id|actor_id)=[^)]*\)")
+_PID = re.compile(r"\b(pid|ip|node_id|actor_id)[=:]\s*[\w.:-]+", re.I)
+_ABS_PATH = re.compile(r"(?<![\w.:/~])(?!/v1/)(?:/[\w.+@~-]+){2,}/?")  # not the API's own routes
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def public_message(text: str, limit: int = 2000) -> str:
+    """An error message fit for a response: no colour codes, stack traces, process ids or absolute paths (the
+    server's log keeps the full text); a path is cut to its last part, `.../model.safetensors`."""
+    text = _RAY_WHERE.sub("", _ANSI.sub("", text))
+    if _TRACEBACK in text:
+        head, _, tail = text.partition(_TRACEBACK)
+        lines = [line.strip() for line in tail.splitlines() if line.strip()]
+        last = lines[-1] if lines else ""
+        text = f"{head.strip().rstrip(':')}: {last}" if head.strip() else last
+    text = _PID.sub(lambda m: f"{m.group(1)}=...", text)
+    text = _ABS_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+    return text if len(text) <= limit else text[:limit] + " ..."

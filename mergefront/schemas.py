@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from mergefront.errors import public_message
 
 
 def _utc(value: datetime) -> datetime:
@@ -14,6 +16,9 @@ def _utc(value: datetime) -> datetime:
 
 
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+# an error as the API shows it: no stack trace, process id or server path (the server's log has the full text)
+PublicError = Annotated[str | None, AfterValidator(lambda v: None if v is None else public_message(v))]
 
 
 class _Out(BaseModel):
@@ -33,7 +38,7 @@ class JobOut(_Out):
     n_completed: int = 0
     n_failed: int = 0
     hypervolume: float | None = None
-    error: str | None = None
+    error: PublicError = None
     created_at: Timestamp
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
@@ -51,7 +56,7 @@ class EvaluationOut(_Out):
     state: str
     params: dict[str, float]
     metrics: dict[str, float] | None = None
-    error: str | None = None
+    error: PublicError = None
     attempts: int
     worker: str | None = None
     merge_seconds: float | None = None
@@ -168,3 +173,34 @@ class SurrogatesOut(BaseModel):
     surrogate: str | None = Field(description="quadratic (map), gaussian process (qnehvi, saea), or null")
     n_points: int
     objectives: list[SurrogateOut]
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="who or what uses it")
+    scope: Literal["read", "write", "admin"] = Field("read", description="read: GET; write: also submit and "
+                                                     "ask/tell; admin: also tokens and exports to the server's disk")
+    expires_days: float | None = Field(None, gt=0, le=3650, description="days until it expires (none: never)")
+
+
+class TokenOut(_Out):
+    id: int
+    name: str
+    scope: str
+    prefix: str = Field(description="the token's first characters, to tell tokens apart")
+    created_at: Timestamp
+    expires_at: Timestamp | None = None
+    last_used_at: Timestamp | None = None
+    revoked_at: Timestamp | None = None
+
+
+class NewTokenOut(TokenOut):
+    token: str = Field(description="the token itself: shown this once, stored only as a hash")
+
+
+class EvaluatorOut(BaseModel):
+    name: str = Field(description="what an objective's `evaluator` says")
+    kind: Literal["builtin", "external", "plugin"]
+    description: str
+    metrics: list[str] = Field(default_factory=list)

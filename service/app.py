@@ -12,7 +12,10 @@ from fastapi import FastAPI
 from mergefront.errors import MergefrontError
 from mergefront.service.db import make_engine, make_session_factory, upgrade_database
 from mergefront.service.http_errors import install_error_handlers
-from mergefront.service.routes import dashboard, dashboard_api, evaluations, jobs
+from mergefront.service.routes import dashboard, dashboard_api, evaluations, evaluators, jobs, tokens
+from mergefront.plugins import Registry
+from mergefront.service.auth import Authorized
+from mergefront.service.guards import install_guards
 from mergefront.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -70,11 +73,14 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     app.state.engine = make_engine(url)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.settings = settings
+    app.state.registry = Registry.discover(settings.plugins)
+    if settings.auth_disabled:
+        log.warning("authentication is OFF: only clients on this machine are answered, each as admin")
     install_error_handlers(app)
-    app.include_router(jobs.router)
-    app.include_router(evaluations.router)
-    app.include_router(dashboard_api.router)
-    app.include_router(dashboard.router)
+    install_guards(app, settings)
+    for router in (jobs.router, evaluations.router, dashboard_api.router, evaluators.router, tokens.router):
+        app.include_router(router, dependencies=[Authorized])  # tokens: admin on top
+    app.include_router(dashboard.router)  # the pages and plotly.js: static files, no token
     app.mount("/static", dashboard.static_files, name="static")
 
     @app.get("/healthz", tags=["meta"])

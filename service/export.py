@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from mergefront.errors import ConflictError
 from mergefront.optimizers import SearchSpace
 from mergefront.service import repository as repo
+from mergefront.service.confine import public_ref
 from mergefront.service.mergekit import mergekit_yaml
 from mergefront.service.models import EvaluationState
 from mergefront.service.settings import Settings
@@ -25,8 +26,11 @@ class ExportSource:
     seed: int
     files: ModelFiles
 
-    def mergekit_yaml(self) -> str:
-        return mergekit_yaml(self.spec, self.space, self.params, self.files)
+    def mergekit_yaml(self, settings: Settings | None = None) -> str:
+        """The YAML; with the server's `settings`, models are named as the spec names them (not by server paths)."""
+        refs = None if settings is None else [public_ref(r, settings) for r in (self.spec.models.base,
+                                                                                 *self.spec.models.experts)]
+        return mergekit_yaml(self.spec, self.space, self.params, self.files, refs)
 
     def materialize(self, out_dir: Path) -> Path:
         return materialize(self.spec, self.space, self.params, self.seed, self.files, out_dir)

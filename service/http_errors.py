@@ -18,18 +18,24 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from mergefront.errors import (
+    AuthenticationError,
     ConflictError,
     EvaluationFailedError,
     InvalidSpecError,
     MergefrontError,
     NotFoundError,
+    PermissionDeniedError,
     StorageError,
+    public_message,
 )
 
 log = logging.getLogger(__name__)
 
-_STATUS = {InvalidSpecError: 422, NotFoundError: 404, ConflictError: 409, StorageError: 503,
-           EvaluationFailedError: 500}
+_STATUS = {InvalidSpecError: 422, AuthenticationError: 401, PermissionDeniedError: 403, NotFoundError: 404,
+           ConflictError: 409, StorageError: 503, EvaluationFailedError: 500}
+#: what a 500 says; the error itself goes to the log only
+UNEXPECTED = "the server failed to answer this request; its log has the details"
+EXCERPT = 80  # characters of an offending input a 422 repeats
 #: seconds a client should wait before it tries a request that met an unavailable database again
 RETRY_AFTER = 1
 
@@ -53,19 +59,36 @@ STORED = {**NOT_FOUND, **CONFLICT, **UNAVAILABLE}
 
 async def _handle_error(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidSpecError):
-        detail = [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "value_error"}]
+        detail = [{"loc": ["body", *exc.loc], "msg": public_message(exc.message), "type": "value_error"}]
         return JSONResponse({"detail": _json_safe(detail)}, status_code=422)
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 500)
+    if status == 500:
+        log.error("answered 500 for %s: %s", type(exc).__name__, exc)
+        return JSONResponse({"detail": UNEXPECTED}, status_code=500)
     headers = {"Retry-After": str(RETRY_AFTER)} if status == 503 else None
-    return JSONResponse({"detail": _json_safe(str(exc))}, status_code=status, headers=headers)
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse({"detail": _json_safe(public_message(str(exc)))}, status_code=status, headers=headers)
 
 
 async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's 422, made safe for inputs JSON cannot carry (NaN, infinity) or that are not JSON at all."""
+    """FastAPI's 422, made safe for inputs JSON cannot carry (NaN, infinity) or that are not JSON at all, each
+    offending input cut to a short excerpt (never the whole body back)."""
     assert isinstance(exc, RequestValidationError)
-    detail = [{key: error[key] for key in ("type", "loc", "msg", "input") if key in error} for error in exc.errors()]
+    detail = [{key: _excerpt(error[key]) if key == "input" else error[key]
+               for key in ("type", "loc", "msg", "input") if key in error} for error in exc.errors()[:20]]
     return JSONResponse({"detail": _json_safe(jsonable_encoder(detail, custom_encoder={bytes: _bytes}))},
                         status_code=422)
+
+
+def _excerpt(value: Any) -> Any:
+    """A scalar as it is (a string cut to EXCERPT characters); anything else as a short text."""
+    if isinstance(value, bytes):
+        value = _bytes(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= EXCERPT else text[:EXCERPT] + "..."
 
 
 def _bytes(value: bytes) -> str:

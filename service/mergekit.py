@@ -19,17 +19,19 @@ from mergefront.service.space import ModelFiles
 from mergefront.spec import JobSpec
 
 
-def mergekit_config(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles) -> dict:
-    """The mergekit configuration of one evaluated candidate."""
+def mergekit_config(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles,
+                    refs: Sequence[str] | None = None) -> dict:
+    """The mergekit configuration of one evaluated candidate; `refs` name the base and experts (default: the
+    paths of `files`)."""
     per_expert, shared = _settings(spec, space, params, files)
     method = spec.merge.method
-    models = [{"model": str(path), **({"parameters": p} if p else {})} for path, p in zip(files.experts, per_expert,
-                                                                                            strict=True)]
+    base, *experts = refs or [str(files.base), *(str(p) for p in files.experts)]
+    models = [{"model": ref, **({"parameters": p} if p else {})} for ref, p in zip(experts, per_expert, strict=True)]
     config: dict[str, Any] = {"merge_method": method, "dtype": files.dtype}
     if method == "slerp":
-        models.insert(0, {"model": str(files.base)})
+        models.insert(0, {"model": base})
     if method != "linear":
-        config["base_model"] = str(files.base)
+        config["base_model"] = base
     config["models"] = models
     info = METHODS[method]  # switches are written out, so the YAML means the same whatever mergekit's defaults
     if info.normalize is not None:
@@ -41,9 +43,10 @@ def mergekit_config(spec: JobSpec, space: SearchSpace, params: Mapping[str, floa
     return config
 
 
-def mergekit_yaml(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles) -> str:
+def mergekit_yaml(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles,
+                  refs: Sequence[str] | None = None) -> str:
     header = f"# mergekit configuration of a mergefront candidate ({spec.name}); run: mergekit-yaml THIS OUT_DIR\n"
-    return header + yaml.safe_dump(mergekit_config(spec, space, params, files), sort_keys=False)
+    return header + yaml.safe_dump(mergekit_config(spec, space, params, files, refs), sort_keys=False)
 
 
 def _settings(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], files: ModelFiles

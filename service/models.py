@@ -63,6 +63,7 @@ class Job(Base):
     maximize: Mapped[list[bool]] = mapped_column(JsonType)
     reference_point: Mapped[list[float | None]] = mapped_column(JsonType)
     external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # driven by ask/tell
+    origin: Mapped[str] = mapped_column(String(16), default="local", server_default="local")  # local | network
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -116,3 +117,31 @@ class ParetoSnapshot(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     members: Mapped[list[Evaluation]] = relationship(secondary=pareto_members, order_by="Evaluation.number")
+
+
+class TokenScope(enum.StrEnum):
+    """What a token allows; each scope includes the ones before it."""
+
+    read = "read"  # every GET
+    write = "write"  # submit jobs, ask/tell
+    admin = "admin"  # tokens, exports to the server's disk
+
+    def allows(self, needed: TokenScope) -> bool:
+        order = list(TokenScope)
+        return order.index(self) >= order.index(needed)
+
+
+class ApiToken(Base):
+    """A bearer token; only its SHA-256 is stored (tokens are 256-bit random, so a fast hash is enough)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

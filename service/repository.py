@@ -24,13 +24,13 @@ from mergefront.service.models import Evaluation, EvaluationState, Job, JobState
 from mergefront.spec import JobSpec
 
 
-def create_job(*, session: Session, spec: JobSpec) -> Job:
-    """Store a validated spec as a pending job, its reference point fixed now."""
+def create_job(*, session: Session, spec: JobSpec, origin: str = "local") -> Job:
+    """Store a validated spec as a pending job, its reference point fixed now (`origin`: local or network)."""
     ref = spec.default_reference_point()  # None where no worst value is known: fixed after the first batch
     job = Job(name=spec.name, spec=spec.model_dump(mode="json"), state=JobState.pending,
               optimizer=spec.optimizer.name, budget=spec.optimizer.budget, objectives=spec.objective_keys,
               maximize=spec.maximize, reference_point=[None if v is None else float(v) for v in ref],
-              external=spec.external)
+              external=spec.external, origin=origin)
     session.add(job)
     session.flush()
     return job

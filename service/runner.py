@@ -128,7 +128,12 @@ class JobRunner:
 
         with session_scope(self.sessions) as s:
             job = repo.get_job(session=s, job_id=job_id)
-            spec = JobSpec.model_validate(job.spec)
+            spec, origin = JobSpec.model_validate(job.spec), job.origin
+        if origin == "network":  # the roots and plug-ins it was admitted under may have changed since
+            from mergefront.plugins import Registry
+            from mergefront.service.confine import confine_paths
+
+            confine_paths(spec, self.settings, Registry.discover(self.settings.plugins))
         files = job_files(spec, self.settings)
         space = job_space(spec, self.settings, files)
         setup = self._worker_setup(spec, files)

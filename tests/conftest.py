@@ -95,8 +95,47 @@ def own_models(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, cache_dir: Path) -> Settings:
+    # "testserver": the Host header of Starlette's TestClient
     return Settings(home=tmp_path / "home", database_url=database_url, cache_dir=cache_dir, lease_seconds=30,
-                    poll_seconds=0.2)
+                    poll_seconds=0.2, allowed_hosts=["testserver", "127.0.0.1", "localhost"])
+
+
+@pytest.fixture
+def make_token(settings: Settings) -> Callable[[str], str]:
+    """`make_token(scope)`: a token of that scope in the test database, made as `mergefront token create` does."""
+    from mergefront.service.db import session_scope
+    from mergefront.service.models import TokenScope
+    from mergefront.service.tokens import create_token
+
+    def make(scope: str = "admin") -> str:
+        upgrade_database(settings.resolved_database_url)
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            with session_scope(make_session_factory(engine)) as s:
+                return create_token(session=s, name=f"tests-{scope}", scope=TokenScope(scope)).token
+        finally:
+            engine.dispose()
+
+    return make
+
+
+@pytest.fixture
+def admin_token(make_token: Callable[[str], str]) -> str:
+    return make_token("admin")
+
+
+@pytest.fixture
+def api(settings: Settings, admin_token: str):  # type: ignore[no-untyped-def]
+    """`api(**create_app_kwargs)`: a TestClient of the app (with `settings`) that sends an admin token."""
+    from fastapi.testclient import TestClient
+
+    from mergefront.service.app import create_app
+
+    def make(app_settings: Settings | None = None, **kwargs):  # type: ignore[no-untyped-def]
+        return TestClient(create_app(app_settings or settings, **kwargs),
+                          headers={"Authorization": f"Bearer {admin_token}"})
+
+    return make
 
 
 @pytest.fixture

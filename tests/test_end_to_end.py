@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import uvicorn
 import yaml
-from fastapi.testclient import TestClient
 from pymoo.indicators.hv import HV
 
 from mergefront import Client, InvalidSpecError
@@ -31,8 +30,8 @@ def _naive_front_ids(rows: list[dict], keys: list[str]) -> set[int]:
             if not any(np.all(values[j] >= values[i]) and np.any(values[j] > values[i]) for j in range(len(rows)))}
 
 
-def test_rest_job_front_agrees_with_stored_evaluations(settings, spec_data: dict, wait_for_job) -> None:
-    with TestClient(create_app(settings)) as client:
+def test_rest_job_front_agrees_with_stored_evaluations(api, settings, spec_data: dict, wait_for_job) -> None:
+    with api() as client:
         job_id = client.post("/v1/jobs", json=spec_data).json()["id"]
         job = wait_for_job(client, job_id, 180)
         assert job["state"] == "completed", job["error"]
@@ -120,13 +119,13 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_sdk_submits_and_waits_on_a_live_server(settings, spec_data: dict) -> None:
+def test_sdk_submits_and_waits_on_a_live_server(settings, spec_data: dict, admin_token: str) -> None:
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        with Client(f"http://127.0.0.1:{port}") as client:
+        with Client(f"http://127.0.0.1:{port}", token=admin_token) as client:
             deadline = time.monotonic() + 30
             while not server.started and time.monotonic() < deadline:
                 time.sleep(0.1)

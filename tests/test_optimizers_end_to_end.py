@@ -5,10 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from fastapi.testclient import TestClient
 
 from mergefront.service import repository as repo
-from mergefront.service.app import create_app
 from mergefront.service.db import session_scope
 from mergefront.service.runner import JobRunner, Progress
 from mergefront.spec import parse_spec
@@ -42,13 +40,13 @@ def _run_interrupted(sessions, settings, spec_data: dict, stored_evaluations) ->
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_model_based_jobs_run_through_rest_and_resume_after_a_restart(settings, sessions, spec_data: dict,
+def test_model_based_jobs_run_through_rest_and_resume_after_a_restart(api, settings, sessions, spec_data: dict,
                                                                      wait_for_job, stored_evaluations) -> None:
     specs = {name: {**spec_data, "name": f"e2e-{name}",
                     "optimizer": {"name": name, "budget": 8, "batch_size": 4, "seed": 5, **options}}
              for name, options in OPTIONS.items()}
     budgets = {name: spec["optimizer"]["budget"] for name, spec in specs.items()}
-    with TestClient(create_app(settings)) as client:
+    with api() as client:
         ids = {}
         for name, spec in specs.items():
             response = client.post("/v1/jobs", json=spec)

@@ -3,14 +3,12 @@ function given by import path, and by the built-in causal-LM evaluator on two lo
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-
-from mergefront.service.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +40,20 @@ def user_module(tmp_path: Path) -> Iterator[str]:
     sys.modules.pop("my_merge_scores", None)
 
 
+@pytest.fixture
+def settings(settings, own_models):  # type: ignore[no-untyped-def]
+    """The server reads models and data under the folder the own models were exported to, and lets jobs call the
+    user's module (registered, as an operator would, through MERGEFRONT_PLUGINS)."""
+    root = Path(os.path.commonpath([str(p) for p in own_models.values()]))
+    return settings.model_copy(update={"model_roots": [root], "data_roots": [root], "plugins": ["my_merge_scores"]})
+
+
 def _models(own: dict[str, Path]) -> dict:
     return {"base": str(own["base"]), "experts": [str(own["copy-expert"]), str(own["reverse-expert"])]}
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_job_scored_by_a_user_function_reaches_a_front(settings, own_models, user_module, wait_for_job) -> None:
+def test_job_scored_by_a_user_function_reaches_a_front(api, settings, own_models, user_module, wait_for_job) -> None:
     spec = {
         "name": "own-function",
         "models": _models(own_models),
@@ -63,7 +69,7 @@ def test_job_scored_by_a_user_function_reaches_a_front(settings, own_models, use
         "optimizer": {"name": "nsga2", "budget": 6, "batch_size": 3, "seed": 2},
         "resources": {"workers": 2, "device": "cpu"},
     }
-    with TestClient(create_app(settings)) as client:
+    with api() as client:
         response = client.post("/v1/jobs", json=spec)
         assert response.status_code == 201, response.text
         job = wait_for_job(client, response.json()["id"], 600)
@@ -78,7 +84,7 @@ def test_job_scored_by_a_user_function_reaches_a_front(settings, own_models, use
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_job_on_two_jsonl_datasets_with_the_causal_lm_evaluator(settings, own_models, wait_for_job) -> None:
+def test_job_on_two_jsonl_datasets_with_the_causal_lm_evaluator(api, settings, own_models, wait_for_job) -> None:
     def loss(task: str) -> dict:
         return {"name": f"{task}_loss", "evaluator": "causal_lm",
                 "settings": {"data": str(own_models[task]), "prompt_column": "prompt", "text_column": "answer",
@@ -92,7 +98,7 @@ def test_job_on_two_jsonl_datasets_with_the_causal_lm_evaluator(settings, own_mo
         "optimizer": {"name": "random", "budget": 6, "batch_size": 3, "seed": 0},
         "resources": {"workers": 2, "device": "cpu"},
     }
-    with TestClient(create_app(settings)) as client:
+    with api() as client:
         response = client.post("/v1/jobs", json=spec)
         assert response.status_code == 201, response.text
         assert response.json()["maximize"] == [False, False]
@@ -116,7 +122,8 @@ def test_job_on_two_jsonl_datasets_with_the_causal_lm_evaluator(settings, own_mo
 @pytest.mark.parametrize(("objective", "loc"), [
     ({"evaluator": "no_such_module_xyz:score", "direction": "maximize"}, ["objectives", 0, "evaluator"]),
     ({"evaluator": "os.path:no_such_function", "direction": "maximize"}, ["objectives", 0, "evaluator"]),
-    ({"evaluator": "os.path:join"}, ["objectives", 0, "direction"]),
+    ({"evaluator": "os.path:join", "direction": "maximize"}, ["objectives", 0, "evaluator"]),
+    ({"evaluator": "my_merge_scores:answer_accuracy"}, ["objectives", 0, "direction"]),
     ({"evaluator": "causal_lm", "settings": {"data": "/nowhere/data.jsonl"}}, ["objectives", 0, "settings", "data"]),
     ({"evaluator": "causal_lm", "settings": {"data": "DATA", "text_column": "body"}},
      ["objectives", 0, "settings", "text_column"]),
@@ -129,13 +136,14 @@ def test_job_on_two_jsonl_datasets_with_the_causal_lm_evaluator(settings, own_mo
     ({"task": "copy"}, ["objectives", 0, "task"]),
     ({"evaluator": "sparsity", "task": "copy"}, ["objectives", 0]),
 ])
-def test_bad_objectives_are_422_naming_the_field(settings, own_models, objective: dict, loc: list) -> None:
+def test_bad_objectives_are_422_naming_the_field(api, settings, own_models, user_module, objective: dict,
+                                                 loc: list) -> None:
     if "settings" in objective and objective["settings"].get("data") == "DATA":
         objective = {**objective, "settings": {"text_column": "answer", **objective["settings"],
                                                "data": str(own_models["copy"])}}
     spec = {"models": _models(own_models), "merge": {"method": "task_arithmetic", "weight": {"low": 0, "high": 1}},
             "objectives": [objective, {"evaluator": "storage"}]}
-    with TestClient(create_app(settings, run_jobs=False)) as client:
+    with api(run_jobs=False) as client:
         response = client.post("/v1/jobs", json=spec)
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"][1:] == loc, response.text
@@ -143,11 +151,11 @@ def test_bad_objectives_are_422_naming_the_field(settings, own_models, objective
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_bad_local_models_are_422(settings, own_models, tmp_path: Path) -> None:
+def test_bad_local_models_are_422(api, settings, own_models, tmp_path: Path) -> None:
     good = _models(own_models)
     cases = [({**good, "base": str(tmp_path / "missing")}, ["models", "base"]),
              ({**good, "experts": [good["experts"][0], "bench://tinylm/copy"]}, ["models", "experts", 1])]
-    with TestClient(create_app(settings, run_jobs=False)) as client:
+    with api(run_jobs=False) as client:
         for models, loc in cases:
             spec = {"models": models, "merge": {"method": "task_arithmetic", "weight": {"low": 0, "high": 1}},
                     "objectives": [{"evaluator": "storage"}]}

@@ -6,12 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mergefront.evaluators.suites.tinylm import TinyLMEvaluator, suite_dir
 from mergefront.evaluators.suites.tinylm_data import load_held_out
-from mergefront.service.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +25,9 @@ SPEC = {
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_component_ties_job_exports_a_model_that_scores_as_reported(settings, tmp_path: Path, wait_for_job) -> None:
-    with TestClient(create_app(settings)) as client:
+def test_component_ties_job_exports_a_model_that_scores_as_reported(api, settings, tmp_path: Path,
+                                                                    wait_for_job) -> None:
+    with api() as client:
         job = client.post("/v1/jobs", json=SPEC).json()
         space = client.get(f"/v1/jobs/{job['id']}/space").json()
         assert space["dim"] == 2 * 4 * 2  # weight and density, per expert, per component (no "other" tensors)
@@ -38,9 +37,9 @@ def test_component_ties_job_exports_a_model_that_scores_as_reported(settings, tm
         assert job["reference_point"] == [0.0, 0.0, 8.0] and job["maximize"] == [True, True, False]
         front = client.get(f"/v1/jobs/{job['id']}/pareto").json()["members"]
         best = max(front, key=lambda m: m["metrics"]["copy_accuracy"])
-        out = tmp_path / "merged"
+        out = settings.resolved_export_root / "merged"
         assert client.post(f"/v1/evaluations/{best['id']}/export/checkpoint",
-                           json={"out_dir": str(out)}).status_code == 200
+                           json={"out_dir": "merged"}).status_code == 200
     model = AutoModelForCausalLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.vocab_size > 0

@@ -13,8 +13,11 @@ from pydantic import BaseModel, Field, model_validator
 from starlette.background import BackgroundTask
 
 from mergefront.bounds import CleanModel, Metric
+from mergefront.errors import ConflictError
 from mergefront.schemas import EvaluationOut
 from mergefront.service import repository as repo
+from mergefront.service.auth import Admin
+from mergefront.service.confine import confine, display_path
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState, utcnow
@@ -27,11 +30,13 @@ router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], responses=STO
 
 
 class CheckpointRequest(CleanModel):
-    out_dir: str = Field(min_length=1, max_length=4096, description="a directory on the server's filesystem (created)")
+    out_dir: str = Field(min_length=1, max_length=1000, description="a directory under the server's export root "
+                         "(relative to it; created)")
+    overwrite: bool = Field(False, description="replace the files of an existing, non-empty directory")
 
 
 class CheckpointOut(BaseModel):
-    path: str
+    path: str = Field(description="where it was written, relative to the server's export root")
     files: list[str]
 
 
@@ -70,15 +75,22 @@ def tell(evaluation_id: EvaluationId, body: TellRequest, session: SessionDep) ->
 def export_mergekit(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> PlainTextResponse:
     """The evaluation's merge as a mergekit YAML."""
     source = _source(evaluation_id, session, request)
-    return PlainTextResponse(source.mergekit_yaml(), media_type="application/yaml")
+    return PlainTextResponse(source.mergekit_yaml(request.app.state.settings), media_type="application/yaml")
 
 
-@router.post("/{evaluation_id}/export/checkpoint")
+@router.post("/{evaluation_id}/export/checkpoint", dependencies=[Admin])
 def export_checkpoint(evaluation_id: EvaluationId, body: CheckpointRequest, session: SessionDep,
                       request: Request) -> CheckpointOut:
-    """Materialise the evaluation's merge as a Hugging Face directory on the server."""
-    path = _source(evaluation_id, session, request).materialize(Path(body.out_dir))
-    return CheckpointOut(path=str(path), files=sorted(p.name for p in path.iterdir()))
+    """Materialise the evaluation's merge as a Hugging Face directory under the server's export root (admin)."""
+    root = request.app.state.settings.resolved_export_root
+    root.mkdir(parents=True, exist_ok=True)
+    out = confine(body.out_dir, [root], what="export", setting="export_root", loc=("out_dir",))
+    if out.exists() and not out.is_dir():
+        raise ConflictError(f"out_dir {body.out_dir!r} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()) and not body.overwrite:
+        raise ConflictError(f"out_dir {body.out_dir!r} already holds files; send overwrite: true to replace them")
+    path = _source(evaluation_id, session, request).materialize(out)
+    return CheckpointOut(path=display_path(str(path), [root]), files=sorted(p.name for p in path.iterdir()))
 
 
 @router.get("/{evaluation_id}/export/checkpoint.zip", response_class=FileResponse)

@@ -21,11 +21,13 @@ from mergefront.schemas import (
     SurrogatesOut,
 )
 from mergefront.service import repository as repo
+from mergefront.service.confine import confine_spec
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState
 from mergefront.service.routes.params import JobId, Limit, Offset
 from mergefront.spec import JobSpec, check_spec
+from mergefront.spec import JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=STORED)
 
@@ -35,10 +37,10 @@ class AskRequest(CleanModel):
 
 
 @router.post("", status_code=201)
-def submit_job(spec: JobSpec, session: SessionDep) -> JobOut:
-    """Validate a job spec and queue the job."""
-    check_spec(spec)
-    job = repo.create_job(session=session, spec=spec)
+def submit_job(spec: JobSpec, session: SessionDep, request: Request) -> JobOut:
+    """Validate a job spec and queue the job (local paths under the server's roots, plug-ins registered there)."""
+    spec = confine_spec(spec, request.app.state.settings, request.app.state.registry)
+    job = repo.create_job(session=session, spec=spec, origin="network")
     return repo.job_out(session=session, job=job)
 
 

@@ -9,6 +9,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,16 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_server(settings: Settings) -> Iterator[str]:
-    """The app on a real port, without its own runner (tests run jobs themselves); yields its base URL."""
+    """The app on a real loopback port, without its own runner (tests run jobs themselves) and with the explicit
+    loopback no-auth switch (these tests are about the dashboard; test_dashboard_asks_for_a_token is about tokens);
+    yields its base URL."""
+    with serve(settings.model_copy(update={"auth_disabled": True})) as url:
+        yield url
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """The app on a real loopback port, without its own runner; yields its base URL."""
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, run_jobs=False), host="127.0.0.1", port=port,
                                            log_level="warning"))
@@ -77,3 +87,10 @@ def live_server(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_server_with_auth(settings: Settings) -> Iterator[str]:
+    """The app on a real loopback port that needs a token, as served by default."""
+    with serve(settings) as url:
+        yield url

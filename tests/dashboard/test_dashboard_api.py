@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from mergefront.service.app import create_app
 from tests.dashboard.synthetic import build_job
 
 
 @pytest.fixture
-def client(settings, sessions):  # type: ignore[no-untyped-def]
-    with TestClient(create_app(settings, run_jobs=False)) as c:
+def client(api, settings, sessions):  # type: ignore[no-untyped-def]
+    with api(run_jobs=False) as c:
         yield c
 
 

@@ -8,12 +8,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from mergefront.service.app import create_app
-
 
 @pytest.fixture
-def client(settings):  # type: ignore[no-untyped-def]
-    with TestClient(create_app(settings, run_jobs=False)) as c:
+def client(api, settings):  # type: ignore[no-untyped-def]
+    with api(run_jobs=False) as c:
         yield c
 
 

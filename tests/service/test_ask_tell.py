@@ -18,7 +18,6 @@ from mergefront import Client, ConflictError, InvalidSpecError, NotFoundError
 from mergefront.cli import main as cli_main
 from mergefront.schemas import EvaluationOut
 from mergefront.service import repository as repo
-from mergefront.service.app import create_app
 from mergefront.service.asktell import ask
 from mergefront.service.db import session_scope
 from mergefront.service.settings import Settings
@@ -44,7 +43,8 @@ def toy(params: dict[str, float]) -> dict[str, float]:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """No suite is built: a whole-model space needs no tensor names, and nothing is merged."""
-    return Settings(home=tmp_path / "home", database_url=database_url, lease_seconds=30, poll_seconds=0.2)
+    return Settings(home=tmp_path / "home", database_url=database_url, lease_seconds=30, poll_seconds=0.2,
+                    allowed_hosts=["testserver"])
 
 
 @pytest.fixture
@@ -53,17 +53,17 @@ def external_spec() -> dict:
 
 
 @pytest.fixture
-def http(settings: Settings) -> Iterator[TestClient]:
+def http(api, settings: Settings) -> Iterator[TestClient]:
     """The API without its runner (tests that store a normal job must not start Ray)."""
-    with TestClient(create_app(settings, run_jobs=False)) as client:
+    with api(run_jobs=False) as client:
         yield client
 
 
-def test_sdk_drives_a_whole_job_with_a_duplicate_a_conflicting_and_an_expired_tell(settings: Settings,
+def test_sdk_drives_a_whole_job_with_a_duplicate_a_conflicting_and_an_expired_tell(api, settings: Settings,
                                                                                      external_spec: dict) -> None:
     budget = external_spec["optimizer"]["budget"]
     # the server's runner runs too: it must leave the external job alone
-    with TestClient(create_app(settings)) as http, Client("http://testserver", http=http) as client:
+    with api() as http, Client("http://testserver", http=http) as client:
         job = client.submit(external_spec)
         assert job.info().external and job.info().state == "pending"
 

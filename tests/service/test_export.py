@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from mergekit.config import MergeConfiguration, evaluate_setting
 
 from mergefront.cli import main as cli_main
@@ -18,7 +17,6 @@ from mergefront.granularity import Granularity
 from mergefront.methods import METHODS
 from mergefront.optimizers import build_space
 from mergefront.service import repository as repo
-from mergefront.service.app import create_app
 from mergefront.service.db import session_scope
 from mergefront.service.mergekit import mergekit_config
 from mergefront.service.runner import JobRunner
@@ -75,7 +73,7 @@ def test_every_method_exports_a_config_mergekit_accepts(spec_data: dict, method:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_exported_checkpoint_scores_as_the_job_reported(settings, sessions, spec_data: dict, tmp_path: Path,
+def test_exported_checkpoint_scores_as_the_job_reported(api, settings, sessions, spec_data: dict, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     spec_data["optimizer"].update(budget=4, batch_size=4)
     with session_scope(sessions) as s:
@@ -84,15 +82,15 @@ def test_exported_checkpoint_scores_as_the_job_reported(settings, sessions, spec
     with session_scope(sessions) as s:
         best = repo.best_on_front(session=s, job_id=job_id, objective="parity_accuracy")
         best_id, metrics = best.id, dict(best.metrics or {})
-    with TestClient(create_app(settings, run_jobs=False)) as client:
+    with api(run_jobs=False) as client:
         text = client.get(f"/v1/evaluations/{best_id}/export/mergekit")
         assert text.status_code == 200 and MergeConfiguration.model_validate(yaml.safe_load(text.text))
-        response = client.post(f"/v1/evaluations/{best_id}/export/checkpoint", json={"out_dir": str(tmp_path / "m")})
-        assert response.status_code == 200 and response.json()["files"] == ["model.safetensors"]
+        response = client.post(f"/v1/evaluations/{best_id}/export/checkpoint", json={"out_dir": "m"})
+        assert response.status_code == 200 and response.json() == {"path": "m", "files": ["model.safetensors"]}
         download = client.get(f"/v1/evaluations/{best_id}/export/checkpoint.zip")
         assert download.status_code == 200 and download.content[:2] == b"PK"
         assert client.get("/v1/evaluations/999999/export/mergekit").status_code == 404
-    merged = load_checkpoint(tmp_path / "m")
+    merged = load_checkpoint(settings.resolved_export_root / "m")
     evaluator = DigitsEvaluator(suite_dir(settings.resolved_cache_dir), ["rotated", "inverted", "parity"])
     scores = evaluator.evaluate(merged)
     assert {f"{t}_accuracy": v for t, v in scores.items()} == pytest.approx(metrics, abs=1e-12)

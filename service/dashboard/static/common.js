@@ -19,8 +19,58 @@ MF.el = function (tag, attrs, ...children) {
   return node;
 };
 
+// The API needs a token (read scope is enough): asked once, kept for this browser tab's session only.
+MF.TOKEN_KEY = "mergefront-token";
+let tokenAsked = null;
+
+MF.askToken = function (message) {
+  if (tokenAsked) return tokenAsked;
+  tokenAsked = new Promise((resolve) => {
+    const input = MF.el("input", { id: "token-input", type: "password", autocomplete: "off", size: 50,
+      placeholder: "mf_..." });
+    const form = MF.el("form", { id: "token-form", class: "card token-form" },
+      MF.el("p", {}, message, " Make one with ", MF.el("code", {}, "mergefront token create NAME"),
+        "; it is kept for this tab's session only."),
+      input, " ", MF.el("button", { type: "submit", id: "token-submit" }, "use token"));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sessionStorage.setItem(MF.TOKEN_KEY, input.value.trim());
+      form.remove();
+      tokenAsked = null;
+      resolve();
+    });
+    document.querySelector("main").prepend(form);
+    input.focus();
+  });
+  return tokenAsked;
+};
+
+// fetch with the session's token; on 401 asks for a (new) token and tries again.
+MF.fetch = async function (url, options = {}) {
+  for (;;) {
+    const token = sessionStorage.getItem(MF.TOKEN_KEY);
+    const headers = { ...(options.headers || {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401) return response;
+    let detail = "";
+    try { detail = (await response.json()).detail; } catch (_) { /* not JSON */ }
+    await MF.askToken(token ? `That token was refused (${detail}). Paste another.` :
+      "This server needs an API token.");
+  }
+};
+
+// Downloads go through fetch (a plain link would carry no token).
+MF.download = async function (url, filename) {
+  const response = await MF.fetch(url);
+  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  const link = MF.el("a", { href: URL.createObjectURL(await response.blob()), download: filename });
+  document.body.append(link);
+  link.click();
+  setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
+};
+
 MF.getJson = async function (url) {
-  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  const response = await MF.fetch(url, { headers: { Accept: "application/json" } });
   if (!response.ok) {
     let detail = response.statusText;
     try { detail = JSON.stringify((await response.json()).detail); } catch (_) { /* not JSON */ }

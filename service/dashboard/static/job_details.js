@@ -14,14 +14,18 @@ MF.details = (function () {
     const url = `/v1/evaluations/${ev.id}/export/mergekit`;
     const box = MF.el("div", { class: "export" }, MF.el("h3", {}, "mergekit export"));
     try {
-      const response = await fetch(url);
+      const response = await MF.fetch(url);
       if (!response.ok) throw new Error(String(response.status));
       const text = await response.text();
+      const save = (event, href, name) => { event.preventDefault(); MF.download(href, name).catch(() => {}); };
+      const yamlName = `job${ev.job_id}-eval${ev.number}-mergekit.yaml`;
+      const zip = `/v1/evaluations/${ev.id}/export/checkpoint.zip`;
       box.append(MF.el("pre", { class: "yaml", id: "export-yaml" }, text),
-        MF.el("a", { id: "export-download", href: url, download: `job${ev.job_id}-eval${ev.number}-mergekit.yaml` },
-          "download YAML"), " · ",
-        MF.el("a", { id: "export-checkpoint", href: `/v1/evaluations/${ev.id}/export/checkpoint.zip` },
-          "download merged checkpoint (zip)"));
+        MF.el("a", { id: "export-download", href: url, download: yamlName,
+          onclick: (event) => save(event, url, yamlName) }, "download YAML"), " · ",
+        MF.el("a", { id: "export-checkpoint", href: zip,
+          onclick: (event) => save(event, zip, `mergefront-evaluation-${ev.id}.zip`) },
+        "download merged checkpoint (zip)"));
     } catch (_) {
       box.append(MF.el("p", { class: "muted", id: "export-missing" }, "export not available"));
     }
