@@ -116,3 +116,22 @@ def test_many_objectives_show_a_scatter_matrix_and_parallel_coordinates_and_the_
     row = browser.find_element(By.CSS_SELECTOR, f"tr.job-row[data-job-id='{job_id}']").text
     assert "completed" in row and "600 / 600" in row and "random" in row
     browser.save_screenshot(str(screenshots / "jobs.png"))
+
+
+def test_dashboard_asks_for_a_token_once_and_keeps_it_for_the_session(
+        browser: Any, live_server_with_auth: str, sessions, spec_data: dict, make_token) -> None:
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    browser.get(live_server_with_auth)
+    _wait(browser, "return document.getElementById('token-form')")
+    browser.find_element(By.ID, "token-input").send_keys("mf_not-a-token")
+    browser.find_element(By.ID, "token-submit").click()
+    _wait(browser, "const f = document.getElementById('token-form'); return f && f.textContent.includes("
+                   "'That token was refused (unknown token)')")
+    field = browser.find_element(By.ID, "token-input")
+    field.send_keys(make_token("read"))
+    browser.find_element(By.ID, "token-submit").click()
+    _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{job_id}\"]')")
+    browser.get(f"{live_server_with_auth}/jobs/{job_id}")  # another page of the same tab: no second question
+    _wait(browser, "return document.body.dataset.loaded")
+    assert not browser.find_elements(By.ID, "token-form")

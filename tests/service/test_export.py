@@ -85,8 +85,15 @@ def test_exported_checkpoint_scores_as_the_job_reported(api, settings, sessions,
     with api(run_jobs=False) as client:
         text = client.get(f"/v1/evaluations/{best_id}/export/mergekit")
         assert text.status_code == 200 and MergeConfiguration.model_validate(yaml.safe_load(text.text))
-        response = client.post(f"/v1/evaluations/{best_id}/export/checkpoint", json={"out_dir": "m"})
+        # models named as the spec names them, never by the server's cache paths
+        assert "bench://digits/parity" in text.text and str(settings.resolved_cache_dir) not in text.text
+        url = f"/v1/evaluations/{best_id}/export/checkpoint"
+        response = client.post(url, json={"out_dir": "m"})
         assert response.status_code == 200 and response.json() == {"path": "m", "files": ["model.safetensors"]}
+        again = client.post(url, json={"out_dir": "m"})
+        assert again.status_code == 409
+        assert again.json() == {"detail": "out_dir 'm' already holds files; send overwrite: true to replace them"}
+        assert client.post(url, json={"out_dir": "m", "overwrite": True}).status_code == 200
         download = client.get(f"/v1/evaluations/{best_id}/export/checkpoint.zip")
         assert download.status_code == 200 and download.content[:2] == b"PK"
         assert client.get("/v1/evaluations/999999/export/mergekit").status_code == 404
