@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from mergefront.errors import MergefrontError
-from mergefront.service.db import make_engine, make_session_factory, upgrade_database
-from mergefront.service.http_errors import install_error_handlers
-from mergefront.service.routes import dashboard, dashboard_api, evaluations, evaluators, jobs, tokens
 from mergefront.plugins import Registry
 from mergefront.service.auth import Authorized
+from mergefront.service.db import make_engine, make_session_factory, upgrade_database
 from mergefront.service.guards import install_guards
+from mergefront.service.http_errors import install_error_handlers
+from mergefront.service.routes import dashboard, dashboard_api, evaluations, evaluators, jobs, tokens
 from mergefront.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState
 from mergefront.service.routes.params import JobId, Limit, Offset
-from mergefront.spec import JobSpec, check_spec
 from mergefront.spec import JobSpec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=STORED)

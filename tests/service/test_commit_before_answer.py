@@ -11,7 +11,6 @@ import threading
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -28,9 +27,9 @@ EXTERNAL = {
 }
 
 
-def _submit_ask_tell(url: str, rounds: int, failures: list[str]) -> None:
+def _submit_ask_tell(url: str, token: str, rounds: int, failures: list[str]) -> None:
     """Each write, then at once the read that must see it."""
-    with httpx.Client(base_url=url, timeout=60) as http:
+    with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {token}"}) as http:
         for _ in range(rounds):
             job = http.post("/v1/jobs", json=copy.deepcopy(EXTERNAL))
             assert job.status_code == 201, job.text
@@ -47,26 +46,28 @@ def _submit_ask_tell(url: str, rounds: int, failures: list[str]) -> None:
                 failures.append(f"the tell of candidate {candidate['id']} not read back")
 
 
-def test_every_acknowledged_write_is_read_back_at_once_by_concurrent_clients(settings: Settings, serve) -> None:
+def test_every_acknowledged_write_is_read_back_at_once_by_concurrent_clients(settings: Settings, serve,
+                                                                            admin_token: str) -> None:
     failures: list[str] = []
     with serve(create_app(settings, run_jobs=False)) as url:
-        threads = [threading.Thread(target=_submit_ask_tell, args=(url, 6, failures)) for _ in range(6)]
+        threads = [threading.Thread(target=_submit_ask_tell, args=(url, admin_token, 6, failures)) for _ in range(6)]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=300)
-        total = httpx.get(f"{url}/v1/jobs", params={"limit": 1}).json()["total"]
+        total = httpx.get(f"{url}/v1/jobs", params={"limit": 1},
+                          headers={"Authorization": f"Bearer {admin_token}"}).json()["total"]
     assert failures == [] and total == 36
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_commit_that_fails_is_a_503_with_no_sql_and_nothing_stored(settings: Settings,
+def test_a_commit_that_fails_is_a_503_with_no_sql_and_nothing_stored(api, settings: Settings,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     def dropped(self: Session) -> None:
         raise OperationalError("INSERT INTO jobs (name) VALUES (?)", ("secret-name",),
                                ConnectionResetError("server closed the connection unexpectedly"))
 
-    with TestClient(create_app(settings, run_jobs=False)) as http:
+    with api(run_jobs=False) as http:
         monkeypatch.setattr(Session, "commit", dropped)
         response = http.post("/v1/jobs", json={**EXTERNAL, "name": "secret-name"})
         monkeypatch.undo()

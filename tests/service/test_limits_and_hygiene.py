@@ -90,7 +90,7 @@ def test_a_database_error_is_503_without_sql(client: TestClient, sessions) -> No
         s.commit()
     response = client.get("/v1/jobs")
     assert response.status_code == 503
-    assert response.json() == {"detail": "the database is not available; try again shortly"}
+    assert response.json() == {"detail": "the database refused the request (OperationalError); it was rolled back"}
 
 
 def test_errors_shown_carry_no_colour_codes_process_ids_stack_traces_or_paths() -> None:
