@@ -131,7 +131,7 @@ def resident_per_expert(merger: ResidentMerger, cand: Candidate) -> int:
     """Bytes kept per expert for this method: its task vector, plus int32 magnitude ranks or float32 row ranks."""
     per = merger.task_vectors[0].nbytes
     if cand.method in ("ties", "breadcrumbs", "breadcrumbs_ties"):
-        per += sum(d.rank_desc.nbytes for d in merger._data if d.rank_desc is not None) // merger.n_experts
+        per += sum(d.ranks.nbytes for d in merger._data if d.ranks is not None) // merger.n_experts
     if cand.method.startswith("della"):
         per += sum(d.row_rank.nbytes for d in merger._data if d.row_rank is not None) // merger.n_experts
     return per

@@ -5,8 +5,8 @@ All merged tensors are laid out in one flat buffer (`n` numbers): the base (`n`)
 out by `merge` are views into that output buffer, valid until the next merge. Methods run tensor by tensor
 (`mergefront.evaluators.methods`), each with the parameter values of the groups the tensor falls in.
 
-Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep one more (its
-magnitudes sorted once, so a new density costs no sort); DELLA keeps int32 magnitude ranks instead.
+Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep int32 magnitude ranks
+(sorted once, as mergekit sorts, so a new density costs no sort); DELLA keeps float32 row ranks instead.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mergefront.errors import InvalidSpecError
-from mergefront.evaluators.methods import NEEDS_RANKS, NEEDS_SORTED, REGISTRY, SegmentData, SegmentParams
+from mergefront.evaluators.methods import NEEDS_ROW_RANKS, RANKING, REGISTRY, SegmentData, SegmentParams
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS, PER_EXPERT
 
@@ -115,11 +115,11 @@ class ResidentMerger:
                 raise ValueError(f"{len(given)} {name} for {k} experts")
 
     def _prepare(self, method: str) -> None:
-        """Rank magnitudes per tensor (TIES, breadcrumbs) or per row (DELLA) once, on first use."""
+        """Rank magnitudes per tensor (TIES, breadcrumbs: each in its order) or per row (DELLA) once, on first use."""
         for data in self._data:
-            if method in NEEDS_SORTED and data.rank_desc is None:
-                data.rank_by_magnitude()
-            if method in NEEDS_RANKS and data.row_rank is None:
+            if method in RANKING and data.rank_order != RANKING[method]:
+                data.rank_by_magnitude(RANKING[method])
+            if method in NEEDS_ROW_RANKS and data.row_rank is None:
                 data.rank_rows()
 
     def _segment_params(self, config: MergeConfig, j: int,

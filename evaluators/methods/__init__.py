@@ -19,7 +19,8 @@ REGISTRY: dict[str, MergeMethod] = {
     "model_stock": model_stock.merge,
 }
 
-NEEDS_SORTED = {"ties", "breadcrumbs", "breadcrumbs_ties"}
-NEEDS_RANKS = {"della", "della_linear"}
+# The order mergekit sorts magnitudes in, per method that cuts by magnitude rank (`SegmentData.rank_by_magnitude`).
+RANKING = {"ties": "descending", "breadcrumbs": "ascending", "breadcrumbs_ties": "ascending"}
+NEEDS_ROW_RANKS = {"della", "della_linear"}
 
-__all__ = ["NEEDS_RANKS", "NEEDS_SORTED", "REGISTRY", "MergeMethod", "SegmentData", "SegmentParams"]
+__all__ = ["NEEDS_ROW_RANKS", "RANKING", "REGISTRY", "MergeMethod", "SegmentData", "SegmentParams"]

@@ -28,9 +28,10 @@ class SegmentParams:
 class SegmentData:
     """One tensor of the resident layout: base (`n`), task vectors (`k x n`), and rankings built once on demand.
 
-    `rank_desc` (`k x n`, int32): each entry's rank by magnitude within its tensor, 0 = largest; a density then
-    keeps exactly `rank_desc < kept` with no sort. `row_rank` (`k x n`, float32): rank by magnitude within its
-    row, scaled to [0, 1] (DELLA's keep probabilities).
+    `ranks` (`k x n`, int32): each entry's position in its task vector sorted by magnitude, in `rank_order`
+    ("descending" for TIES, "ascending" for breadcrumbs), from the very sort call mergekit makes, so entries of equal
+    magnitude fall on the same side of a cut as in mergekit; a density then keeps a rank window with no sort.
+    `row_rank` (`k x n`, float32): rank by magnitude within its row, scaled to [0, 1] (DELLA's keep probabilities).
     """
 
     def __init__(self, base: torch.Tensor, tau: torch.Tensor, seed: int, shape: tuple[int, ...] = ()) -> None:
@@ -38,9 +39,10 @@ class SegmentData:
         self.tau = tau
         self.seed = seed
         self.shape = shape or (int(base.numel()),)
-        self.rank_desc: torch.Tensor | None = None
+        self.ranks: torch.Tensor | None = None
+        self.rank_order: str | None = None
         self.row_rank: torch.Tensor | None = None
-        self.l1: torch.Tensor | None = None  # k: |tau_i|_1, for rescaling
+        self.l1: torch.Tensor | None = None  # k, float64: |tau_i|_1, for rescaling
         self.gram: torch.Tensor | None = None  # k x k: the task vectors' inner products (Model Stock)
         self.cosine: float | None = None  # the cosine between base and expert (SLERP)
 
@@ -54,17 +56,36 @@ class SegmentData:
         counters = [(self.seed * 0x9E3779B1 + i * 0x7F4A7C15) & MASK32 for i in range(k)]
         return mix32(torch.tensor(counters, dtype=torch.int64, device=self.base.device))
 
-    def rank_by_magnitude(self) -> None:
+    def rank_by_magnitude(self, order: str) -> None:
+        """Rank each task vector's entries by magnitude as mergekit sorts them: float32 magnitudes on the CPU (the
+        tensor's dtype elsewhere), `torch.argsort` in `order` (not a stable sort: its own order of equal values)."""
         k, n = self.tau.shape
-        order = torch.argsort(self.tau.abs(), dim=1, descending=True)
-        self.rank_desc = _inverse(order, n)
+        ranks = torch.empty((k, n), dtype=torch.int32, device=self.base.device)
+        for i in range(k):
+            magnitude = self.tau[i].abs()
+            if magnitude.device.type == "cpu":
+                magnitude = magnitude.float()
+            ranks[i] = _inverse(torch.argsort(magnitude, descending=order == "descending"), n)
+        self.ranks, self.rank_order = ranks, order
 
     def rank_rows(self) -> None:
+        """Rank each row's entries by magnitude, ascending, as mergekit's DELLA does (a 1-D tensor is one row)."""
         k, n = self.tau.shape
         cols = self.shape[-1] if len(self.shape) > 1 else n
-        order = torch.argsort(self.tau.abs().view(k, n // cols, cols), dim=2)  # ascending within each row
-        ranks = _inverse(order, cols).view(k, n)
+        ranks = torch.empty((k, n), dtype=torch.int32, device=self.base.device)
+        for i in range(k):
+            order = torch.argsort(self.tau[i].abs().view(n // cols, cols), dim=1)
+            ranks[i] = _inverse(order, cols).view(n)
         self.row_rank = ranks.float() / max(cols - 1, 1)
+
+    def l1_norms(self) -> torch.Tensor:
+        """Per expert, |tau_i|_1 (`k`, float64), summed once over column blocks."""
+        if self.l1 is None:
+            l1 = torch.zeros(self.tau.shape[0], dtype=torch.float64, device=self.base.device)
+            for start in range(0, self.numel, 1 << 20):
+                l1 += self.tau[:, start:start + (1 << 20)].abs().sum(dim=1, dtype=torch.float64)
+            self.l1 = l1
+        return self.l1
 
 
 def _inverse(order: torch.Tensor, size: int) -> torch.Tensor:
@@ -89,13 +110,14 @@ _POOL: ThreadPoolExecutor | None = None
 
 def weighted_sum_into(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, out: torch.Tensor,
                       beta: float = 1.0) -> None:
-    """`out = beta * base + w @ tau` (`n`), in L2-sized column chunks: reads base and `tau` once, writes `out` once."""
+    """`out = beta * base + w @ tau` (`n`), in L2-sized column chunks: reads base and `tau` once, writes `out` once.
+    `w` (`k`) is taken in float32 for reduced-precision tensors (float64 for float64), as torch computes them."""
     global _POOL
-    w = w.to(tau.dtype)
     from mergefront.evaluators.methods import fused  # compiled kernels import this module
 
     if fused.weighted_sum(base, tau, w, out, beta):
         return
+    w = w.to(tau.dtype)
     tau_t = tau.T  # n x k, column-major: addmv streams it
     n, threads = base.numel(), torch.get_num_threads()
     if threads == 1 or n < 32 * CHUNK or base.device.type != "cpu":
@@ -151,10 +173,12 @@ def bits_threshold(fraction: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class KeepRule:
-    """How each expert's kept entries of one tensor are decided for one candidate (`k`-vectors).
+    """How each expert's kept entries of one tensor are decided for one candidate (`k`-vectors), as mergekit decides.
 
-    magnitude: rank < hi; outliers: lo <= rank < hi (ranks by magnitude, 0 = largest); random: random bits < hi;
-    della: uniform draw < keep probability from the row rank. An expert at density 1 keeps everything (`full`).
+    magnitude and outliers: lo <= rank < hi (`SegmentData.ranks`: TIES keeps the first max(1, int(density x n)) in
+    descending order; breadcrumbs skips the smallest, keeps int(density x n), and drops what is left at the top, at
+    most int(gamma x n) entries); random: random bits < hi; della: uniform draw < keep probability from the row
+    rank. An expert at density 1 keeps everything (`full`) and is not rescaled.
     """
 
     kind: str | None  # "magnitude", "outliers", "random", "della" or None (keep all)
@@ -171,14 +195,26 @@ class KeepRule:
         lo = hi = torch.zeros_like(d, dtype=torch.int64)
         if kind == "magnitude":
             hi = count(d, n).clamp_min(1)  # at least one entry, as mergekit
-        elif kind == "outliers":  # as mergekit: drop the gamma largest, fewer when density + gamma > 1
+        elif kind == "outliers":
             kept = count(d, n)
-            hi = n - (n - kept - count(params.gamma, n)).clamp_min(0)
-            lo = hi - kept
+            lo = (n - kept - count(params.gamma, n)).clamp_min(0)
+            hi = lo + kept
         elif kind == "random":
             hi = bits_threshold(d)
         keys = data.expert_keys() if kind in ("random", "della") else lo
         return cls(kind, d >= 1, lo, hi, d.float(), params.epsilon.float(), keys)
+
+    @property
+    def ranking(self) -> str | None:
+        """The order of `SegmentData.ranks` this rule reads ("descending", "ascending"), or None."""
+        return {"magnitude": "descending", "outliers": "ascending"}.get(self.kind or "")
+
+    def work_dtype(self, dtype: torch.dtype, device: torch.device) -> torch.dtype:
+        """The dtype mergekit rescales in: the tensor's for magnitude cuts, float32 on the CPU for random drops
+        (bf16 stays bf16)."""
+        if self.kind in ("random", "della") and device.type == "cpu" and dtype != torch.bfloat16:
+            return torch.float32
+        return dtype
 
     def probability(self, row_rank: torch.Tensor, expert: int | None = None) -> torch.Tensor:
         """DELLA's keep probabilities, density - epsilon (smallest in a row) to density + epsilon (largest), of one
@@ -187,15 +223,13 @@ class KeepRule:
             (self.density[expert], self.epsilon[expert])
         return (d - eps) + row_rank * (2 * eps)
 
-
-def l1_rescale(data: SegmentData, kept: torch.Tensor) -> torch.Tensor:
-    """Per expert, |tau|_1 / |kept tau|_1 (`k`; 1 where either is about 0), mergekit's rescale of sparsified
-    task vectors, from the kept entries' L1 norms `kept`."""
-    if data.l1 is None:
-        data.l1 = data.tau.abs().sum(dim=1)
-    kept = kept.to(data.l1.dtype)
-    ok = (data.l1 >= 1e-8) & (kept >= 1e-8)
-    return torch.where(ok, data.l1 / torch.where(ok, kept, 1.0), 1.0)
+    def rescale(self, data: SegmentData, kept: torch.Tensor, work: torch.dtype) -> torch.Tensor:
+        """mergekit's L1 rescale of each sparsified task vector (`k`, in `work`): |tau|_1 / |kept tau|_1, both norms
+        first rounded to `work`; 1 where either is below 1e-7 or the expert keeps everything. `kept`: the kept
+        entries' L1 norms (`k`)."""
+        before, after = data.l1_norms().to(work), kept.to(work)
+        ok = (before >= 1e-7) & (after >= 1e-7) & ~self.full
+        return torch.where(ok, before / torch.where(ok, after, 1.0), 1.0)
 
 
 def count(fraction: torch.Tensor, n: int) -> torch.Tensor:

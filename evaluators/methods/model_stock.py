@@ -20,7 +20,7 @@ def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
     cos = float((cosines.sum() - cosines.diagonal().sum()) / (k * (k - 1)))
     t = k * cos / (1 + (k - 1) * cos) if (1 + (k - 1) * cos) != 0 else 0.0
     # t * mean_i(base + tau_i) + (1 - t) * base = base + (t / k) * sum_i tau_i
-    weighted_sum_into(data.base, data.tau, torch.full((k,), t / k, dtype=data.tau.dtype, device=data.tau.device),
+    weighted_sum_into(data.base, data.tau, torch.full((k,), t / k, dtype=torch.float64, device=data.tau.device),
                       out)
 
 

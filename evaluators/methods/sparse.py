@@ -1,25 +1,33 @@
-"""The sparsify-then-sum family (TIES, DARE, breadcrumbs, DELLA), with mergekit's semantics, in cache-sized chunks.
+"""mergekit's generalized task arithmetic (task arithmetic, TIES, DARE, breadcrumbs, DELLA), operation for operation.
 
 For each tensor: each expert's task vector is sparsified (by magnitude, as outliers, at random, or DELLA's
 magnitude-ranked random drop), optionally rescaled to keep its L1 norm, weighted, then either summed or merged
 by TIES sign election (entries that agree with the elected sign of the sum), normalised by the summed weights
-when asked, scaled by lambda and added to the base. Masks come from ranks computed once per tensor, so a new
-density costs no sort and keeps exactly as many entries as mergekit would; random masks are a counter-based hash
-of each entry's index under a key from the candidate's seed (`base.random_bits`), so a merge replays exactly.
-Large tensors go through compiled kernels that fuse all of this into one pass
-(`mergefront.evaluators.methods.fused`), with the same masks.
+when asked, scaled by lambda and added to the base.
+
+`merge_block` is the one statement of that arithmetic, run eagerly on small tensors and compiled into one fused
+loop on large ones (`mergefront.evaluators.methods.fused`, which compiles it so that every operation rounds to the
+tensor's dtype as eager torch does). It performs mergekit's operations in mergekit's order and precision: the
+weighted delta rounds to the tensor's dtype (after the rescale, which rounds in mergekit's work dtype); sums over
+experts accumulate in float32 (float64 for float64 tensors) and round once, as `torch.sum` over experts does;
+the elected sign is that of the rounded sum; normalising, lambda and the base each round once. So a merge equals
+mergekit's bit for bit where torch's own sum adds the experts in order (up to four experts; beyond, `torch.sum`
+groups them by a tensor's column position and thread split, a last-bit difference). Masks come from ranks computed
+once per tensor with mergekit's own sort, so a new density costs no sort and keeps exactly mergekit's entries; random
+masks are a counter-based hash of each entry's index under a key from the candidate's seed (`base.random_bits`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from mergefront.evaluators.methods import fused
-from mergefront.evaluators.methods.base import KeepRule, SegmentData, SegmentParams, l1_rescale, random_bits, uniform
-
-CHUNK = 1 << 16  # columns per step: the k x CHUNK temporaries stay in cache
+from mergefront.evaluators.methods.base import KeepRule, SegmentData, SegmentParams, random_bits, uniform
 
 
 @dataclass(frozen=True)
@@ -30,59 +38,112 @@ class Recipe:
 
 def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
     """Write base + lambda * merged sparse deltas (`n`) into `out`."""
-    if fused.applies(data) and fused.merge(recipe.sparsify, recipe.consensus, data, params, out):
-        return
-    n = data.numel
+    k = data.tau.shape[0]
+    dtype, device = data.tau.dtype, data.tau.device
     rule = KeepRule.of(recipe.sparsify, data, params)
-    scale = _rescale(rule, data) if params.rescale and recipe.sparsify else None  # k
-    w = params.weight.to(data.tau.dtype)[:, None]  # k x 1
-    for start in range(0, n, CHUNK):
-        sl = slice(start, min(start + CHUNK, n))
-        keep = _keep(rule, data, sl)  # k x m, or None
-        delta = data.tau[:, sl] * (w if scale is None else w * scale[:, None])  # k x m, a new tensor
-        if keep is not None:
-            delta.mul_(keep)
-        total, divisor = _combine(delta, w, recipe.consensus)
-        if params.normalize:
-            total.div_(divisor)
-        torch.add(data.base[sl], total, alpha=params.lam, out=out[sl])
+    work = rule.work_dtype(dtype, device)
+    scaled = bool(params.rescale and recipe.sparsify is not None)
+    scale = _rescale(rule, data, work) if scaled else torch.ones(k, dtype=work, device=device)
+    weight = params.weight.to(dtype)  # as mergekit: the weights in the tensor's dtype
+    divisor = weight.view(k, *(1,) * len(data.shape)).sum(dim=0).view(())  # mergekit's very sum
+    divisor = torch.where(divisor.abs() < 1e-8, 1.0, divisor)
+    lam = torch.tensor(params.lam, dtype=_accumulator(dtype), device=device)
+    block = functools.partial(merge_block, recipe.sparsify, recipe.consensus, params.normalize, scaled, k)
+    fused.blockwise(("merge", recipe.sparsify, recipe.consensus, params.normalize, scaled, k), block, data.base,
+                    lambda lo, hi: (*_mask_inputs(rule, data, lo, hi), scale, weight, divisor, lam,
+                                    data.base[lo:hi], out[lo:hi]))
 
 
-def _keep(rule: KeepRule, data: SegmentData, sl: slice) -> torch.Tensor | None:
-    """Which entries of the chunk each expert keeps (`k x m`, bool); None when all are kept."""
-    if rule.kind is None:
+def _accumulator(dtype: torch.dtype) -> torch.dtype:
+    """The precision torch computes reduced-precision arithmetic and sums in."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _rescale(rule: KeepRule, data: SegmentData, work: torch.dtype) -> torch.Tensor:
+    """Per expert, mergekit's |tau|_1 / |kept tau|_1 (`k`, in `work`): a first pass over the same masks."""
+    k = data.tau.shape[0]
+    block = functools.partial(kept_l1_block, rule.kind, k)
+    sums = fused.blockwise(("kept_l1", rule.kind, k), block, data.base,
+                           lambda lo, hi: _mask_inputs(rule, data, lo, hi))
+    kept = torch.stack(sums).sum(dim=0)
+    return rule.rescale(data, kept, work)
+
+
+def _mask_inputs(rule: KeepRule, data: SegmentData, lo: int, hi: int) -> tuple[Any, ...]:
+    """The mask inputs of one block: the experts' task vectors, ranks (DELLA: keep probabilities), the block's first
+    index, and the rule's per-expert values."""
+    k = data.tau.shape[0]
+    ranks: list[torch.Tensor] = []
+    if rule.ranking is not None:
+        assert data.ranks is not None and data.rank_order == rule.ranking, "the engine ranks before these methods run"
+        ranks = [data.ranks[i, lo:hi] for i in range(k)]
+    elif rule.kind == "della":  # computed outside the kernel (no fused multiply-add), the same either way
+        assert data.row_rank is not None, "the engine ranks rows before DELLA runs"
+        ranks = [rule.probability(data.row_rank[i, lo:hi], i) for i in range(k)]
+    offset = torch.tensor(lo, dtype=torch.int64, device=data.base.device)
+    return [data.tau[i, lo:hi] for i in range(k)], ranks, offset, rule.keys, rule.lo, rule.hi, rule.full
+
+
+def keep_mask(kind: str | None, i: int, ranks: Sequence[torch.Tensor], index: torch.Tensor, keys: torch.Tensor,
+              lo: torch.Tensor, hi: torch.Tensor, full: torch.Tensor) -> torch.Tensor | None:
+    """Expert i's kept entries of a block (`m`, bool), as `KeepRule` says; None when it keeps all."""
+    if kind in ("magnitude", "outliers"):
+        keep = (ranks[i] >= lo[i]) & (ranks[i] < hi[i])
+    elif kind == "random":
+        keep = random_bits(index, keys[i]) < hi[i]
+    elif kind == "della":
+        keep = uniform(random_bits(index, keys[i])) < ranks[i]  # ranks: the keep probabilities
+    else:
         return None
-    full = rule.full[:, None]
-    if rule.kind in ("magnitude", "outliers"):
-        assert data.rank_desc is not None, "the engine ranks magnitudes before these methods run"
-        rank = data.rank_desc[:, sl]
-        keep = rank < rule.hi[:, None]
-        return (keep & (rank >= rule.lo[:, None]) if rule.kind == "outliers" else keep) | full
-    index = torch.arange(sl.start, sl.stop, dtype=torch.int64, device=data.tau.device)  # m
-    bits = random_bits(index[None, :], rule.keys[:, None])  # k x m
-    if rule.kind == "random":
-        return (bits < rule.hi[:, None]) | full
-    assert data.row_rank is not None, "the engine ranks rows before DELLA runs"
-    return (uniform(bits) < rule.probability(data.row_rank[:, sl])) | full
+    return keep | full[i]
 
 
-def _rescale(rule: KeepRule, data: SegmentData) -> torch.Tensor:
-    """Per expert, |tau|_1 / |kept tau|_1 (`k`): a first pass over the same masks."""
-    kept = torch.zeros(data.tau.shape[0], dtype=data.tau.dtype, device=data.tau.device)
-    for start in range(0, data.numel, CHUNK):
-        sl = slice(start, min(start + CHUNK, data.numel))
-        keep = _keep(rule, data, sl)
-        kept += (data.tau[:, sl].abs() * keep).sum(dim=1) if keep is not None else data.tau[:, sl].abs().sum(dim=1)
-    return l1_rescale(data, kept)
+def merge_block(kind: str | None, consensus: bool, normalize: bool, scaled: bool, k: int, taus: list[torch.Tensor],
+                ranks: list[torch.Tensor], offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor,
+                hi: torch.Tensor, full: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,
+                divisor: torch.Tensor, lam: torch.Tensor, base: torch.Tensor, out: torch.Tensor) -> None:
+    """out = base + lam * merged deltas of one block (`m`), expert by expert, in mergekit's order and precision."""
+    dtype = base.dtype
+    index = torch.arange(base.numel(), dtype=torch.int64, device=base.device) + offset
+    deltas = []
+    for i in range(k):
+        delta = taus[i]
+        keep = keep_mask(kind, i, ranks, index, keys, lo, hi, full)
+        if keep is not None:
+            delta = torch.where(keep, delta, 0.0)
+        if scaled:
+            delta = (delta.to(scale.dtype) * scale[i]).to(dtype)
+        deltas.append(delta * weight[i])  # rounds to the tensor's dtype, as mergekit's deltas.mul_(weights)
+    total = _sum(deltas, lam.dtype).to(dtype)
+    if consensus:
+        positive = total >= 0  # the sign of the rounded sum; a zero sum elects +, as mergekit
+        agree = [torch.where(positive, delta > 0, delta < 0) for delta in deltas]  # zero deltas agree with neither
+        total = _sum([torch.where(a, delta, 0.0) for a, delta in zip(agree, deltas, strict=True)], lam.dtype).to(dtype)
+        divisor = _sum([torch.where(agree[i], weight[i], 0.0) for i in range(k)], lam.dtype).to(dtype)
+        divisor = torch.where(divisor == 0, 1.0, divisor)
+    if normalize:
+        total = total / divisor
+    total = (total.to(lam.dtype) * lam).to(dtype)  # times a Python float, as mergekit (exact when lambda is 1)
+    out.copy_(base + total)
 
 
-def _combine(delta: torch.Tensor, w: torch.Tensor, consensus: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The summed deltas (`m`) and what normalising divides them by (`m`, or a 1-element tensor)."""
-    if not consensus:
-        divisor = w.sum()
-        return delta.sum(dim=0), torch.where(divisor.abs() < 1e-8, 1.0, divisor)
-    elected = torch.where(delta.sum(dim=0) >= 0, 1.0, -1.0).to(delta.dtype)  # a zero sum elects +, as mergekit
-    agree = torch.sign(delta) == elected  # zero deltas agree with neither sign
-    total = torch.where(agree, delta, 0.0).sum(dim=0)
-    divisor = torch.where(agree, w, 0.0).sum(dim=0)
-    return total, torch.where(divisor == 0, 1.0, divisor)
+def _sum(terms: list[torch.Tensor], acc: torch.dtype) -> torch.Tensor:
+    """The terms added in order in `acc` (what `torch.sum` over up to four experts does)."""
+    total = terms[0].to(acc)
+    for term in terms[1:]:
+        total = total + term.to(acc)
+    return total
+
+
+def kept_l1_block(kind: str | None, k: int, taus: list[torch.Tensor], ranks: list[torch.Tensor],
+                  offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+                  full: torch.Tensor) -> torch.Tensor:
+    """Per expert, the L1 norm of its kept entries in one block (`k`, float64: the rescale rounds it once, so the
+    eager and compiled paths, which add blocks of other sizes, round the same number)."""
+    index = torch.arange(taus[0].numel(), dtype=torch.int64, device=taus[0].device) + offset
+    sums = []
+    for i in range(k):
+        keep = keep_mask(kind, i, ranks, index, keys, lo, hi, full)
+        magnitude = taus[i].abs().to(torch.float64)
+        sums.append((magnitude if keep is None else torch.where(keep, magnitude, 0.0)).sum())
+    return torch.stack(sums)

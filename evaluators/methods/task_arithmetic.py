@@ -1,15 +1,14 @@
-"""Task arithmetic: base + lambda * sum_i w_i tau_i, fused matrix-vector products over cache-sized chunks."""
+"""Task arithmetic: base + lambda * sum_i w_i tau_i, as mergekit computes it (the sparse recipe with no sparsifying)."""
 
 from __future__ import annotations
 
 import torch
 
-from mergefront.evaluators.methods.base import SegmentData, SegmentParams, weighted_sum_into
+from mergefront.evaluators.methods import sparse
+from mergefront.evaluators.methods.base import SegmentData, SegmentParams
+
+RECIPE = sparse.Recipe(None, consensus=False)
 
 
 def merge(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
-    w = params.weight * params.lam
-    if params.normalize:
-        norm = float(params.weight.sum())
-        w = w / (norm if abs(norm) >= 1e-8 else 1.0)
-    weighted_sum_into(data.base, data.tau, w, out)
+    sparse.merge(RECIPE, data, params, out)

@@ -58,9 +58,9 @@ def test_merges_in_place_into_one_resident_buffer_without_nan() -> None:
 def test_density_change_reuses_the_magnitude_ranks() -> None:
     merger = _merger()
     merger.merge(MergeConfig("ties", (1.0, 1.0), (0.5, 0.5)))
-    ranked = [d.rank_desc for d in merger._data]
+    ranked = [d.ranks for d in merger._data]
     merger.merge(MergeConfig("ties", (1.0, 1.0), (0.25, 0.9)))
-    assert all(a is b for a, b in zip(ranked, [d.rank_desc for d in merger._data], strict=True))
+    assert all(a is b for a, b in zip(ranked, [d.ranks for d in merger._data], strict=True))
 
 
 def test_mismatched_expert_is_rejected_naming_the_tensor() -> None:
