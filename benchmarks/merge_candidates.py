@@ -1,10 +1,9 @@
 """One candidate per merge method, written both as our `MergeConfig` and as the same mergekit YAML.
 
-Densities and gamma are multiples of 1/64, so on these tensors (every size a multiple of 64) mergekit's
-`int(density * n)` and our `ceil(density * n)` keep the same number of entries. `normalize` is written out on
-both sides (mergekit's default), so a difference in defaults cannot make the two merge different things.
-mergekit's DELLA `epsilon` is the half-width of the keep-probability range (density +- epsilon); ours is the
-full width (density +- epsilon / 2, as in the DELLA paper), so our epsilon is twice mergekit's.
+Both sides keep `int(density * n)` entries (TIES at least one), so any density would do; the differential test
+(tests/evaluators/test_mergekit_differential.py) covers arbitrary ones. `normalize` is written out on both sides
+(mergekit's default), so a difference in defaults cannot make the two merge different things. DELLA's `epsilon`
+means the same on both sides: keep probabilities from density - epsilon to density + epsilon.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ WEIGHTS = (0.5, 0.25, 0.75, 1.0)
 DENSITIES = (0.5, 0.25, 0.75, 0.5)
 LAMBDA = 0.75
 GAMMA = 1 / 64
-EPSILON_MERGEKIT = 0.1
+EPSILON = 0.1
 SLERP_T = 0.3
 DTYPE = "float32"
 
@@ -44,7 +43,7 @@ class Candidate:
         if self.method.startswith("breadcrumbs"):
             params["gamma"] = GAMMA
         if self.method.startswith("della"):
-            params["epsilon"] = 2 * EPSILON_MERGEKIT
+            params["epsilon"] = EPSILON
         uses_weight = self.method not in ("slerp", "model_stock")
         uses_density = self.method not in ("slerp", "model_stock", "linear", "task_arithmetic")
         uses_lambda = uses_weight and self.method != "linear"
@@ -78,7 +77,7 @@ class Candidate:
         if self.method.startswith("breadcrumbs"):
             params["gamma"] = GAMMA
         if self.method.startswith("della"):
-            params["epsilon"] = EPSILON_MERGEKIT
+            params["epsilon"] = EPSILON
         return params
 
 
@@ -86,9 +85,9 @@ _WRITE = "read base + k task vectors, write the output: (k+2) x n x 4"
 CANDIDATES: dict[str, Candidate] = {c.method: c for c in (
     Candidate("task_arithmetic", 4, False, True, _WRITE),
     Candidate("linear", 4, True, True, _WRITE),
-    Candidate("ties", 4, True, True, _WRITE + " (thresholds: k gathers from the sorted magnitudes)"),
-    Candidate("breadcrumbs", 4, False, True, _WRITE + " (thresholds: 2k gathers)"),
-    Candidate("breadcrumbs_ties", 4, False, True, _WRITE + " (thresholds: 2k gathers)"),
+    Candidate("ties", 4, True, True, _WRITE + " (k int32 magnitude ranks read besides)"),
+    Candidate("breadcrumbs", 4, False, True, _WRITE + " (k int32 magnitude ranks read besides)"),
+    Candidate("breadcrumbs_ties", 4, False, True, _WRITE + " (k int32 magnitude ranks read besides)"),
     Candidate("dare_linear", 4, False, False, _WRITE + " (random masks drawn, not read)"),
     Candidate("dare_ties", 4, False, False, _WRITE + " (random masks drawn, not read)"),
     Candidate("della", 4, True, False, "read base + k task vectors + k int32 ranks, write: (2k+2) x n x 4"),

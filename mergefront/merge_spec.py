@@ -70,7 +70,8 @@ class MergeSpec(CleanModel):
     weight: float | Range | None = Field(None, description="per expert")
     density: float | Range | None = Field(None, description="per expert: fraction of the task vector kept")
     gamma: float | Range | None = Field(None, description="per expert, breadcrumbs: largest fraction dropped")
-    epsilon: float | Range | None = Field(None, description="per expert, della: spread of keep probabilities")
+    epsilon: float | Range | None = Field(None, description="per expert, della: keep probabilities run from "
+                                          "density - epsilon to density + epsilon")
     lambda_: float | Range | None = Field(None, alias="lambda", description="scale of the merged task vector")
     t: float | Range | None = Field(None, description="slerp: 0 is the base, 1 the expert")
     normalize: bool | None = Field(None, description="divide by the sum of weights (default: mergekit's)")

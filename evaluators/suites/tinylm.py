@@ -64,7 +64,7 @@ __all__ = [
     "suite_dir",
 ]
 
-VERSION = 1
+VERSION = 2  # 2: config.json names its architecture (same weights as 1)
 SUITE = "tinylm"
 MANIFEST = "manifest.json"
 DATA_FILE = "data.safetensors"
@@ -100,9 +100,11 @@ def suite_dir(cache_root: Path, seed: int = 0) -> Path:
 
 
 def model_config() -> LlamaConfig:
-    """The configuration every model of the suite shares."""
+    """The configuration every model of the suite shares; `architectures` names the model class, which
+    `mergekit-yaml` reads to know the checkpoint's tensors."""
     return LlamaConfig(
-        vocab_size=len(VOCAB), bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD, **ARCHITECTURE
+        vocab_size=len(VOCAB), bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
+        architectures=["LlamaForCausalLM"], **ARCHITECTURE
     )
 
 
