@@ -100,9 +100,9 @@ class CandidateEvaluator:
                 raise ValueError("suite tasks need the models of a built-in suite")
             suite = open_suite(setup.suite, Path(setup.suite_dir))
             splits = sorted({o.split for o in task_objectives})
-            self.evaluators = {split: suite.evaluator(sorted({o.task for o in task_objectives if o.split == split
-                                                              and o.task is not None}), split, self.device)
-                               for split in splits}
+            self.evaluators = {split: suite.evaluator(
+                sorted({o.task for o in task_objectives if o.split == split and o.task is not None}), split,
+                self.device, sorted({o.metric for o in task_objectives if o.split == split})) for split in splits}
         self.model: torch.nn.Module | None = None
         self.tokenizer: Any = None
         self.binding: Binding | None = None

@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
     from mergefront.service.db import make_engine, make_session_factory, session_scope, upgrade_database
     from mergefront.service.runner import JobRunner, Progress
     from mergefront.service.settings import Settings
-    from mergefront.service.space import job_space
+    from mergefront.service.space import describe_space, job_space
     from mergefront.spec import load_spec
 
     if (args.spec is None) == (args.resume is None):
@@ -92,13 +92,15 @@ def _run(args: argparse.Namespace) -> int:
             spec = load_spec(args.spec)
             _refuse_external(spec.external, str(args.spec))
             job_id = repo.create_job(session=s, spec=spec).id
-            print(job_space(spec, settings).describe())
+            print(describe_space(spec, job_space(spec, settings)))
         else:
             job = repo.get_job(session=s, job_id=args.resume)
             _refuse_external(job.external, f"job {job.id}")
             job_id = job.id
-        budget = repo.get_job(session=s, job_id=job_id).budget
-    print(f"job {job_id} stored in {url}")
+        job = repo.get_job(session=s, job_id=job_id)
+        budget, ref = job.budget, job.reference_point
+    fixed = "" if None not in ref else "; null entries are fixed after the first batch"
+    print(f"job {job_id} stored in {url}; hypervolume against reference point {ref}{fixed}")
     with tqdm(total=budget, desc=f"job {job_id}", unit="eval") as bar:
         def show(p: Progress) -> None:
             bar.n = p.n_finished
@@ -155,10 +157,11 @@ def _export(args: argparse.Namespace) -> int:
 
 def _space(args: argparse.Namespace) -> int:
     from mergefront.service.settings import Settings
-    from mergefront.service.space import job_space
+    from mergefront.service.space import describe_space, job_space
     from mergefront.spec import load_spec
 
-    print(job_space(load_spec(args.spec), Settings()).describe())
+    spec = load_spec(args.spec)
+    print(describe_space(spec, job_space(spec, Settings())))
     return 0
 
 

@@ -156,7 +156,9 @@ class Job:
     def space_description(self) -> str:
         from mergefront.report import format_space
 
-        return format_space([(p.name, p.low, p.high, p.description) for p in self.space().parameters])
+        space = self.space()
+        text = format_space([(p.name, p.low, p.high, p.description) for p in space.parameters])
+        return "\n".join([text, *(f"  {line}" for line in space.notes)])
 
     def surrogates(self) -> SurrogatesOut:
         """The job's surrogates refitted on its completed evaluations, with each one's leave-one-out R²."""

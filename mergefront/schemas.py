@@ -157,6 +157,8 @@ class SpaceOut(BaseModel):
     job_id: int
     dim: int
     parameters: list[ParameterOut]
+    notes: list[str] = Field(default_factory=list, description="groups left out of the space (no expert changes "
+                             "them), what optimizer auto picked, initial designs cut to fit the budget, warnings")
 
 
 class SurrogateOut(BaseModel):

@@ -18,7 +18,7 @@ from mergefront.methods import METHODS
 from mergefront.objectives import BUILTIN, EXTERNAL, Direction, check_settings
 from mergefront.suites import BENCH_SCHEME, BUILTIN_SUITES, HF_SUITES, SUITE_METRICS, parse_bench_ref
 
-OptimizerName = Literal["random", "nsga2", "qnehvi", "map", "saea"]
+OptimizerName = Literal["auto", "random", "nsga2", "qnehvi", "map", "saea"]
 
 
 HF_SCHEME = "hf://"
@@ -116,17 +116,19 @@ class ObjectiveSpec(_Strict):
 
 
 class OptimizerSpec(_Strict):
-    name: OptimizerName = "nsga2"
+    name: OptimizerName = Field("auto", description="auto: the optimizer the sample-efficiency benchmark shows best "
+                                "for the job's dimensions, objectives, budget and noise (see docs/optimizers.md)")
     budget: int = Field(48, gt=0, le=100_000, description="evaluations, failed ones included")
     batch_size: int = Field(4, gt=0, le=1024)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     reference_point: list[Metric | None] | None = Field(
         None, max_length=16,
         description="per objective, its worst useful value; null entries are inferred from the first batch")
-    population_size: int | None = Field(None, ge=4, le=100_000,
-                                        description="nsga2, saea: default max(8, 2 x dimensions)")
+    population_size: int | None = Field(None, ge=4, le=100_000, description="nsga2, saea: default max(8, 2 x "
+                                        "dimensions), at most a quarter of the budget")
     asynchronous: bool = Field(False, description="ask as workers free up (faster, not reproducible)")
-    initial_points: int | None = Field(None, ge=2, le=100_000, description="qnehvi, map: size of the initial design")
+    initial_points: int | None = Field(None, ge=2, le=100_000, description="qnehvi, map: size of the initial "
+                                       "design (default: scaled to the space, at most a quarter of the budget)")
     weak_to_strong: bool = Field(False, description="qnehvi: cross candidates with a DE mutant of the best (MM-MO)")
     uncertainty_screening: bool = Field(False, description="qnehvi: keep the candidates the GPs are least sure of")
     bayesian: bool = Field(False, description="map: sample where the surrogates' held-out error is largest")
@@ -135,7 +137,7 @@ class OptimizerSpec(_Strict):
 
     @model_validator(mode="after")
     def _options_match_optimizer(self) -> OptimizerSpec:
-        owners = {"initial_points": ("qnehvi", "map"), "weak_to_strong": ("qnehvi",),
+        owners = {"initial_points": ("qnehvi", "map", "auto"), "weak_to_strong": ("qnehvi",),
                   "uncertainty_screening": ("qnehvi",), "bayesian": ("map",), "nested": ("map",),
                   "screening_factor": ("saea",)}
         for option, names in owners.items():
@@ -176,6 +178,11 @@ class JobSpec(_Strict):
     def external(self) -> bool:
         """Whether candidates are evaluated outside mergefront and told through the ask/tell API."""
         return any(o.evaluator == EXTERNAL for o in self.objectives)
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the merge method draws random masks, so a merge scores differently with each candidate's seed."""
+        return METHODS[self.merge.method].random
 
     @property
     def suite(self) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from mergefront.granularity import Granularity
@@ -30,10 +30,29 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class InertGroup:
+    """A group of tensors that no expert changes (every task vector in it is zero), so it is not searched.
+
+    The merge still needs a value for it: `value`, the top of the range (the merge is the base's tensors whatever
+    it is).
+    """
+
+    kind: str
+    group: str
+    granularity: Granularity
+    value: float
+    per_expert: bool
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """An ordered list of parameters; optimizers only ever see the unit cube `[0, 1]^d`."""
+    """An ordered list of parameters; optimizers only ever see the unit cube `[0, 1]^d`.
+
+    `inert` lists the groups left out because no expert changes their tensors.
+    """
 
     parameters: tuple[Parameter, ...]
+    inert: tuple[InertGroup, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -55,7 +74,16 @@ class SearchSpace:
         return [(float(config[p.name]) - p.low) / (p.high - p.low) for p in self.parameters]
 
     def describe(self) -> str:
-        return format_space([(p.name, p.low, p.high, p.description) for p in self.parameters])
+        text = format_space([(p.name, p.low, p.high, p.description) for p in self.parameters])
+        return "\n".join([text, *self.inert_lines()])
+
+    def inert_lines(self) -> list[str]:
+        """One line per group left out of the space, saying why."""
+        groups: dict[str, list[str]] = {}
+        for g in self.inert:
+            groups.setdefault(g.group, []).append(g.kind)
+        return [f"  dropped: {', '.join(kinds)} of group {group!r}: every expert's task vector there is zero "
+                "(its tensors equal the base's), so no value changes the merge" for group, kinds in groups.items()]
 
 
 def expert_label(ref: str) -> str:
@@ -63,19 +91,25 @@ def expert_label(ref: str) -> str:
     return ref.rstrip("/").rsplit("/", 1)[-1].removesuffix(".safetensors")
 
 
-def build_space(merge: MergeSpec, experts: Sequence[str], tensor_names: Sequence[str] = ()) -> SearchSpace:
+def build_space(merge: MergeSpec, experts: Sequence[str], tensor_names: Sequence[str] = (),
+                inert: Callable[[Granularity, str], bool] | None = None) -> SearchSpace:
     """One parameter per searched kind, per group of its granularity, and per expert where it is per expert.
 
     `tensor_names` are the merged tensors; they decide which groups exist (only `model` granularity
-    needs none).
+    needs none). `inert(granularity, group)` says whether no expert changes a group's tensors; such groups are
+    left out (a whole-model group never is).
     """
     labels = _unique_labels(experts)
     params: list[Parameter] = []
+    dropped: list[InertGroup] = []
     for kind, rng in merge.searched():
         groups = ["all"] if rng.granularity.kind == "model" else rng.granularity.labels(tensor_names)
         if not groups:
             raise ValueError(f"{kind}: granularity {rng.granularity.kind} needs the model's tensor names")
         for group in groups:
+            if inert is not None and rng.granularity.kind != "model" and inert(rng.granularity, group):
+                dropped.append(InertGroup(kind, group, rng.granularity, rng.high, kind in PER_EXPERT))
+                continue
             suffix = "" if rng.granularity.kind == "model" else f".{group}"
             where = _where(rng.granularity, group)
             if kind not in PER_EXPERT:
@@ -85,7 +119,7 @@ def build_space(merge: MergeSpec, experts: Sequence[str], tensor_names: Sequence
             for i, (ref, label) in enumerate(zip(experts, labels, strict=True)):
                 params.append(Parameter(f"{kind}.{label}{suffix}", rng.low, rng.high, f"{kind} of {ref} ({where})",
                                         kind, i, group, rng.granularity))
-    return SearchSpace(tuple(params))
+    return SearchSpace(tuple(params), tuple(dropped))
 
 
 def _where(granularity: Granularity, group: str) -> str:

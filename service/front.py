@@ -1,8 +1,9 @@
 """Pareto front snapshots: after each completed evaluation, the front of all of them and its hypervolume.
 
 A job whose reference point has unknown entries (objectives with no known worst value, such as a loss or a user
-function's score) fixes them once its first batch has completed: each becomes the worst value seen so far, moved
-away by a tenth of the values' spread, and is stored with the job for good.
+function's score) fixes them once its first batch has completed, and stores them with the job for good: from an
+earlier job of the same problem (the same models and objectives) whose reference point is fixed, so that their
+hypervolumes compare; else each becomes the worst value seen so far, moved away by a tenth of the values' spread.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def _fix_reference_point(session: Session, job: Job, values: Sequence[Sequence[f
     if counts.get(EvaluationState.completed, 0) + counts.get(EvaluationState.failed, 0) < min(opt.batch_size,
                                                                                               opt.budget):
         return False
-    job.reference_point = [v if v is not None else inferred_reference(column(values, i), job.maximize[i])
+    shared = repo.same_problem_reference(session=session, job=job)
+    job.reference_point = [v if v is not None else shared[i] if shared else
+                           inferred_reference(column(values, i), job.maximize[i])
                            for i, v in enumerate(job.reference_point)]
     return True
 

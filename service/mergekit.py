@@ -62,6 +62,10 @@ def _settings(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], fi
     for p in space.parameters:
         by_kind.setdefault((p.kind, p.expert), {})[p.group] = float(params[p.name])
         granularity[p.kind] = p.granularity
+    for inert in space.inert:  # groups no expert changes: the value the service merged them with
+        for i in range(k) if inert.per_expert else [None]:
+            by_kind.setdefault((inert.kind, i), {})[inert.group] = inert.value
+        granularity[inert.kind] = inert.granularity
     for (kind, expert), groups in by_kind.items():
         setting = _setting(groups, granularity[kind], files.merged_keys)
         (per_expert[expert] if expert is not None else shared)[kind] = setting

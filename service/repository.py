@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,25 @@ def job_out(*, session: Session, job: Job) -> JobOut:
         "n_failed": counts.get(EvaluationState.failed, 0),
         "hypervolume": snapshot.hypervolume if snapshot else None,
     })
+
+
+SHARED_REFERENCE_LOOKBACK = 1000  # earlier jobs searched for one of the same problem
+
+
+def same_problem_reference(*, session: Session, job: Job) -> list[float] | None:
+    """The fixed reference point of the latest earlier job of the same problem (the same models and objectives),
+    or None: jobs that share it have hypervolumes that compare."""
+    rows = session.scalars(select(Job).where(Job.id < job.id).order_by(Job.id.desc())
+                           .limit(SHARED_REFERENCE_LOOKBACK)).all()
+    key = _problem_key(job.spec)
+    for other in rows:
+        if None not in other.reference_point and other.objectives == job.objectives and _problem_key(other.spec) == key:
+            return [float(v) for v in other.reference_point if v is not None]
+    return None
+
+
+def _problem_key(spec: dict[str, Any]) -> tuple[str, str]:
+    return json.dumps(spec.get("models"), sort_keys=True), json.dumps(spec.get("objectives"), sort_keys=True)
 
 
 def list_jobs(*, session: Session, offset: int = 0, limit: int = 50) -> tuple[int, list[Job]]:

@@ -29,7 +29,15 @@ from mergefront.service.db import session_scope
 from mergefront.service.front import update_front
 from mergefront.service.models import Evaluation, EvaluationState, JobState
 from mergefront.service.settings import Settings
-from mergefront.service.space import ModelFiles, candidate_seed, job_files, job_space, merge_config, observation
+from mergefront.service.space import (
+    ModelFiles,
+    candidate_seed,
+    job_files,
+    job_space,
+    merge_config,
+    observation,
+    space_notes,
+)
 from mergefront.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -137,6 +145,8 @@ class JobRunner:
         files = job_files(spec, self.settings)
         space = job_space(spec, self.settings, files)
         setup = self._worker_setup(spec, files)
+        for line in space_notes(spec, space):
+            log.info("job %s: %s", job_id, line)
         init_ray(self.settings.ray_address)
         return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec))
 

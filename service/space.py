@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mergefront.errors import InvalidSpecError
 from mergefront.granularity import Granularity
 from mergefront.optimizers import Observation, SearchSpace, build_space
+from mergefront.report import format_space
 from mergefront.service.settings import Settings
 from mergefront.spec import JobSpec
 from mergefront.suites import parse_bench_ref
@@ -34,10 +36,79 @@ _DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float
 
 def job_space(spec: JobSpec, settings: Settings, files: ModelFiles | None = None) -> SearchSpace:
     """The space the job searches; reads the base's tensor names (from `files` when given) only when a granularity
-    needs them."""
-    needs_names = any(r.granularity.kind != "model" for _, r in spec.merge.searched())
-    names = list((files or job_files(spec, settings)).merged_keys) if needs_names else []
-    return build_space(spec.merge, spec.models.experts, names)
+    needs them, and then leaves out the groups whose tensors no expert changes."""
+    if all(r.granularity.kind == "model" for _, r in spec.merge.searched()):
+        return build_space(spec.merge, spec.models.experts)
+    files = files or job_files(spec, settings)
+    names = list(files.merged_keys)
+    space = build_space(spec.merge, spec.models.experts, names, lambda g, group: unchanged_group(files, g, group))
+    if space.dim == 0:
+        raise InvalidSpecError("nothing to search: no expert changes any tensor of the searched groups "
+                               f"({', '.join(sorted({g.group for g in space.inert}))}); check the experts",
+                               ("models", "experts"))
+    return space
+
+
+def space_notes(spec: JobSpec, space: SearchSpace) -> list[str]:
+    """Lines a user reads with the space: groups left out, what `auto` picked, designs cut to fit the budget."""
+    from mergefront.optimizers import budget_notes
+
+    return [line.strip() for line in space.inert_lines()] + budget_notes(spec, space)
+
+
+def describe_space(spec: JobSpec, space: SearchSpace) -> str:
+    """The space as text (its dimension and coordinates), then its notes."""
+    text = format_space([(p.name, p.low, p.high, p.description) for p in space.parameters])
+    return "\n".join([text, *(f"  {line}" for line in space_notes(spec, space))])
+
+
+def unchanged_group(files: ModelFiles, granularity: Granularity, group: str) -> bool:
+    """Whether every expert's tensors in `group` equal the base's (all task vectors zero there).
+
+    Reads tensor by tensor and stops at the first difference, so a group that experts change costs one or two
+    tensor reads; answers are remembered per checkpoint files (and their modification times).
+    """
+    names = [k for k in files.merged_keys if granularity.group_of(k, files.merged_keys) == group]
+    return _unchanged(_stamp(files.base), tuple(_stamp(e) for e in files.experts), tuple(names))
+
+
+def _stamp(path: Path) -> tuple[str, float]:
+    return str(path), path.stat().st_mtime
+
+
+@lru_cache(maxsize=256)
+def _unchanged(base: tuple[str, float], experts: tuple[tuple[str, float], ...], names: tuple[str, ...]) -> bool:
+    import torch
+
+    base_reader = _TensorReader(Path(base[0]))
+    readers = [_TensorReader(Path(e[0])) for e in experts]
+    for name in names:
+        reference = base_reader.get(name)
+        if reference is None:
+            return False
+        for reader in readers:
+            other = reader.get(name)
+            if other is None or not torch.equal(reference, other):
+                return False
+    return True
+
+
+class _TensorReader:
+    """One tensor at a time from a checkpoint's safetensors files (None for pickled checkpoints: unknown)."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        from mergefront.evaluators.checkpoint import weight_files
+
+        files = [f for f in weight_files(path, allow_pickle=True) if f.suffix == ".safetensors"]
+        self.handles = [safe_open(f, framework="pt") for f in files]
+
+    def get(self, name: str) -> Any:
+        for handle in self.handles:
+            if name in handle.keys():  # noqa: SIM118 - safe_open has no __contains__
+                return handle.get_tensor(name)
+        return None
 
 
 def job_files(spec: JobSpec, settings: Settings) -> ModelFiles:
@@ -97,6 +168,9 @@ def merge_config(spec: JobSpec, params: Mapping[str, float], space: SearchSpace 
         row = grouped.setdefault(p.kind, {}).setdefault(p.group, [0.0] * (k if p.expert is not None else 1))
         row[p.expert or 0] = params[p.name]
         granularity[p.kind] = p.granularity
+    for inert in space.inert:  # groups no expert changes: any value gives the base's tensors
+        grouped.setdefault(inert.kind, {})[inert.group] = [inert.value] * (k if inert.per_expert else 1)
+        granularity[inert.kind] = inert.granularity
     values: dict[str, float | GroupedValues] = dict(spec.merge.fixed())
     for kind, groups in grouped.items():
         values[kind] = GroupedValues(granularity[kind], {g: tuple(v) for g, v in groups.items()})

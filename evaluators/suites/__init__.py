@@ -34,7 +34,10 @@ class Suite(Protocol):
         """The tensors of the base that merging changes (task heads, if any, are not merged)."""
         ...
 
-    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device) -> TaskEvaluator: ...
+    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device,
+                  metrics: Sequence[str] | None = None) -> TaskEvaluator:
+        """An evaluator of `tasks` on `split`; `metrics` (None: all the suite reports) may spare it work."""
+        ...
 
 
 def ensure_suite(name: str, cache_root: Path, seed: int = 0, *, verbose: bool = True) -> Path:

@@ -345,7 +345,8 @@ class DigitsSuite:
     def merged_keys(self, base: Mapping[str, torch.Tensor]) -> list[str]:
         return list(_trunk_of(base))
 
-    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device) -> _AccuracyEvaluator:
+    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device,
+                  metrics: Sequence[str] | None = None) -> _AccuracyEvaluator:
         return _AccuracyEvaluator(DigitsEvaluator(self.path, tasks, split=split, device=device))
 
 

@@ -149,10 +149,16 @@ class TinyLMEvaluator:
 
     One `LlamaForCausalLM` and the examples stay resident on one device; :meth:`evaluate` copies the merged
     tensors into the model's parameters (about 130k numbers, so a copy costs microseconds) and runs forward
-    passes only. Not thread safe.
+    passes only. `metrics` limits what is computed: without "accuracy" no answer is decoded (a third of the
+    time). Not thread safe.
     """
 
-    def __init__(self, model: LlamaForCausalLM, examples: Mapping[str, Examples], device: torch.device | str):
+    def __init__(self, model: LlamaForCausalLM, examples: Mapping[str, Examples], device: torch.device | str,
+                 metrics: Sequence[str] | None = None):
+        unknown = sorted(set(metrics or METRICS) - set(METRICS))
+        if unknown:
+            raise ValueError(f"tinylm reports {list(METRICS)}, not {unknown}")
+        self.metrics = tuple(m for m in METRICS if metrics is None or m in metrics)
         if not examples:
             raise ValueError("TinyLMEvaluator needs at least one task")
         self.device = torch.device(device)
@@ -163,12 +169,13 @@ class TinyLMEvaluator:
         self.tasks: tuple[str, ...] = tuple(examples)
 
     @classmethod
-    def from_suite(cls, suite: Path, tasks: Sequence[str], split: str, device: torch.device | str) -> TinyLMEvaluator:
+    def from_suite(cls, suite: Path, tasks: Sequence[str], split: str, device: torch.device | str,
+                   metrics: Sequence[str] | None = None) -> TinyLMEvaluator:
         """Read the base model and the `split` examples of `tasks` once; later merges touch no file."""
         if split not in HELD_OUT_SPLITS:
             raise ValueError(f"split must be one of {HELD_OUT_SPLITS}, got {split!r}")
         model = LlamaForCausalLM.from_pretrained(str(Path(suite) / "base"), dtype=torch.float32)
-        return cls(model, load_held_out(Path(suite) / DATA_FILE, tasks, split), device)
+        return cls(model, load_held_out(Path(suite) / DATA_FILE, tasks, split), device, metrics)
 
     def _load(self, merged: Mapping[str, torch.Tensor]) -> None:
         missing = sorted(set(self._params) - set(merged))
@@ -179,18 +186,22 @@ class TinyLMEvaluator:
                 param.copy_(merged[key])
 
     def evaluate(self, merged: Mapping[str, torch.Tensor]) -> dict[str, dict[str, float]]:
-        """`{task: {"accuracy": exact match in [0, 1], "loss": mean answer-token cross-entropy}}`."""
+        """`{task: {"accuracy": exact match in [0, 1], "loss": mean answer-token cross-entropy}}` (the metrics
+        asked for)."""
         self._load(merged)
         with torch.inference_mode():
             return {task: self._score(examples) for task, examples in self._examples.items()}
 
     def _score(self, examples: Examples) -> dict[str, float]:
-        decoded = greedy_decode(self.model, examples.prompt, examples.answer.shape[1])  # n x A
-        accuracy = (decoded == examples.answer).all(dim=1).double().mean().item()
-        teacher = torch.cat([examples.prompt, examples.answer[:, :-1]], dim=1)  # n x (P + A - 1)
-        logits = self.model(input_ids=teacher).logits[:, examples.prompt.shape[1] - 1 :]  # n x A x V
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), examples.answer.reshape(-1)).item()
-        return {"accuracy": accuracy, "loss": loss}
+        out: dict[str, float] = {}
+        if "accuracy" in self.metrics:
+            decoded = greedy_decode(self.model, examples.prompt, examples.answer.shape[1])  # n x A
+            out["accuracy"] = (decoded == examples.answer).all(dim=1).double().mean().item()
+        if "loss" in self.metrics:
+            teacher = torch.cat([examples.prompt, examples.answer[:, :-1]], dim=1)  # n x (P + A - 1)
+            logits = self.model(input_ids=teacher).logits[:, examples.prompt.shape[1] - 1 :]  # n x A x V
+            out["loss"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), examples.answer.reshape(-1)).item()
+        return out
 
 
 def greedy_decode(model: LlamaForCausalLM, prompt: torch.Tensor, n_tokens: int) -> torch.Tensor:
@@ -339,8 +350,9 @@ class TinyLMSuite:
     def merged_keys(self, base: Mapping[str, torch.Tensor]) -> list[str]:
         return list(base)
 
-    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device) -> TinyLMEvaluator:
-        return TinyLMEvaluator.from_suite(self.path, tasks, split, device)
+    def evaluator(self, tasks: Sequence[str], split: str, device: torch.device,
+                  metrics: Sequence[str] | None = None) -> TinyLMEvaluator:
+        return TinyLMEvaluator.from_suite(self.path, tasks, split, device, metrics)
 
 
 def open_suite(path: Path) -> TinyLMSuite:

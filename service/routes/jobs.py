@@ -76,14 +76,15 @@ def get_pareto(job_id: JobId, session: SessionDep) -> ParetoOut:
 @router.get("/{job_id}/surrogates")
 def get_surrogates(job_id: JobId, session: SessionDep, request: Request) -> SurrogatesOut:
     """Every objective's surrogate refitted on the job's completed evaluations, with its leave-one-out R²."""
-    from mergefront.optimizers import make_optimizer  # the optimizers stay out of the API's start-up
+    from mergefront.optimizers import make_optimizer, resolved  # the optimizers stay out of the API's start-up
     from mergefront.service.space import job_space, observation
 
     job = repo.get_job(session=session, job_id=job_id)
     spec = JobSpec.model_validate(job.spec)
-    optimizer = make_optimizer(spec, job_space(spec, request.app.state.settings))
+    space = job_space(spec, request.app.state.settings)
+    optimizer = make_optimizer(spec, space)
     reports_of = getattr(optimizer, "surrogate_reports", None)
-    kind = SURROGATES.get(spec.optimizer.name)
+    kind = SURROGATES.get(resolved(spec, space)[0].name)
     if reports_of is None or kind is None:
         return SurrogatesOut(job_id=job_id, optimizer=spec.optimizer.name, surrogate=None, n_points=0, objectives=[])
     _, rows = repo.list_evaluations(session=session, job_id=job_id, state=EvaluationState.completed)
@@ -100,11 +101,11 @@ SURROGATES = {"map": "quadratic", "qnehvi": "gaussian process", "saea": "gaussia
 @router.get("/{job_id}/space")
 def get_space(job_id: JobId, session: SessionDep, request: Request) -> SpaceOut:
     """The job's search space: one entry per searched coordinate, with its meaning."""
-    from mergefront.service.space import job_space  # the optimizers' space code stays out of the API's start-up
+    from mergefront.service.space import job_space, space_notes  # the optimizers stay out of the API's start-up
 
     spec = JobSpec.model_validate(repo.get_job(session=session, job_id=job_id).spec)
     space = job_space(spec, request.app.state.settings)
-    return SpaceOut(job_id=job_id, dim=space.dim, parameters=[
+    return SpaceOut(job_id=job_id, dim=space.dim, notes=space_notes(spec, space), parameters=[
         ParameterOut(name=p.name, low=p.low, high=p.high, kind=p.kind, expert=p.expert, group=p.group,
                      description=p.description) for p in space.parameters])
 

@@ -69,6 +69,7 @@ def test_a_running_job_fills_its_page_live_and_a_clicked_point_shows_its_evaluat
     assert sum(counts) == len(points["ids"]) and counts[1] == points["n_front"] >= 1
     assert "12 completed" in browser.find_element(By.ID, "front-caption").text
     assert browser.execute_script("return document.getElementById('hv').data[0].x.length") >= 1
+    assert "(reference point [0, 0])" in browser.find_element(By.ID, "summary").text  # beside the hypervolume
     browser.save_screenshot(str(screenshots / "job-2-objectives.png"))
 
     target = traces[1].find_elements(By.CSS_SELECTOR, "path.point")[0]

@@ -133,6 +133,15 @@ def test_evaluator_scores_an_expert_as_transformers_does(suite: TinyLMSuite, tas
     assert 0.0 < accuracy  # a test that can fail: the expert solves some of its task
 
 
+def test_a_loss_only_evaluator_decodes_nothing_and_scores_the_same_loss(suite: TinyLMSuite) -> None:
+    state = suite.load_model("copy")
+    full = suite.evaluator(["copy", "add"], "validation", torch.device("cpu")).evaluate(state)
+    losses = suite.evaluator(["copy", "add"], "validation", torch.device("cpu"), ["loss"]).evaluate(state)
+    assert losses == {task: {"loss": full[task]["loss"]} for task in ("copy", "add")}
+    with pytest.raises(ValueError, match="not \\['perplexity'\\]"):
+        suite.evaluator(["copy"], "validation", torch.device("cpu"), ["perplexity"])
+
+
 def test_evaluator_refuses_tensors_it_lacks(suite: TinyLMSuite) -> None:
     state = suite.load_model("base")
     del state["lm_head.weight"]

@@ -40,3 +40,28 @@ def test_evaluations_are_numbered_and_finished_jobs_are_not_leased(sessions, spe
         repo.finish_job(session=s, job_id=job_id, state=JobState.completed)
     with session_scope(sessions) as s:
         assert repo.lease_job(session=s, owner="x", seconds=30) is None
+
+
+def test_jobs_of_one_problem_share_their_reference_point(sessions, spec_data: dict) -> None:
+    from mergefront.service.front import update_front
+
+    spec_data["objectives"] = [{"evaluator": "external", "name": "score", "direction": "maximize"},
+                               {"evaluator": "external", "name": "cost", "direction": "minimize"}]
+
+    def run_first_batch(spec: dict, values: list[tuple[float, float]]) -> list:
+        with session_scope(sessions) as s:
+            job = repo.create_job(session=s, spec=parse_spec(spec))
+            assert job.reference_point == [None, None]  # no known worst value: fixed after the first batch
+            rows = repo.add_evaluations(session=s, job_id=job.id, points=[([0.1 * i] * 6, {}) for i in range(4)])
+            keys = [o["name"] for o in spec["objectives"]]
+            for row, pair in zip(rows, values, strict=True):
+                repo.complete_evaluation(session=s, evaluation_id=row.id, metrics=dict(zip(keys, pair, strict=True)),
+                                         worker="w", merge_seconds=0.0, eval_seconds=0.0)
+            update_front(session=s, job_id=job.id)
+            return list(repo.get_job(session=s, job_id=job.id).reference_point)
+
+    first = run_first_batch(spec_data, [(0.5, 2.0), (0.7, 3.0), (0.2, 1.0), (0.6, 2.5)])
+    assert first == [0.2 - 0.05, 3.0 + 0.2]  # inferred: the worst seen, a tenth of the spread further out
+    assert run_first_batch(spec_data, [(5.0, 20.0), (7.0, 30.0), (6.0, 10.0), (8.0, 40.0)]) == first
+    spec_data["objectives"][1]["name"] = "latency"  # another problem: its own reference point
+    assert run_first_batch(spec_data, [(5.0, 20.0), (7.0, 30.0), (6.0, 10.0), (8.0, 40.0)]) == [4.7, 43.0]

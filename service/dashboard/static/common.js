@@ -85,6 +85,11 @@ MF.fmt = function (value, digits = 4) {
   return String(value);
 };
 
+// A reference point as text; entries not fixed yet (inferred after the first batch) read "?".
+MF.refPoint = function (point) {
+  return `[${(point || []).map((v) => (v === null || v === undefined ? "?" : String(v))).join(", ")}]`;
+};
+
 MF.seconds = function (value) {
   return value === null || value === undefined ? "–" : `${value.toFixed(3)} s`;
 };

@@ -26,7 +26,8 @@
         item("state", MF.stateBadge(job.state), MF.isDone(job) ? "" : MF.el("span", { class: "live" }, "● live")),
         item("progress", MF.progress(job)),
         item("optimizer", job.optimizer),
-        item("hypervolume", MF.el("span", { id: "job-hv" }, MF.fmt(job.hypervolume, 6))),
+        item("hypervolume", MF.el("span", { id: "job-hv" }, MF.fmt(job.hypervolume, 6)),
+          MF.el("span", { class: "muted" }, ` (reference point ${MF.refPoint(job.reference_point)})`)),
         item("objectives", job.objectives.map((o, k) => `${o} (${job.maximize[k] ? "max" : "min"})`).join(", ")),
         item("created", MF.age(job.created_at))),
       ...(job.error ? [MF.el("pre", { class: "error" }, job.error)] : []));

@@ -117,7 +117,8 @@ MF.plots = (function () {
       marker: { size: 4 }, x: history.points.map((p) => p.n_completed), y: history.points.map((p) => p.hypervolume),
       hovertemplate: "%{x} completed<br>hypervolume %{y:.6f}<extra></extra>" }];
     const layout = { margin: { t: 10, r: 10, b: 45, l: 70 }, xaxis: { title: { text: "completed evaluations" } },
-      yaxis: { title: { text: "hypervolume" } }, uirevision: "hv" };
+      yaxis: { title: { text: `hypervolume (reference ${MF.refPoint(history.reference_point)})` } },
+      uirevision: "hv" };
     return Plotly.react(gd, data, layout, CONFIG);
   }
 

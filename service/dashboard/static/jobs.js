@@ -13,7 +13,8 @@
       MF.el("td", {}, MF.stateBadge(job.state)),
       MF.el("td", {}, MF.progress(job)),
       MF.el("td", {}, job.optimizer),
-      MF.el("td", { class: "num" }, MF.fmt(job.hypervolume, 6)),
+      MF.el("td", { class: "num" }, MF.fmt(job.hypervolume, 6),
+        MF.el("div", { class: "muted" }, `ref ${MF.refPoint(job.reference_point)}`)),
       MF.el("td", { class: "num" }, job.objectives.length),
       MF.el("td", { title: job.created_at }, MF.age(job.created_at)));
   }

@@ -1,0 +1,41 @@
+"""`optimizer.name: auto`: the optimizer the sample-efficiency benchmark shows best for a job's space.
+
+The rule reads the search space's dimension, the number of experts and objectives, the budget and whether the
+merge method draws random masks (noisy objectives), and says why it chose what it chose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mergefront.optimizers.map import one_hot_points
+from mergefront.optimizers.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What `auto` picked: an optimizer name with its options, and the reason in words."""
+
+    name: str
+    reason: str
+    options: dict[str, object] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        opts = "".join(f", {k}: {v}" for k, v in self.options.items())
+        return f"{self.name}{opts} ({self.reason})"
+
+
+def choose(space: SearchSpace, n_objectives: int, budget: int, *, noisy: bool = False) -> Choice:
+    """The optimizer for a space of this dimension, with `n_objectives` objectives, `budget` evaluations, and
+    objectives that are `noisy` (a merge method with random masks)."""
+    d, experts = space.dim, one_hot_points(space).shape[0]
+    if noisy:
+        return Choice("qnehvi", "random masks make the objectives noisy; the GPs learn the noise level")
+    if d > 24:
+        return Choice("qnehvi", f"{d} dimensions: quadratics need (d + 1)(d + 2) / 2 = {(d + 1) * (d + 2) // 2} "
+                      "terms, GPs do not")
+    if d > experts and experts >= 4:
+        return Choice("map", f"{d} dimensions over {experts} experts: pairs of experts first (Nested MAP)",
+                      {"nested": True})
+    return Choice("map", f"{d} dimensions: MAP's one-hot design and quadratics lead at every budget up to "
+                  f"{budget}")

@@ -1,0 +1,55 @@
+"""`optimizer.name: auto` and initial designs scaled to the budget."""
+
+from __future__ import annotations
+
+from mergefront.optimizers import (
+    MAPOptimizer,
+    NestedMAPOptimizer,
+    NSGA2Optimizer,
+    QNEHVIOptimizer,
+    budget_notes,
+    build_space,
+    design_sizes,
+    make_optimizer,
+)
+from mergefront.spec import parse_spec
+
+
+def _spec(spec_data: dict, **optimizer: object):  # type: ignore[no-untyped-def]
+    spec_data["optimizer"] = optimizer
+    spec = parse_spec(spec_data)
+    return spec, build_space(spec.merge, spec.models.experts)
+
+
+def test_auto_is_the_default_and_picks_by_the_space(spec_data: dict) -> None:
+    spec, space = _spec(spec_data)  # TIES over 3 experts: 6 dimensions
+    assert spec.optimizer.name == "auto"
+    assert isinstance(make_optimizer(spec, space), MAPOptimizer)
+    assert budget_notes(spec, space)[0].startswith("optimizer auto: ")
+    spec_data["merge"]["method"] = "dare_ties"  # random masks: noisy objectives
+    spec, space = _spec(spec_data)
+    assert isinstance(make_optimizer(spec, space), QNEHVIOptimizer)
+
+
+def test_auto_takes_nested_map_for_four_experts_with_densities(spec_data: dict) -> None:
+    spec_data["models"]["experts"].append("bench://digits/mod3")
+    spec_data["objectives"].append({"task": "mod3"})
+    spec, space = _spec(spec_data)
+    assert isinstance(make_optimizer(spec, space), NestedMAPOptimizer)
+
+
+def test_initial_designs_and_populations_take_at_most_a_quarter_of_the_budget(spec_data: dict) -> None:
+    spec, space = _spec(spec_data, name="nsga2", budget=20)  # default population max(8, 2 x 6) = 12
+    opt = make_optimizer(spec, space)
+    assert isinstance(opt, NSGA2Optimizer) and opt.population_size == 5
+    assert any("cut to 25% of the budget 20" in n for n in budget_notes(spec, space))
+    spec, space = _spec(spec_data, name="qnehvi", budget=16)
+    opt = make_optimizer(spec, space)
+    assert isinstance(opt, QNEHVIOptimizer) and opt.initial_points == 4
+    spec, space = _spec(spec_data, name="map", budget=8)  # never below the one-hot merges of the 3 experts
+    assert design_sizes("map", space, 8).used == 3
+    spec, space = _spec(spec_data, name="qnehvi", budget=12, initial_points=10)  # the user's value is kept ...
+    assert make_optimizer(spec, space).initial_points == 10  # type: ignore[attr-defined]
+    notes = budget_notes(spec, space)  # ... with a warning, and one for a budget too small for the space
+    assert any(n.startswith("warning: the initial design (10) takes 83% of the budget") for n in notes)
+    assert any("is small for 6 dimensions" in n for n in notes)
