@@ -63,17 +63,19 @@ _RAY_WHERE = re.compile(r"\s*\((?:pid|ip|node_id|actor_id)=[^)]*\)")
 _PID = re.compile(r"\b(pid|ip|node_id|actor_id)[=:]\s*[\w.:-]+", re.I)
 _ABS_PATH = re.compile(r"(?<![\w.:/~])(?!/v1/)(?:/[\w.+@~-]+){2,}/?")  # not the API's own routes
 _TRACEBACK = "Traceback (most recent call last)"
+_LONG_QUOTE = re.compile(r"(?<!\w)'([^'\s]{80})[^'\s]{4,}'")  # a long value a message quotes: its first 80 characters
 
 
 def public_message(text: str, limit: int = 2000) -> str:
     """An error message fit for a response: no colour codes, stack traces, process ids or absolute paths (the
-    server's log keeps the full text); a path is cut to its last part, `.../model.safetensors`."""
+    server's log keeps the full text); a path is cut to its last part, `.../model.safetensors`, a long quoted value
+    to its first 80 characters."""
     text = _RAY_WHERE.sub("", _ANSI.sub("", text))
     if _TRACEBACK in text:
         head, _, tail = text.partition(_TRACEBACK)
         lines = [line.strip() for line in tail.splitlines() if line.strip()]
         last = lines[-1] if lines else ""
         text = f"{head.strip().rstrip(':')}: {last}" if head.strip() else last
-    text = _PID.sub(lambda m: f"{m.group(1)}=...", text)
+    text = _LONG_QUOTE.sub(lambda m: f"'{m.group(1)}...'", _PID.sub(lambda m: f"{m.group(1)}=...", text))
     text = _ABS_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
     return text if len(text) <= limit else text[:limit] + " ..."

@@ -75,10 +75,15 @@ async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's 422, made safe for inputs JSON cannot carry (NaN, infinity) or that are not JSON at all, each
     offending input cut to a short excerpt (never the whole body back)."""
     assert isinstance(exc, RequestValidationError)
-    detail = [{key: _excerpt(error[key]) if key == "input" else error[key]
-               for key in ("type", "loc", "msg", "input") if key in error} for error in exc.errors()[:20]]
+    shown = {"input": _excerpt, "msg": lambda msg: public_message(str(msg))}
+    detail = [{key: shown.get(key, _same)(error[key]) for key in ("type", "loc", "msg", "input") if key in error}
+              for error in exc.errors()[:20]]
     return JSONResponse({"detail": _json_safe(jsonable_encoder(detail, custom_encoder={bytes: _bytes}))},
                         status_code=422)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _excerpt(value: Any) -> Any:

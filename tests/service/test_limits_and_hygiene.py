@@ -51,6 +51,12 @@ def test_a_422_echoes_only_a_short_excerpt(client: TestClient, spec_data: dict) 
     assert detail["loc"] == ["body", "name"] and detail["input"] == "y" * 80 + "..."
 
 
+def test_a_long_value_in_a_message_is_cut(client: TestClient, spec_data: dict) -> None:
+    spec_data["models"]["experts"][1] = "bench://digits/" + "z" * 4000
+    detail = client.post("/v1/jobs", json=spec_data).json()["detail"][0]
+    assert detail["loc"] == ["body", "models", "experts", 1] and len(detail["msg"]) < 300, detail
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     (("resources", "workers"), 256, "256 is more than this server allows: at most 16 (the operator's "
                                     "MERGEFRONT_MAX_WORKERS)"),
