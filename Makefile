@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint serve clean
+.PHONY: install demo test lint serve clean docker-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Build the container images and run the compose stack end to end (docker/smoke.sh; Podman, several minutes).
+docker-smoke: $(VENV)/.installed
+	bash docker/smoke.sh

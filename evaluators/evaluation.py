@@ -16,7 +16,9 @@ from typing import Any
 
 import torch
 
-from mergefront.evaluators.checkpoint import load_checkpoint
+from mergefront.evaluators.bundle import Bundle, unpack
+from mergefront.evaluators.checkpoint import load_checkpoint, resolve
+from mergefront.evaluators.cluster import node_cache_dir
 from mergefront.evaluators.device import pick_device
 from mergefront.evaluators.merge import MergeConfig, ResidentMerger
 from mergefront.evaluators.objectives import make_objective, pick_metric
@@ -40,7 +42,8 @@ class ObjectiveSetup:
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """Everything a worker loads once per job: the checkpoints (paths), which tensors are merged, the objectives."""
+    """Everything a worker loads once per job: the checkpoints (paths, or `hf://` references each node fetches
+    into its own cache), which tensors are merged, the objectives."""
 
     base: str
     experts: tuple[str, ...]
@@ -51,6 +54,10 @@ class WorkerSetup:
     device: str = "auto"
     threads: int = 1
     python_path: tuple[str, ...] = ()  # folders the worker adds to sys.path to import evaluator functions
+    # where the worker's node lacks the server's files (a cluster): the suite's folder, and the modules of the
+    # job's own evaluator functions, both put in the node's cache
+    suite_files: Bundle | None = None
+    modules: Bundle | None = None
 
     @classmethod
     def for_suite(cls, suite: str, suite_dir: Path, experts: Sequence[str], objectives: Sequence[ObjectiveSetup],
@@ -86,19 +93,22 @@ class CandidateEvaluator:
         for folder in setup.python_path:
             if folder not in sys.path:
                 sys.path.append(folder)
+        if setup.modules is not None:
+            sys.path.insert(0, str(unpack(setup.modules, node_cache_dir())))
         self.setup = setup
         self.device = pick_device(setup.device)
-        base = load_checkpoint(Path(setup.base))
-        experts = [load_checkpoint(Path(path)) for path in setup.experts]
+        suite_dir, base_path, expert_paths = _local_files(setup)
+        base = load_checkpoint(base_path)
+        experts = [load_checkpoint(path) for path in expert_paths]
         self.merger = ResidentMerger(base, experts, setup.merged_keys, self.device)
         del experts
         merged = self.merger.tensors()
         self.evaluators: dict[str, TaskEvaluator] = {}
         task_objectives = [o for o in setup.objectives if o.task is not None]
         if task_objectives:
-            if setup.suite is None or setup.suite_dir is None:
+            if setup.suite is None or suite_dir is None:
                 raise ValueError("suite tasks need the models of a built-in suite")
-            suite = open_suite(setup.suite, Path(setup.suite_dir))
+            suite = open_suite(setup.suite, suite_dir)
             splits = sorted({o.split for o in task_objectives})
             self.evaluators = {split: suite.evaluator(
                 sorted({o.task for o in task_objectives if o.split == split and o.task is not None}), split,
@@ -107,7 +117,7 @@ class CandidateEvaluator:
         self.tokenizer: Any = None
         self.binding: Binding | None = None
         if any(o.evaluator is not None and runs_model(o.evaluator) for o in setup.objectives):
-            self.model, self.tokenizer = load_model(Path(setup.base), self.device)
+            self.model, self.tokenizer = load_model(base_path, self.device)
             self.binding = bind(self.model, merged)
         # objectives that differ only in the metric they read share one evaluator and one run per candidate
         self.objectives: dict[str, Callable[..., Mapping[str, float]]] = {}
@@ -146,6 +156,23 @@ class CandidateEvaluator:
 
     def ping(self) -> str:
         return self.name
+
+
+def _local_files(setup: WorkerSetup) -> tuple[Path | None, Path, list[Path]]:
+    """The suite's folder, the base and the experts on this node. A shipped suite is put in the node's cache and
+    its models named relative to it; an `hf://` reference is fetched into the node's cache; any other path is
+    taken as given (on a cluster: a path every node sees)."""
+    if setup.suite_files is not None:
+        suite_dir: Path | None = unpack(setup.suite_files, node_cache_dir()) / setup.suite_files.name
+    else:
+        suite_dir = None if setup.suite_dir is None else Path(setup.suite_dir)
+
+    def local(ref: str) -> Path:
+        if ref.startswith("hf://"):
+            return resolve(ref, cache_dir=node_cache_dir() / "hf")
+        return suite_dir / ref if setup.suite_files is not None and suite_dir is not None else Path(ref)
+
+    return suite_dir, local(setup.base), [local(ref) for ref in setup.experts]
 
 
 def _source(objective: ObjectiveSetup) -> str:

@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
                        "address, only to clients on this machine; logged)")
     serve.set_defaults(func=_serve)
 
+    migrate = sub.add_parser("migrate", help="bring the database's schema up to date (once, before API replicas "
+                             "start; `serve` and `run` also do it)")
+    migrate.add_argument("--db", help="SQLAlchemy URL (default: MERGEFRONT_DATABASE_URL or ~/.mergefront)")
+    migrate.set_defaults(func=_migrate)
+
     space = sub.add_parser("space", help="show the search space a spec defines (its dimension and meaning)")
     space.add_argument("spec")
     space.set_defaults(func=_space)
@@ -152,6 +157,16 @@ def _export(args: argparse.Namespace) -> int:
     if args.checkpoint:
         path = source.materialize(Path(args.checkpoint))
         print(f"evaluation {evaluation_id}: checkpoint written to {path}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from mergefront.service.db import upgrade_database
+    from mergefront.service.settings import Settings
+
+    settings = Settings(database_url=args.db) if args.db else Settings()
+    upgrade_database(settings.resolved_database_url)
+    print("database schema up to date")
     return 0
 
 

@@ -58,7 +58,9 @@ class EvaluationOut(_Out):
     metrics: dict[str, float] | None = None
     error: PublicError = None
     attempts: int
-    worker: str | None = None
+    worker: str | None = None  # the worker's host and device
+    node: str | None = None  # the Ray node that ran it: its name (`ray start --node-name`), else its address
+    node_id: str | None = None  # that node's Ray id
     merge_seconds: float | None = None
     eval_seconds: float | None = None
     created_at: Timestamp

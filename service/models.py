@@ -89,6 +89,8 @@ class Evaluation(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    node: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the Ray node's name (or address)
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # and its id
     merge_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     eval_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -201,16 +201,20 @@ def expire_overdue(*, session: Session, job_id: int, now: datetime | None = None
 
 
 def complete_evaluation(*, session: Session, evaluation_id: int, metrics: dict[str, float], worker: str,
-                        merge_seconds: float, eval_seconds: float) -> None:
+                        merge_seconds: float, eval_seconds: float, node: str | None = None,
+                        node_id: str | None = None) -> None:
     row = get_evaluation(session=session, evaluation_id=evaluation_id)
     row.state, row.metrics, row.worker, row.error = EvaluationState.completed, metrics, worker, None
     row.merge_seconds, row.eval_seconds, row.finished_at = merge_seconds, eval_seconds, utcnow()
+    row.node, row.node_id = node, node_id
 
 
-def fail_evaluation(*, session: Session, evaluation_id: int, error: str, final: bool) -> None:
-    """Record an error; a final failure ends the evaluation, otherwise it waits to be retried."""
+def fail_evaluation(*, session: Session, evaluation_id: int, error: str, final: bool, node: str | None = None,
+                    node_id: str | None = None) -> None:
+    """Record an error (and the node it happened on, when known); a final failure ends the evaluation, otherwise
+    it waits to be retried."""
     row = get_evaluation(session=session, evaluation_id=evaluation_id)
-    row.error = error
+    row.error, row.node, row.node_id = error, node, node_id
     if final:
         row.state, row.finished_at = EvaluationState.failed, utcnow()
     else:

@@ -14,6 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,7 +42,7 @@ from mergefront.service.space import (
 from mergefront.spec import JobSpec
 
 if TYPE_CHECKING:
-    from mergefront.evaluators.evaluation import WorkerSetup
+    from mergefront.evaluators.evaluation import ObjectiveSetup, WorkerSetup
     from mergefront.evaluators.pool import Finished, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -144,19 +145,21 @@ class JobRunner:
             confine_paths(spec, self.settings, Registry.discover(self.settings.plugins))
         files = job_files(spec, self.settings)
         space = job_space(spec, self.settings, files)
-        setup = self._worker_setup(spec, files)
         for line in space_notes(spec, space):
             log.info("job %s: %s", job_id, line)
-        init_ray(self.settings.ray_address)
+        cluster = init_ray(self.settings.ray_address)
+        setup = self._worker_setup(spec, files, cluster)
         return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec))
 
-    def _worker_setup(self, spec: JobSpec, files: ModelFiles) -> WorkerSetup:
+    def _worker_setup(self, spec: JobSpec, files: ModelFiles, cluster: bool) -> WorkerSetup:
         from mergefront.evaluators.evaluation import ObjectiveSetup, WorkerSetup
         from mergefront.evaluators.suites import ensure_suite
 
         suite_dir = ensure_suite(spec.suite, self.settings.resolved_cache_dir) if spec.suite else None
         objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric_name, o.evaluator, o.settings)
                            for o in spec.objectives)
+        if cluster:
+            return _cluster_setup(spec, files, suite_dir, objectives)
         python_path = tuple(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
         return WorkerSetup(str(files.base), tuple(str(p) for p in files.experts), files.merged_keys, objectives,
                            spec.suite, None if suite_dir is None else str(suite_dir), spec.resources.device,
@@ -227,13 +230,15 @@ class JobRunner:
             r = finished.value
             with session_scope(self.sessions) as s:
                 repo.complete_evaluation(session=s, evaluation_id=row.id, metrics=r.metrics, worker=r.worker,
-                                         merge_seconds=r.merge_seconds, eval_seconds=r.eval_seconds)
+                                         merge_seconds=r.merge_seconds, eval_seconds=r.eval_seconds,
+                                         node=finished.node, node_id=finished.node_id)
             self.update_front(run.job_id)
             return
         final = row.attempts > run.spec.resources.max_retries
         log.warning("evaluation %s failed (attempt %s): %s", row.id, row.attempts, finished.error)
         with session_scope(self.sessions) as s:
-            repo.fail_evaluation(session=s, evaluation_id=row.id, error=_describe(finished.error), final=final)
+            repo.fail_evaluation(session=s, evaluation_id=row.id, error=_describe(finished.error), final=final,
+                                 node=finished.node, node_id=finished.node_id)
         if not final:
             self._dispatch(run, row)
 
@@ -249,6 +254,28 @@ class JobRunner:
             hv, front = (snap.hypervolume, len(snap.members)) if snap else (None, 0)
         finished = counts.get(EvaluationState.completed, 0) + counts.get(EvaluationState.failed, 0)
         return Progress(run.job_id, finished, run.spec.optimizer.budget, hv, front)
+
+
+def _cluster_setup(spec: JobSpec, files: ModelFiles, suite_dir: Path | None,
+                   objectives: tuple[ObjectiveSetup, ...]) -> WorkerSetup:
+    """What each worker loads on a cluster joined by address, whose nodes share none of this machine's files but
+    storage every node sees: a suite travels as its files (its models named inside it), the modules of the job's
+    own functions likewise, `hf://` models are fetched by each node, other models are read where they are."""
+    from mergefront.evaluators.bundle import pack
+    from mergefront.evaluators.cluster import module_paths, user_modules
+    from mergefront.evaluators.evaluation import WorkerSetup
+
+    paths = (files.base, *files.experts)
+    if suite_dir is not None:
+        names = [str(p.relative_to(suite_dir)) for p in paths]
+    else:
+        names = [ref if ref.startswith("hf://") else str(p)
+                 for ref, p in zip((spec.models.base, *spec.models.experts), paths, strict=True)]
+    modules = module_paths(user_modules(o.evaluator for o in spec.objectives))
+    suite_files = None if suite_dir is None else pack(suite_dir.name, suite_dir)
+    return WorkerSetup(names[0], tuple(names[1:]), files.merged_keys, objectives, spec.suite, None,
+                       spec.resources.device, suite_files=suite_files,
+                       modules=pack("modules", *map(Path, modules)) if modules else None)
 
 
 def _describe(error: BaseException) -> str:

@@ -42,7 +42,7 @@ MF.details = (function () {
     }
     if (current !== id) return;
     const timings = { "merge": MF.seconds(ev.merge_seconds), "evaluate": MF.seconds(ev.eval_seconds),
-      "worker": ev.worker || "–", "attempts": ev.attempts, "started": ev.started_at || "–",
+      "worker": ev.worker || "–", "node": ev.node ? `${ev.node} (${ev.node_id.slice(0, 8)})` : "–", "attempts": ev.attempts, "started": ev.started_at || "–",
       "finished": ev.finished_at || "–" };
     target.replaceChildren(...[
       MF.el("p", { class: "picked", id: "picked", dataset: { evaluationId: ev.id } },
