@@ -5,7 +5,8 @@ set -eu
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
     password=$(cat "$POSTGRES_PASSWORD_FILE")
     printf '%s' "$password" > /tmp/pwfile
-    initdb --username="$POSTGRES_USER" --pwfile=/tmp/pwfile --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    initdb --username="$POSTGRES_USER" --pwfile=/tmp/pwfile --encoding=UTF8 --locale=C.UTF-8 \
+        --auth-local=trust --auth-host=scram-sha-256 >/dev/null
     rm /tmp/pwfile
     echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
     pg_ctl -o "-c listen_addresses='' -p ${PGPORT:-5432}" -w start >/dev/null

@@ -26,26 +26,21 @@ compose_tool() {
     echo "$PWD/docker/.cache/compose/bin/podman-compose"
 }
 
-free_ports() {  # N free TCP ports on 127.0.0.1, the first three consecutive (the Ray head's)
-    python3 - "$1" <<'EOF'
-import random, socket, sys
+free_ports() {  # N distinct free TCP ports on 127.0.0.1
+    python3 -c 'import random, socket, sys
 def free(port):
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port)); return True
+            s.bind(("127.0.0.1", port))
+            return True
         except OSError:
             return False
-while True:
-    base = random.randrange(20000, 30000)
-    if all(free(base + i) for i in range(3)):
-        break
-rest = []
-while len(rest) < int(sys.argv[1]) - 3:
-    p = random.randrange(30000, 40000)
-    if free(p) and p not in rest:
-        rest.append(p)
-print(base, base + 1, base + 2, *rest)
-EOF
+ports = []
+while len(ports) < int(sys.argv[1]):
+    p = random.randrange(20000, 40000)
+    if free(p) and p not in ports:
+        ports.append(p)
+print(*ports)' "$1"
 }
 
 image_or_build() {  # IMAGE PUBLIC BUILD...: the public image if it can be pulled, else run BUILD to make IMAGE
@@ -82,14 +77,7 @@ build_images() {
 
 write_secrets() {
     secrets=$(mktemp -d)
-    chmod 700 "$secrets"
-    local password
-    password=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-    python3 -c 'import secrets; print(secrets.token_hex(32), end="")' > "$secrets/ray_token"
-    printf '%s' "$password" > "$secrets/postgres_password"
-    printf 'postgresql+psycopg://mergefront:%s@127.0.0.1:%s/mergefront' "$password" "$POSTGRES_PORT" \
-        > "$secrets/database_url"
-    chmod 644 "$secrets"/*  # read by the containers' own users; the folder keeps them from the host's
+    POSTGRES_HOST=127.0.0.1 docker/secrets.sh "$secrets" >/dev/null
     export MERGEFRONT_SECRETS=$secrets
 }
 
@@ -124,12 +112,13 @@ teardown() {
     exit $status
 }
 trap teardown EXIT
+trap 'exit 130' INT TERM  # through teardown, as a failure
 
 export MERGEFRONT_IMAGE=${MERGEFRONT_IMAGE:-localhost/mergefront:cpu}
 tool=$(compose_tool)
 build_images
-read -r RAY_PORT RAY_CLIENT_PORT RAY_DASHBOARD_PORT POSTGRES_PORT API_PORT API_ONLY_PORT <<< "$(free_ports 6)"
-export RAY_PORT RAY_CLIENT_PORT RAY_DASHBOARD_PORT POSTGRES_PORT API_PORT API_ONLY_PORT RAY_HEAD_HOST=127.0.0.1
+read -r RAY_PORT RAY_DASHBOARD_PORT POSTGRES_PORT API_PORT API_ONLY_PORT <<< "$(free_ports 5)"
+export RAY_PORT RAY_DASHBOARD_PORT POSTGRES_PORT API_PORT API_ONLY_PORT RAY_HEAD_HOST=127.0.0.1
 export RAY_WORKER_CPUS=1  # one CPU per worker node: the job's two workers need both nodes
 write_secrets
 

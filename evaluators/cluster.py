@@ -11,10 +11,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import socket
 import sysconfig
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from mergefront.errors import ClusterUnavailableError
 
 # left out of the uploaded code: byte code, and the dashboard's files (workers serve no pages)
 EXCLUDES = ("__pycache__", "*.pyc", "service/dashboard/static")
@@ -39,6 +42,19 @@ def enable_token_auth() -> None:
         setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     finally:
         quiet.setLevel(level)
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """ClusterUnavailableError, saying why, unless something listens at `address` (`host:port`). Ray itself retries
+    an address where nothing listens for many minutes before it gives up."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", or a ray:// client address: Ray's own checks apply
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterUnavailableError(f"cannot reach the Ray cluster at {address} (RAY_ADDRESS): "
+                                      f"{exc.strerror or type(exc).__name__}") from exc
 
 
 def module_paths(names: Iterable[str]) -> list[str]:

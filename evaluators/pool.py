@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.util.placement_group import PlacementGroup
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from mergefront.evaluators.cluster import code_runtime_env, enable_token_auth
+from mergefront.errors import ClusterUnavailableError
+from mergefront.evaluators.cluster import check_reachable, code_runtime_env, enable_token_auth
 from mergefront.evaluators.evaluation import CandidateEvaluator, WorkerSetup
+from mergefront.evaluators.placement import release, reserve
 
 _init_lock = threading.Lock()
 _joined: list[bool] = []  # whether this process's Ray is a cluster it joined by address (set once)
@@ -37,12 +42,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         if address is None:
             kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
         else:  # a cluster: its token, and mergefront's code for nodes that lack it
+            check_reachable(address)
             enable_token_auth()
             kwargs["runtime_env"] = code_runtime_env()
-        if threading.current_thread() is threading.main_thread():
-            ray.init(address=address, **kwargs)
-        else:
-            _init_in_keeper_thread(address, kwargs)
+        try:
+            if threading.current_thread() is threading.main_thread():
+                ray.init(address=address, **kwargs)
+            else:
+                _init_in_keeper_thread(address, kwargs)
+        except ConnectionError as exc:  # reached, but refused: most often a missing or wrong token
+            raise ClusterUnavailableError(
+                f"cannot join the Ray cluster at {address}: {exc}. If the cluster requires a token (Ray's default), "
+                "give this server the same one: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token") from exc
         _joined[:] = [address is not None]
         return address is not None
 
@@ -85,16 +96,40 @@ class _Evaluator(CandidateEvaluator):
         return str(ray.get_runtime_context().get_node_id())
 
 
-class WorkerPool:
-    """`n_workers` actors built from `setup`; submit work, collect it as it finishes."""
+@dataclass
+class _Worker:
+    actor: Any
+    bundle: int  # its place in the job's placement group
+    ready: Any  # ObjectRef of its node id: resolves once the actor is constructed
+    created: float  # time.monotonic() at creation
 
-    def __init__(self, setup: WorkerSetup, n_workers: int, gpus_per_worker: float = 0.0) -> None:
+
+@dataclass
+class _Task:
+    worker: _Worker
+    tag: Any
+    started: float | None = None  # when its worker was ready to run it; None while the worker is starting
+
+
+class WorkerPool:
+    """`n_workers` actors built from `setup`, reserved together (`mergefront.evaluators.placement`); submit work,
+    collect it as it finishes.
+
+    Deadlines: a worker that is not running `placement_timeout` seconds after it was created, or a task running
+    longer than `evaluation_timeout` seconds, is stopped and its task reports a `TimeoutError` (the task may be
+    retried; a fresh worker takes the stopped one's place). ClusterUnavailableError when the cluster does not place
+    the workers within `placement_timeout`.
+    """
+
+    def __init__(self, setup: WorkerSetup, n_workers: int, gpus_per_worker: float = 0.0, *,
+                 placement_timeout: float | None = None, evaluation_timeout: float | None = None) -> None:
+        self._group: PlacementGroup | None = reserve(n_workers, gpus_per_worker, placement_timeout)
         self._factory = ray.remote(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=0)(_Evaluator)
         self._setup = ray.put(setup)  # one copy in the object store, however many actors load it
-        self._nodes: dict[Any, Any] = {}  # actor -> ObjectRef of its node id
+        self._timeouts = (placement_timeout, evaluation_timeout)
         self._node_names: dict[str, str] = {}
-        self._idle: list[Any] = [self._start() for _ in range(n_workers)]
-        self._running: dict[Any, tuple[Any, Any]] = {}  # ObjectRef -> (actor, tag)
+        self._idle: list[_Worker] = [self._start(i) for i in range(n_workers)]
+        self._running: dict[Any, _Task] = {}  # ObjectRef -> task
         self._queue: list[tuple[Callable[[Any, Any], Any], Any, Any]] = []
 
     @property
@@ -110,51 +145,92 @@ class WorkerPool:
         """Wait for one task; None when `timeout` passes first or nothing is running."""
         if not self._running:
             return None
-        ready, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout)
+        overdue = self._overdue()
+        if overdue is not None:
+            return self._stop(*overdue)
+        ready, _ = ray.wait(list(self._running), num_returns=1, timeout=self._wait_at_most(timeout))
         if not ready:
             return None
-        ref = ready[0]
-        actor, tag = self._running.pop(ref)
+        task = self._running.pop(ready[0])
         try:
-            result = Finished(tag, value=ray.get(ref))
-            self._idle.append(actor)
+            result = Finished(task.tag, value=ray.get(ready[0]))
+            self._idle.append(task.worker)
         except ray.exceptions.RayActorError as exc:
-            self._idle.append(self._start())  # never hand out a dead actor
-            result = Finished(tag, error=exc)
+            self._idle.append(self._start(task.worker.bundle))  # never hand out a dead actor
+            result = Finished(task.tag, error=exc)
         except ray.exceptions.RayTaskError as exc:
-            self._idle.append(actor)
-            result = Finished(tag, error=exc.as_instanceof_cause())
+            self._idle.append(task.worker)
+            result = Finished(task.tag, error=exc.as_instanceof_cause())
         finally:
             self._dispatch()
-        result.node_id, result.node = self._node_of(actor)
+        result.node_id, result.node = self._node_of(task.worker)
         return result
 
     def shutdown(self) -> None:
-        for actor in self._idle + [a for a, _ in self._running.values()]:
-            ray.kill(actor)
-        self._nodes.clear()
+        for worker in self._idle + [t.worker for t in self._running.values()]:
+            ray.kill(worker.actor)
         self._idle.clear()
         self._running.clear()
         self._queue.clear()
+        release(self._group)
+        self._group = None
 
-    def _start(self) -> Any:
-        actor = self._factory.remote(self._setup)
-        self._nodes[actor] = actor.node_id.remote()  # type: ignore[attr-defined]  # after the constructor
-        return actor
+    def _start(self, bundle: int) -> _Worker:
+        assert self._group is not None, "the pool was shut down"
+        strategy = PlacementGroupSchedulingStrategy(self._group, placement_group_bundle_index=bundle)
+        actor = self._factory.options(scheduling_strategy=strategy).remote(self._setup)
+        ready = actor.node_id.remote()  # type: ignore[attr-defined]  # runs after the constructor
+        return _Worker(actor, bundle, ready, time.monotonic())
 
-    def _node_of(self, actor: Any) -> tuple[str | None, str | None]:
-        """The id and name of the node `actor` ran on; (None, None) when it died before saying."""
-        ref = self._nodes.pop(actor, None) if actor not in self._idle else self._nodes.get(actor)
+    def _overdue(self) -> tuple[Any, BaseException] | None:
+        """A running task past its deadline, and the error that replaces its result; None when none is."""
+        placement, evaluation = self._timeouts
+        now = time.monotonic()
+        starting = [t for t in self._running.values() if t.started is None]
+        if starting:
+            done, _ = ray.wait([t.worker.ready for t in starting], num_returns=len(starting), timeout=0)
+            for task in starting:
+                if task.worker.ready in done:
+                    task.started = now
+        for ref, task in self._running.items():
+            if task.started is None and placement is not None and now - task.worker.created > placement:
+                return ref, TimeoutError(f"the worker did not start within {placement:g} s "
+                                         "(MERGEFRONT_PLACEMENT_TIMEOUT); it was stopped")
+            if task.started is not None and evaluation is not None and now - task.started > evaluation:
+                return ref, TimeoutError(f"the evaluation ran past {evaluation:g} s "
+                                         "(MERGEFRONT_EVALUATION_TIMEOUT); its worker was stopped")
+        return None
+
+    def _wait_at_most(self, timeout: float | None) -> float | None:
+        """`timeout`, shortened so that a wait ends by the next deadline."""
+        placement, evaluation = self._timeouts
+        now = time.monotonic()
+        ends = [t.worker.created + placement for t in self._running.values() if t.started is None and placement]
+        ends += [t.started + evaluation for t in self._running.values() if t.started is not None and evaluation]
+        until = max(0.0, min(ends) - now) + 0.01 if ends else None
+        return until if timeout is None else timeout if until is None else min(timeout, until)
+
+    def _stop(self, ref: Any, error: BaseException) -> Finished:
+        """Stop the worker of an overdue task, put a fresh one in its place, and report the task with `error`."""
+        task = self._running.pop(ref)
+        ray.kill(task.worker.actor)
+        self._idle.append(self._start(task.worker.bundle))
+        self._dispatch()
+        node_id, node = self._node_of(task.worker) if task.started is not None else (None, None)
+        return Finished(task.tag, error=error, node_id=node_id, node=node)
+
+    def _node_of(self, worker: _Worker) -> tuple[str | None, str | None]:
+        """The id and name of the node `worker` ran on; (None, None) when it died before saying."""
         try:
-            node_id = str(ray.get(ref, timeout=10)) if ref is not None else None
+            node_id = str(ray.get(worker.ready, timeout=10))
         except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError):
             return None, None
-        if node_id is not None and node_id not in self._node_names:
+        if node_id not in self._node_names:
             self._node_names.update({n["NodeID"]: n.get("NodeName") or n["NodeManagerAddress"] for n in ray.nodes()})
-        return node_id, self._node_names.get(node_id or "")
+        return node_id, self._node_names.get(node_id)
 
     def _dispatch(self) -> None:
         while self._queue and self._idle:
             call, value, tag = self._queue.pop(0)
-            actor = self._idle.pop()
-            self._running[call(actor, value)] = (actor, tag)
+            worker = self._idle.pop()
+            self._running[call(worker.actor, value)] = _Task(worker, tag)

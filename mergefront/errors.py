@@ -42,6 +42,11 @@ class ConflictError(MergefrontError):
     """The request conflicts with the stored state (for example a job leased by another runner)."""
 
 
+class ClusterUnavailableError(MergefrontError):
+    """The Ray cluster cannot run a job now: it cannot be reached, or cannot place the job's workers in time. The
+    job waits, holding nothing, and is tried again later."""
+
+
 class EvaluationFailedError(MergefrontError):
     """A candidate could not be merged or evaluated."""
 

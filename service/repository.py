@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import false, func, or_, select, update
+from sqlalchemy import false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from mergefront.errors import InvalidSpecError, NotFoundError
@@ -91,11 +91,13 @@ def list_jobs(*, session: Session, offset: int = 0, limit: int = 50) -> tuple[in
 def lease_job(*, session: Session, owner: str, seconds: float, job_id: int | None = None) -> int | None:
     """Take the lease of a pending job, or of a running job whose runner stopped renewing; return its id.
 
-    External jobs are never leased: their candidates are evaluated outside, through ask/tell.
+    External jobs are never leased: their candidates are evaluated outside, through ask/tell. A job deferred
+    (`defer_job`) waits its time unless it is asked for by id.
     """
     now = utcnow()
+    waited = true() if job_id is not None else or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
     free = (Job.external == false()) & or_(
-        Job.state == JobState.pending,
+        (Job.state == JobState.pending) & waited,
         (Job.state == JobState.running) & (or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now,
                                                Job.lease_owner == owner)))
     query = select(Job.id).where(free).order_by(Job.id).limit(1)
@@ -107,7 +109,7 @@ def lease_job(*, session: Session, owner: str, seconds: float, job_id: int | Non
     return session.scalar(
         update(Job).where(Job.id == candidate, free)
         .values(state=JobState.running, lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds),
-                started_at=func.coalesce(Job.started_at, now))
+                started_at=func.coalesce(Job.started_at, now), error=None)
         .returning(Job.id).execution_options(synchronize_session=False)
     )
 
@@ -119,6 +121,15 @@ def renew_lease(*, session: Session, job_id: int, owner: str, seconds: float) ->
         .returning(Job.id).execution_options(synchronize_session=False)
     )
     return renewed is not None
+
+
+def defer_job(*, session: Session, job_id: int, owner: str, reason: str, seconds: float) -> None:
+    """Put a job that could not run now back to pending, saying why; no runner takes it for `seconds` (a pending
+    job's lease expiry is the time before which it waits)."""
+    session.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
+                    .values(state=JobState.pending, lease_owner=None, error=f"waiting: {reason}",
+                            lease_expires_at=utcnow() + timedelta(seconds=seconds))
+                    .execution_options(synchronize_session=False))
 
 
 def release_lease(*, session: Session, job_id: int, owner: str) -> None:

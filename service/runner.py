@@ -6,6 +6,7 @@ job replays identically from its seed. With `optimizer.asynchronous` it asks as 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mergefront.errors import ConflictError
+from mergefront.errors import ClusterUnavailableError, ConflictError
 from mergefront.optimizers import (
     Optimizer,
     SearchSpace,
@@ -72,20 +73,23 @@ class _JobRun:
 PoolFactory = Callable[["WorkerSetup", JobSpec], "WorkerPool"]
 
 
-def default_pool(setup: WorkerSetup, spec: JobSpec) -> WorkerPool:
+def default_pool(setup: WorkerSetup, spec: JobSpec, settings: Settings | None = None) -> WorkerPool:
+    """The job's workers, reserved together, with the settings' placement and evaluation deadlines."""
     from mergefront.evaluators.pool import WorkerPool
 
-    return WorkerPool(setup, spec.resources.workers, spec.resources.gpus_per_worker)
+    settings = settings or Settings()
+    return WorkerPool(setup, spec.resources.workers, spec.resources.gpus_per_worker,
+                      placement_timeout=settings.placement_timeout, evaluation_timeout=settings.evaluation_timeout)
 
 
 class JobRunner:
     """Runs jobs stored in the database; many runners may share one database through leases."""
 
     def __init__(self, *, session_factory: sessionmaker[Session], settings: Settings,
-                 pool_factory: PoolFactory = default_pool, owner: str | None = None) -> None:
+                 pool_factory: PoolFactory | None = None, owner: str | None = None) -> None:
         self.sessions = session_factory
         self.settings = settings
-        self.pool_factory = pool_factory
+        self.pool_factory = pool_factory or functools.partial(default_pool, settings=settings)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def run_next(self, **kwargs: Any) -> int | None:
@@ -113,6 +117,12 @@ class JobRunner:
         try:
             run = self._prepare(job_id)
             finished = self._loop(run, progress, stop or threading.Event())
+        except ClusterUnavailableError as exc:  # not the job's fault: it waits, and is tried again
+            log.warning("job %s waits %g s: %s", job_id, self.settings.cluster_retry_seconds, exc)
+            with session_scope(self.sessions) as s:
+                repo.defer_job(session=s, job_id=job_id, owner=self.owner, reason=str(exc),
+                               seconds=self.settings.cluster_retry_seconds)
+            return JobState.pending
         except Exception as exc:
             log.exception("job %s failed", job_id)
             with session_scope(self.sessions) as s:

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(60.0, gt=0, description="a runner that stops renewing loses its job after this")
     poll_seconds: float = Field(1.0, gt=0, description="how often the server's runner looks for new jobs")
     run_jobs: bool = Field(True, description="whether `serve` also runs jobs (False: API only)")
+    placement_timeout: float = Field(600.0, gt=0, le=7 * 86400, description="seconds the Ray cluster has to place "
+                                     "and start a job's workers; after it the job waits, holding nothing, and is "
+                                     "tried again (a worker replaced mid-job: its evaluation is retried)")
+    evaluation_timeout: float = Field(3600.0, gt=0, le=7 * 86400, description="seconds one evaluation may run; "
+                                      "after it its worker is stopped and the evaluation retried as "
+                                      "resources.max_retries allows")
+    cluster_retry_seconds: float = Field(30.0, gt=0, le=86400, description="how long a job that the Ray cluster "
+                                         "could not run (unreachable, no room) waits before a runner tries again")
 
     # who may talk to the server (docs/security.md)
     auth_disabled: bool = Field(False, description="serve without tokens; allowed only on a loopback address, "

@@ -1,5 +1,6 @@
 """A job on a real two-node Ray cluster: the second node shares neither the server's working directory nor its
-Python environment's mergefront, nor the folder of the job's own evaluator function."""
+Python environment's mergefront, nor the folder of the job's own evaluator function. Before the cluster is up, the
+job waits with the cause; the next runner runs it."""
 
 from __future__ import annotations
 
@@ -21,14 +22,19 @@ def test_job_runs_on_both_nodes_of_a_cluster_and_stores_which_node_ran_each(own_
                                                                            tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path / "cluster")
     homes = {name: tmp_path / f"{name}-home" for name in ("head-node", "second-node")}
+    unreachable = _run_job(cluster, own_models, tmp_path)  # nothing listens at the cluster's address yet
+    assert unreachable.returncode == 2 and "ended pending" in unreachable.stderr, unreachable.stderr[-3000:]
+    assert f"waiting: cannot reach the Ray cluster at {cluster.address}" in unreachable.stderr
+    assert _job(tmp_path) == ("pending", 0)
     try:
         cluster.start_node("head-node", cpus=1, env={"MERGEFRONT_HOME": str(homes["head-node"])})
         cluster.start_node("second-node", cpus=1, python=bare_python(tmp_path / "bare-env"),
                            env={"MERGEFRONT_HOME": str(homes["second-node"])})
-        result = _run_job(cluster, own_models, tmp_path)
+        result = _run_job(cluster, own_models, tmp_path, "--resume", "1")  # the next runner
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     finally:
         cluster.stop()
+    assert _job(tmp_path) == ("completed", 4)
     with sqlite3.connect(tmp_path / "server" / "home" / "mergefront.db") as db:
         rows = db.execute("SELECT state, node, node_id, metrics FROM evaluations ORDER BY number").fetchall()
     assert len(rows) == 4 and {state for state, *_ in rows} == {"completed"}, rows
@@ -40,10 +46,17 @@ def test_job_runs_on_both_nodes_of_a_cluster_and_stores_which_node_ran_each(own_
         assert len(list((home / "cache").glob("modules-*/cluster_objectives.py"))) == 1
 
 
-def _run_job(cluster: LocalCluster, own_models: dict[str, Path], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _job(tmp_path: Path) -> tuple[str, int]:
+    with sqlite3.connect(tmp_path / "server" / "home" / "mergefront.db") as db:
+        state = db.execute("SELECT state FROM jobs WHERE id = 1").fetchone()[0]
+        return state, db.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+
+
+def _run_job(cluster: LocalCluster, own_models: dict[str, Path], tmp_path: Path,
+             *resume: str) -> subprocess.CompletedProcess[str]:
     """`mergefront run` joined to the cluster from its own folder, with the job's module on its own path only."""
     modules = tmp_path / "server-modules"
-    modules.mkdir()
+    modules.mkdir(exist_ok=True)
     (modules / "cluster_objectives.py").write_text(
         "def norm(model, tokenizer, settings):\n"
         "    return float(model.lm_head.weight.norm())\n")
@@ -58,10 +71,10 @@ def _run_job(cluster: LocalCluster, own_models: dict[str, Path], tmp_path: Path)
         "resources": {"workers": 2, "device": "cpu"},
     }
     server = tmp_path / "server"
-    server.mkdir()
+    server.mkdir(exist_ok=True)
     (server / "job.yaml").write_text(yaml.safe_dump(spec))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, **cluster.client_env(),
            "PYTHONPATH": str(modules), "MERGEFRONT_HOME": str(server / "home")}
     env.pop("MERGEFRONT_DATABASE_URL", None)
-    return subprocess.run([sys.executable, "-m", "mergefront.cli", "run", "job.yaml"], cwd=server, env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", "mergefront.cli", "run", *(resume or ["job.yaml"])], cwd=server,
+                          env=env, capture_output=True, text=True, timeout=900)

@@ -54,13 +54,14 @@ class LocalCluster:
     root: Path
     token: str = field(default_factory=lambda: os.urandom(16).hex())
     nodes: list[subprocess.Popen[str]] = field(default_factory=list)
-    address: str = ""
+    address: str = field(default_factory=lambda: f"127.0.0.1:{free_ports(1)[0]}")  # known before the head starts
     temp_dirs: list[Path] = field(default_factory=list)
 
     @property
     def token_file(self) -> Path:
         path = self.root / "ray_token"
         if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
             path.write_text(self.token)
         return path
 
@@ -77,10 +78,9 @@ class LocalCluster:
         temp = Path(tempfile.mkdtemp(prefix="mf-ray-"))  # short: Ray's socket paths live under it
         self.temp_dirs.append(temp)
         head = not self.nodes
-        if head:
-            self.address = f"127.0.0.1:{ports[0]}"
-        where = [f"--port={ports[0]}", "--head", "--include-dashboard=false", f"--dashboard-port={ports[6]}"] \
-            if head else [f"--address={self.address}"]
+        port = self.address.rpartition(":")[2]
+        where = [f"--port={port}", "--head", "--include-dashboard=false", f"--dashboard-port={ports[6]}"] if head \
+            else [f"--address={self.address}"]
         command = [str(python or sys.executable), "-c", "from ray.scripts.scripts import main; main()", "start",
                    "--block", *where, f"--num-cpus={cpus}", "--num-gpus=0", f"--node-name={name}",
                    f"--node-manager-port={ports[1]}", f"--object-manager-port={ports[2]}",
