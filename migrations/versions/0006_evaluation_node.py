@@ -1,7 +1,7 @@
 """evaluations: the Ray node that ran each one
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-28
 
 Plain ALTER TABLE, as in 0002 (a batch copy of a table would cascade-delete through foreign keys on SQLite).
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
