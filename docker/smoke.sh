@@ -132,6 +132,11 @@ step "start two ray workers and the two API replicas"
 compose up -d --no-build --no-deps --scale ray-worker=2 ray-worker api api-only >/dev/null
 wait_healthy api api-only
 
+step "a write token, made on the database"
+MERGEFRONT_TOKEN=$(compose run --rm --no-deps migrate mergefront token create smoke --scope write 2>/dev/null \
+    | grep -o 'mf_[A-Za-z0-9_-]*' | head -n 1)
+export MERGEFRONT_TOKEN
+[ -n "$MERGEFRONT_TOKEN" ] || { echo "no token was made" >&2; exit 1; }
 step "submit examples/digits.yaml to the API-only replica"
 submitted=$SECONDS
 .venv/bin/mergefront submit examples/digits.yaml --url "http://127.0.0.1:$API_ONLY_PORT" --wait
