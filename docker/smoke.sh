@@ -106,6 +106,8 @@ teardown() {
             [ -n "$name" ] && { echo "--- $service"; "$engine" logs --tail 30 "$name" 2>&1 || true; }
         done
     fi
+    # the containers with their anonymous volumes (each one's home), then the named volumes
+    "$engine" ps -aq --filter "label=com.docker.compose.project=$project" | xargs -r "$engine" rm -f -v >/dev/null 2>&1
     [ -n "${tool:-}" ] && compose down -v -t 5 >/dev/null 2>&1 || true
     [ -n "${secrets:-}" ] && rm -rf "$secrets"
     echo "docker-smoke: $([ $status -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - started))s"
