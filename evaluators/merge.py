@@ -12,13 +12,14 @@ Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcru
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from mergefront.errors import InvalidSpecError
 from mergefront.evaluators.methods import NEEDS_ROW_RANKS, RANKING, REGISTRY, SegmentData, SegmentParams
+from mergefront.evaluators.methods.sparse import RECIPES, kept_entries
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS, PER_EXPERT
 
@@ -94,13 +95,30 @@ class ResidentMerger:
         method = REGISTRY.get(config.method)
         if method is None:
             raise ValueError(f"unknown merge method {config.method!r}; known: {METHOD_NAMES}")
+        for seg, data, params in self._inputs(config):
+            method(data, params, self.out[seg.offset:seg.offset + seg.numel])
+        return self.tensors()
+
+    def values(self, config: MergeConfig) -> dict[str, SegmentParams]:
+        """Per tensor, the parameter values this candidate's merge uses on it."""
+        return {seg.key: params for seg, _, params in self._inputs(config)}
+
+    def kept_entries(self, config: MergeConfig) -> dict[str, torch.Tensor]:
+        """Per tensor, which task-vector entries each expert keeps in this candidate's merge (`k x numel`, bool);
+        all of them for methods that sparsify nothing."""
+        if config.method not in RECIPES:
+            raise ValueError(f"{config.method} does not sparsify task vectors")
+        recipe = RECIPES[config.method]
+        return {seg.key: kept_entries(recipe, data, params) for seg, data, params in self._inputs(config)}
+
+    def _inputs(self, config: MergeConfig) -> Iterator[tuple[_Segment, SegmentData, SegmentParams]]:
+        """Each tensor's segment, data (seeded for this candidate) and parameter values."""
         self._check(config)
         self._prepare(config.method)
         rows: dict[tuple[float, ...], torch.Tensor] = {}  # one tensor per distinct value row in this merge
         for j, (seg, data) in enumerate(zip(self.segments, self._data, strict=True)):
             data.seed = config.seed * 1_000_003 + j
-            method(data, self._segment_params(config, j, rows), self.out[seg.offset:seg.offset + seg.numel])
-        return self.tensors()
+            yield seg, data, self._segment_params(config, j, rows)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {s.key: self.out[s.offset:s.offset + s.numel].view(s.shape) for s in self.segments}

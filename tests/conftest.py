@@ -33,6 +33,12 @@ SPEC = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--long", action="store_true", default=False,
+                     help="run the long differential test against mergekit: thousands of generated cases, largest "
+                          "differences written to benchmarks/results/mergekit_differential.json")
+
+
 def _pg_conninfo(url: str) -> str:
     parsed = make_url(url)
     return (f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} "

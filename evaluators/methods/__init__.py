@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from mergefront.evaluators.methods import breadcrumbs, dare, della, linear, model_stock, slerp, task_arithmetic, ties
+from mergefront.evaluators.methods import linear, model_stock, slerp, sparse
 from mergefront.evaluators.methods.base import MergeMethod, SegmentData, SegmentParams
 
 REGISTRY: dict[str, MergeMethod] = {
     "linear": linear.merge,
-    "task_arithmetic": task_arithmetic.merge,
-    "ties": ties.merge,
-    "dare_ties": dare.merge_ties,
-    "dare_linear": dare.merge_linear,
-    "breadcrumbs": breadcrumbs.merge_linear,
-    "breadcrumbs_ties": breadcrumbs.merge_ties,
-    "della": della.merge_ties,
-    "della_linear": della.merge_linear,
+    **{name: sparse.method(name) for name in sparse.RECIPES},  # task arithmetic, TIES, DARE, breadcrumbs, DELLA
     "slerp": slerp.merge,
     "model_stock": model_stock.merge,
 }

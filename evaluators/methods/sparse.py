@@ -27,13 +27,42 @@ from typing import Any
 import torch
 
 from mergefront.evaluators.methods import fused
-from mergefront.evaluators.methods.base import KeepRule, SegmentData, SegmentParams, random_bits, uniform
+from mergefront.evaluators.methods.base import (
+    KeepRule,
+    MergeMethod,
+    SegmentData,
+    SegmentParams,
+    random_bits,
+    uniform,
+)
 
 
 @dataclass(frozen=True)
 class Recipe:
     sparsify: str | None  # "magnitude", "outliers", "random", "della" or None
     consensus: bool
+
+
+RECIPES = {
+    "task_arithmetic": Recipe(None, consensus=False),
+    "ties": Recipe("magnitude", consensus=True),
+    "dare_ties": Recipe("random", consensus=True),
+    "dare_linear": Recipe("random", consensus=False),
+    "breadcrumbs": Recipe("outliers", consensus=False),
+    "breadcrumbs_ties": Recipe("outliers", consensus=True),
+    "della": Recipe("della", consensus=True),
+    "della_linear": Recipe("della", consensus=False),
+}
+
+
+def method(name: str) -> MergeMethod:
+    """The merge method `name` of this family."""
+    recipe = RECIPES[name]
+
+    def merge_method(data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
+        merge(recipe, data, params, out)
+
+    return merge_method
 
 
 def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.Tensor) -> None:
@@ -52,6 +81,16 @@ def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.T
     fused.blockwise(("merge", recipe.sparsify, recipe.consensus, params.normalize, scaled, k), block, data.base,
                     lambda lo, hi: (*_mask_inputs(rule, data, lo, hi), scale, weight, divisor, lam,
                                     data.base[lo:hi], out[lo:hi]))
+
+
+def kept_entries(recipe: Recipe, data: SegmentData, params: SegmentParams) -> torch.Tensor:
+    """Which entries each expert keeps (`k x n`, bool), the masks `merge` applies."""
+    k, n = data.tau.shape
+    rule = KeepRule.of(recipe.sparsify, data, params)
+    _, ranks, _, keys, lo, hi, full = _mask_inputs(rule, data, 0, n)
+    index = torch.arange(n, dtype=torch.int64, device=data.base.device)
+    masks = [keep_mask(rule.kind, i, ranks, index, keys, lo, hi, full) for i in range(k)]
+    return torch.stack([torch.ones(n, dtype=torch.bool, device=index.device) if m is None else m for m in masks])
 
 
 def _accumulator(dtype: torch.dtype) -> torch.dtype:
