@@ -8,6 +8,7 @@ links lead out of the roots is refused too. Relative paths are relative to a roo
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,26 @@ def _model_path(ref: str, settings: Settings, loc: tuple[Any, ...]) -> str:
     if ref.startswith((BENCH_SCHEME, HF_SCHEME)):
         return ref
     return str(confine(ref, settings.resolved_model_roots, what="model", setting="model_roots", loc=loc))
+
+
+def public_spec(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A stored spec as its user wrote it: confined model and data paths relative to their roots (a network job's
+    spec can be sent again as it is shown)."""
+    out = copy.deepcopy(spec)
+    models = out.get("models") or {}
+    for key, value in models.items():
+        if key == "base" and isinstance(value, str):
+            models[key] = display_path(value, settings.resolved_model_roots)
+        elif key == "experts" and isinstance(value, list):
+            models[key] = [display_path(v, settings.resolved_model_roots) if isinstance(v, str) else v for v in value]
+    for obj in out.get("objectives") or []:
+        values = obj.get("settings") if isinstance(obj, dict) else None
+        if not isinstance(values, dict):
+            continue
+        for name in _PATH_SETTINGS:
+            if isinstance(values.get(name), str):
+                values[name] = display_path(values[name], settings.resolved_data_roots)
+    return out
 
 
 def public_ref(ref: str, settings: Settings) -> str:

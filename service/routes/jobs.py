@@ -21,10 +21,10 @@ from mergefront.schemas import (
     SurrogatesOut,
 )
 from mergefront.service import repository as repo
-from mergefront.service.confine import confine_spec
+from mergefront.service.confine import confine_spec, public_spec
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
-from mergefront.service.models import EvaluationState
+from mergefront.service.models import EvaluationState, Job
 from mergefront.service.routes.params import JobId, Limit, Offset
 from mergefront.spec import JobSpec
 
@@ -40,21 +40,27 @@ def submit_job(spec: JobSpec, session: SessionDep, request: Request) -> JobOut:
     """Validate a job spec and queue the job (local paths under the server's roots, plug-ins registered there)."""
     spec = confine_spec(spec, request.app.state.settings, request.app.state.registry)
     job = repo.create_job(session=session, spec=spec, origin="network")
-    return repo.job_out(session=session, job=job)
+    return _out(session, job, request)
 
 
 @router.get("")
-def list_jobs(session: SessionDep, offset: Offset = 0, limit: Limit = 50) -> JobPage:
+def list_jobs(session: SessionDep, request: Request, offset: Offset = 0, limit: Limit = 50) -> JobPage:
     """List jobs, newest first."""
     total, jobs = repo.list_jobs(session=session, offset=offset, limit=limit)
     return JobPage(total=total, offset=offset, limit=limit,
-                   items=[repo.job_out(session=session, job=j) for j in jobs])
+                   items=[_out(session, j, request) for j in jobs])
 
 
 @router.get("/{job_id}")
-def get_job(job_id: JobId, session: SessionDep) -> JobOut:
+def get_job(job_id: JobId, session: SessionDep, request: Request) -> JobOut:
     """One job with its progress and hypervolume."""
-    return repo.job_out(session=session, job=repo.get_job(session=session, job_id=job_id))
+    return _out(session, repo.get_job(session=session, job_id=job_id), request)
+
+
+def _out(session: SessionDep, job: Job, request: Request) -> JobOut:
+    """A job as the API shows it: its spec's paths as the user wrote them (relative to the server's roots)."""
+    out = repo.job_out(session=session, job=job)
+    return out.model_copy(update={"spec": public_spec(out.spec, request.app.state.settings)})
 
 
 @router.get("/{job_id}/evaluations")

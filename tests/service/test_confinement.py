@@ -84,6 +84,22 @@ def test_a_link_out_of_a_root_is_refused_and_paths_inside_are_named_as_given(cli
     assert response.json()["detail"][0]["msg"].startswith("checkpoint 'missing' does not exist")
 
 
+def test_a_network_jobs_spec_shows_its_paths_as_submitted(client: TestClient, spec_data: dict,
+                                                         tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    for name in ("base", "a", "b"):
+        save_file({"w": torch.zeros(2, 2)}, tmp_path / "models" / f"{name}.safetensors")
+    spec = {**_own(spec_data, "base.safetensors"), "objectives": [{"evaluator": "sparsity"}, {"evaluator": "storage"}]}
+    spec["models"]["experts"] = ["a.safetensors", str(tmp_path / "models" / "b.safetensors")]
+    spec["merge"] = {"method": "task_arithmetic", "weight": {"low": 0, "high": 1}}
+    response = client.post("/v1/jobs", json=spec)
+    assert response.status_code == 201, response.text
+    shown = client.get(f"/v1/jobs/{response.json()['id']}").json()["spec"]["models"]
+    assert shown == {"base": "base.safetensors", "experts": ["a.safetensors", "b.safetensors"]}
+
+
 def test_data_files_outside_the_roots_reveal_neither_existence_nor_columns(client: TestClient, spec_data: dict,
                                                                            tmp_path: Path) -> None:
     secret = tmp_path / "secret.csv"
