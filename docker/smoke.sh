@@ -141,6 +141,8 @@ export MERGEFRONT_TOKEN
 [ -n "$MERGEFRONT_TOKEN" ] || { echo "no token was made" >&2; exit 1; }
 step "submit examples/digits.yaml to the API-only replica"
 submitted=$SECONDS
-.venv/bin/mergefront submit examples/digits.yaml --url "http://127.0.0.1:$API_ONLY_PORT" --wait
+# progress on stderr: its last line only, said once the job ends
+timeout "${SMOKE_JOB_TIMEOUT:-1800}" .venv/bin/mergefront submit examples/digits.yaml \
+    --url "http://127.0.0.1:$API_ONLY_PORT" --wait 2> >(tr '\r' '\n' | tail -n 3 >&2)
 step "job done in $((SECONDS - submitted))s; checking it through both replicas"
 .venv/bin/python docker/smoke_check.py "http://127.0.0.1:$API_PORT" "http://127.0.0.1:$API_ONLY_PORT"
