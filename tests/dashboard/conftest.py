@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from mergefront.service.app import create_app
 from mergefront.service.settings import Settings
@@ -56,41 +51,17 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def live_server(settings: Settings) -> Iterator[str]:
+def live_server(settings: Settings, serve) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The app on a real loopback port, without its own runner (tests run jobs themselves) and with the explicit
     loopback no-auth switch (these tests are about the dashboard; test_dashboard_asks_for_a_token is about tokens);
     yields its base URL."""
-    with serve(settings.model_copy(update={"auth_disabled": True})) as url:
+    with serve(create_app(settings.model_copy(update={"auth_disabled": True}), run_jobs=False)) as url:
         yield url
 
 
-@contextmanager
-def serve(settings: Settings) -> Iterator[str]:
-    """The app on a real loopback port, without its own runner; yields its base URL."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, run_jobs=False), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 @pytest.fixture
-def live_server_with_auth(settings: Settings) -> Iterator[str]:
+def live_server_with_auth(settings: Settings, serve) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The app on a real loopback port that needs a token, as served by default."""
-    with serve(settings) as url:
+    with serve(create_app(settings, run_jobs=False)) as url:
         yield url
