@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,18 +29,11 @@ from mergefront.service.mergekit import mergekit_yaml
 from mergefront.service.settings import Settings
 from mergefront.service.space import job_files, materialize
 from mergefront.spec import parse_spec
-from tests.evaluators.mergekit_reference import (
-    ARCHITECTURES,
-    DTYPES,
-    Case,
-    Result,
-    allowed_ulps,
-    generate,
-    run_case,
-)
+from tests.evaluators.mergekit_cases import ARCHITECTURES, DTYPES, Case, generate
+from tests.evaluators.mergekit_reference import Result, allowed_ulps, run_case
 
 CI_DRAW, LONG_DRAW = 14, 2026
-LONG_CASES = 3000
+LONG_CASES = 2000
 LONG_RESULT = Path(__file__).parents[2] / "benchmarks" / "results" / "mergekit_differential.json"
 SMALL = tuple(a for a in ARCHITECTURES if a.vocab * a.hidden < 1 << 16)
 BIG = tuple(a for a in ARCHITECTURES if a.vocab * a.hidden >= 1 << 16)
@@ -57,22 +51,27 @@ def _ci_cases() -> list[Case]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
         long = metafunc.config.getoption("--long")
-        cases = [generate(i, LONG_DRAW) for i in range(LONG_CASES)] if long else _ci_cases()
+        cases = [generate(i, LONG_DRAW) for i in range(LONG_CASES)] if long else _ci_cases()  # 5 % compiled
         metafunc.parametrize("case", cases, ids=[f"{c.index}-{c.method}-{c.dtype}-k{c.k}" for c in cases])
 
 
 @pytest.fixture(scope="module")
 def summary(request: pytest.FixtureRequest) -> Iterator[list[Result]]:
-    """Every case's result; a --long run writes the largest differences per method and dtype."""
+    """Every case's result; a --long run writes the largest differences per method and dtype (every 50 cases and
+    at the end)."""
     yield _results
     if request.config.getoption("--long") and _results:
         LONG_RESULT.write_text(json.dumps(_table(_results), indent=2) + "\n")
 
 
-def test_merges_as_mergekit_does(case: Case, tmp_path: Path, summary: list[Result]) -> None:
-    result = run_case(case, tmp_path)
+def test_merges_as_mergekit_does(case: Case, tmp_path: Path, summary: list[Result],
+                                 request: pytest.FixtureRequest) -> None:
+    result = run_case(case, tmp_path / "case")
     summary.append(result)
+    if request.config.getoption("--long") and len(summary) % 50 == 0:
+        LONG_RESULT.write_text(json.dumps(_table(summary), indent=2) + "\n")
     assert not result.failures, f"{case}: " + "; ".join(result.failures[:5])
+    shutil.rmtree(tmp_path / "case")  # a --long run writes thousands of checkpoints
 
 
 def _table(results: list[Result]) -> dict[str, object]:
