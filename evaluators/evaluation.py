@@ -90,9 +90,8 @@ class CandidateEvaluator:
 
     def __init__(self, setup: WorkerSetup) -> None:
         torch.set_num_threads(setup.threads)
-        for folder in setup.python_path:
-            if folder not in sys.path:
-                sys.path.append(folder)
+        # the driver's import path, in its order (the spec's folder first), before the worker's own entries
+        sys.path[:] = [*setup.python_path, *(p for p in sys.path if p not in setup.python_path)]
         if setup.modules is not None:
             sys.path.insert(0, str(unpack(setup.modules, node_cache_dir())))
         self.setup = setup

@@ -14,16 +14,25 @@ class MergefrontError(Exception):
 
 
 class InvalidSpecError(MergefrontError):
-    """A job spec (or a request) is invalid; `loc` names the offending field."""
+    """A job spec (or a request) is invalid; `loc` names the offending field.
 
-    def __init__(self, message: str, loc: Sequence[str | int] = ()) -> None:
+    `errors` holds every problem found, `(loc, message)` each, the first being `loc` and `message`.
+    """
+
+    def __init__(self, message: str, loc: Sequence[str | int] = (),
+                 more: Sequence[tuple[Sequence[str | int], str]] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.loc = tuple(loc)
+        self.errors = [(self.loc, message), *((tuple(where), text) for where, text in more)]
 
     def __str__(self) -> str:
-        where = ".".join(str(p) for p in self.loc)
-        return f"{where}: {self.message}" if where else self.message
+        return "; ".join(_located(loc, message) for loc, message in self.errors)
+
+
+def _located(loc: Sequence[str | int], message: str) -> str:
+    where = ".".join(str(p) for p in loc)
+    return f"{where}: {message}" if where else message
 
 
 class AuthenticationError(MergefrontError):

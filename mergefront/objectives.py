@@ -5,8 +5,10 @@ An objective names an evaluator in one of three ways:
 - a built-in one by its registry name (`BUILTIN`): ``causal_lm``, ``generation``, ``classification`` (Hugging Face
   models scored on a local JSONL / CSV / Parquet file), ``lm_eval`` (lm-evaluation-harness tasks), and the cost
   objectives ``sparsity`` and ``storage``, computed from the merged tensors without running the model;
-- a user function by import path, ``package.module:function``, called as ``function(model, tokenizer, settings)``
-  on the worker (see `mergefront.evaluators.objectives`); it returns a number or a mapping of named numbers;
+- a user function by import path, ``package.module:function``, called on the worker as
+  ``function(model, tokenizer, settings)`` or ``function(model, tokenizer, **settings)`` (`call_style` says
+  which, from its signature; see `mergefront.evaluators.objectives`); it returns a number or a mapping of named
+  numbers;
 - ``external``: nothing runs on the workers; candidates are fetched and told through the ask/tell API.
 
 The worker side of each built-in lives in `mergefront.evaluators.objectives`; a test checks both sides list the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import itertools
 import json
 from collections.abc import Callable
@@ -142,7 +145,8 @@ def runs_model(evaluator: str) -> bool:
 
 
 def load_function(path: str) -> Callable[..., Any]:
-    """The callable that `package.module:function` names; raise ValueError saying what is wrong."""
+    """The callable that `package.module:function` names; raise ValueError saying what is wrong (and which file
+    was imported, since a module of the same name elsewhere on the import path may have won)."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise ValueError(f"{path!r} is not an import path of the form package.module:function")
@@ -150,14 +154,44 @@ def load_function(path: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or the module's own error while importing
         raise ValueError(f"cannot import {module_name!r} (from {path!r}): {type(exc).__name__}: {exc}") from exc
+    where = f"module {module_name!r} (imported from {getattr(module, '__file__', None) or 'a namespace package'})"
     target: Any = module
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise ValueError(f"module {module_name!r} has no {attr!r}")
+            raise ValueError(f"{where} has no {attr!r}")
         target = getattr(target, part)
     if not callable(target):
-        raise ValueError(f"{path!r} is not callable")
+        raise ValueError(f"{path!r} in {where} is not callable")
     return target  # type: ignore[no-any-return]
+
+
+CallStyle = Literal["mapping", "keywords"]
+
+
+def call_style(function: Callable[..., Any], settings: dict[str, Any], path: str) -> CallStyle:
+    """How a user function takes its settings: `function(model, tokenizer, settings)` ("mapping": it has a
+    parameter named `settings`, or a third positional one and no setting matches its parameters) or
+    `function(model, tokenizer, **settings)` ("keywords"). ValueError saying how it is called when neither binds."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return "mapping"  # a builtin or C function: called as documented
+    attempts: list[tuple[CallStyle, tuple[Any, ...], dict[str, Any]]] = [("keywords", (None, None), settings)]
+    if "settings" in signature.parameters:
+        attempts.insert(0, ("mapping", (None, None, settings), {}))
+    elif not set(settings) & set(signature.parameters):  # no setting is one of its parameters
+        attempts.append(("mapping", (None, None, settings), {}))
+    problems = []
+    for style, args, kwargs in attempts:
+        try:
+            signature.bind(*args, **kwargs)
+            return style
+        except TypeError as exc:
+            problems.append(str(exc))
+    raise ValueError(f"{path} cannot be called with these settings: mergefront calls it as function(model, "
+                     "tokenizer, **settings) or function(model, tokenizer, settings), and its signature "
+                     f"{signature} takes neither ({'; '.join(problems)}); define it as def f(model, tokenizer, "
+                     "settings) or with one keyword parameter per setting")
 
 
 def check_settings(evaluator: str, settings: dict[str, Any], loc: tuple[Any, ...]) -> dict[str, Any]:
@@ -172,8 +206,13 @@ def check_settings(evaluator: str, settings: dict[str, Any], loc: tuple[Any, ...
         except ValueError as exc:
             raise InvalidSpecError(str(exc), (*loc, "evaluator")) from exc
         schema = getattr(function, "settings_model", None)  # an optional pydantic model the function declares
-        return _validate(schema, settings, loc) if isinstance(schema, type) and issubclass(schema, BaseModel) \
+        values = _validate(schema, settings, loc) if isinstance(schema, type) and issubclass(schema, BaseModel) \
             else dict(settings)
+        try:
+            call_style(function, values, evaluator)
+        except ValueError as exc:
+            raise InvalidSpecError(str(exc), (*loc, "settings")) from exc
+        return values
     info = BUILTIN.get(evaluator)
     if info is None:
         raise InvalidSpecError(f"unknown evaluator {evaluator!r}; built-in: {sorted(BUILTIN)}, "

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
-from mergefront.schemas import ParetoOut
+from mergefront.schemas import JobOut, ParetoOut, RankingOut
 
 
 def format_space(rows: Sequence[tuple[str, float, float, str]]) -> str:
@@ -33,4 +34,58 @@ def format_front(front: ParetoOut, max_rows: int = 40) -> str:
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     if len(members) > max_rows:
         lines.append(f"... and {len(members) - max_rows} more")
+    return "\n".join(lines)
+
+
+def _columns(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 0) -> list[str]:
+    """Header and rows aligned in columns; the first `left` columns flush left, the others right."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [line(header), *(line(r) for r in rows)]
+
+
+def when(moment: datetime | None, now: datetime | None = None) -> str:
+    """A stored (UTC) time in the reader's terms: `3 min ago`, `2.5 h ago`, else the local date and time."""
+    if moment is None:
+        return "-"
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 90:
+        return f"{max(0, round(seconds))} s ago"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def format_jobs(jobs: Sequence[JobOut]) -> str:
+    """Jobs as a table: id, name, state, progress, optimizer, hypervolume, age, notes (first line)."""
+    if not jobs:
+        return "no jobs"
+    rows = [[str(j.id), j.name, j.state, f"{j.n_completed + j.n_failed}/{j.budget}", j.optimizer,
+             "-" if j.hypervolume is None else f"{j.hypervolume:.6g}", when(j.created_at),
+             (j.notes or "").splitlines()[0][:40] if j.notes else ""] for j in jobs]
+    return "\n".join(_columns(["id", "name", "state", "done", "optimizer", "hypervolume", "created", "notes"], rows,
+                              left=3))
+
+
+def format_ranking(ranking: RankingOut, max_rows: int = 20) -> str:
+    """A ranked front: the preference, the constraints, then one row per feasible member, best first."""
+    weights = ", ".join(f"{k}={w:g}" for k, w in zip(ranking.objectives, ranking.weights, strict=True))
+    lines = [f"job {ranking.job_id}: {ranking.n_feasible} of {ranking.n_front} front members meet "
+             f"{' and '.join(ranking.constraints) or 'no constraint'}; weights {weights}"]
+    if not ranking.items:
+        return lines[0]
+    rows = [[str(r.rank), str(r.evaluation.number), str(r.evaluation.id), f"{r.score:.4f}",
+             *(f"{(r.evaluation.metrics or {}).get(k, float('nan')):.4f}" for k in ranking.objectives)]
+            for r in ranking.items[:max_rows]]
+    lines += _columns(["rank", "#", "id", "score", *ranking.objectives], rows)
+    best = ranking.items[0].evaluation
+    tie = f"; {ranking.tied} tie at the top score ({ranking.rule})" if ranking.tied > 1 else ""
+    lines.append(f"recommended: evaluation {best.id} (#{best.number}){tie}")
     return "\n".join(lines)

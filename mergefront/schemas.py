@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from mergefront.bounds import CleanModel
 from mergefront.errors import public_message
 
 
@@ -39,6 +40,7 @@ class JobOut(_Out):
     n_failed: int = 0
     hypervolume: float | None = None
     error: PublicError = None
+    notes: str | None = None
     created_at: Timestamp
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
@@ -46,7 +48,17 @@ class JobOut(_Out):
 
     @property
     def done(self) -> bool:
-        return self.state in ("completed", "failed")
+        """Whether the job has ended (completed, failed or cancelled)."""
+        return self.state in ("completed", "failed", "cancelled")
+
+
+class JobUpdate(CleanModel):
+    """A new name and/or notes for a job (PATCH /v1/jobs/{id}); a field left out is kept, notes null removes them."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    notes: str | None = Field(None, max_length=20000)
 
 
 class EvaluationOut(_Out):
@@ -208,3 +220,35 @@ class EvaluatorOut(BaseModel):
     kind: Literal["builtin", "external", "plugin"]
     description: str
     metrics: list[str] = Field(default_factory=list)
+
+
+class RankedOut(BaseModel):
+    rank: int = Field(description="1 for the recommended member")
+    score: float = Field(description="weighted mean of the member's objectives, each scaled to [0, 1] (1: best) "
+                         "over the feasible members")
+    evaluation: EvaluationOut
+
+
+class RankingOut(BaseModel):
+    """A job's front members that meet the constraints, ranked by the preference (weights per objective)."""
+
+    job_id: int
+    objectives: list[str]
+    weights: list[float]
+    constraints: list[str]
+    n_front: int
+    n_feasible: int
+    tied: int = Field(description="how many members share the top score")
+    rule: str = Field(description="how scores are made and ties broken")
+    recommended: EvaluationOut | None
+    items: list[RankedOut]
+
+
+class CompareOut(BaseModel):
+    """2 to 4 evaluations side by side: their rows, their mergekit YAMLs and each YAML's diff from the first's."""
+
+    job_id: int
+    items: list[EvaluationOut]
+    mergekit: list[str | None] = Field(description="each one's mergekit YAML (null: not exportable, see notes)")
+    diffs: list[str] = Field(description="unified diff of each YAML after the first against the first's")
+    notes: list[str] = Field(default_factory=list)

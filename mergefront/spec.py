@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
 
 from mergefront.bounds import CleanModel, Metric
@@ -16,6 +15,7 @@ from mergefront.errors import InvalidSpecError
 from mergefront.merge_spec import MergeSpec
 from mergefront.methods import METHODS
 from mergefront.objectives import BUILTIN, EXTERNAL, Direction, check_settings
+from mergefront.spec_file import read_spec_file
 from mergefront.suites import BENCH_SCHEME, BUILTIN_SUITES, HF_SUITES, SUITE_METRICS, parse_bench_ref
 
 OptimizerName = Literal["auto", "random", "nsga2", "qnehvi", "map", "saea"]
@@ -372,42 +372,16 @@ _UNION_TAGS = {"float", "Range", "int", "bool", "str"}
 def load_spec(path: str | Path) -> JobSpec:
     """Read a YAML or JSON spec file; relative model and data paths in it are relative to the file's folder.
 
-    Evaluator functions given by import path are imported with the spec's folder and the current directory on
-    `sys.path` (both are added to it), as `python -m` would find them.
+    Evaluator functions given by import path are imported with the spec's folder first on `sys.path`, then the
+    current directory (so a module next to the spec wins over an installed package of the same name).
     """
     path = Path(path)
-    for folder in (str(path.resolve().parent), os.getcwd()):
-        if folder not in sys.path:
-            sys.path.append(folder)
-    data = yaml.safe_load(path.read_text())
-    return parse_spec(resolve_paths(data, path.parent) if isinstance(data, dict) else data)
-
-
-def resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """A copy of a raw spec with its relative local model paths and data files made absolute against `folder`."""
-
-    def fix(value: Any) -> Any:
-        if isinstance(value, str) and value and "://" not in value and not Path(value).expanduser().is_absolute():
-            return str((folder / value).resolve())
-        return value
-
-    out = dict(data)
-    models = out.get("models")
-    if isinstance(models, dict):
-        models = dict(models)
-        models["base"] = fix(models.get("base"))
-        if isinstance(models.get("experts"), list):
-            models["experts"] = [fix(v) for v in models["experts"]]
-        out["models"] = models
-    if isinstance(out.get("objectives"), list):
-        objectives = []
-        for obj in out["objectives"]:
-            if isinstance(obj, dict) and obj.get("evaluator") in BUILTIN and isinstance(obj.get("settings"), dict):
-                settings = dict(obj["settings"])
-                for name in ("data", "include_path"):
-                    if name in settings:
-                        settings[name] = fix(settings[name])
-                obj = {**obj, "settings": settings}
-            objectives.append(obj)
-        out["objectives"] = objectives
-    return out
+    for folder in (os.getcwd(), str(path.resolve().parent)):
+        if folder in sys.path:
+            sys.path.remove(folder)
+        sys.path.insert(0, folder)
+    data = read_spec_file(path)
+    try:
+        return parse_spec(data)
+    except InvalidSpecError as exc:  # say which file the field is in
+        raise InvalidSpecError(f"{exc.message} (in {path})", exc.loc, exc.errors[1:]) from None

@@ -15,7 +15,7 @@ from mergefront.service.auth import Authorized
 from mergefront.service.db import make_engine, make_session_factory, upgrade_database
 from mergefront.service.guards import install_guards
 from mergefront.service.http_errors import install_error_handlers
-from mergefront.service.routes import dashboard, dashboard_api, evaluations, evaluators, jobs, tokens
+from mergefront.service.routes import dashboard, dashboard_api, decide, evaluations, evaluators, jobs, tokens
 from mergefront.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
         log.warning("authentication is OFF: only clients on this machine are answered, each as admin")
     install_error_handlers(app)
     install_guards(app, settings)
-    for router in (jobs.router, evaluations.router, dashboard_api.router, evaluators.router, tokens.router):
+    for router in (jobs.router, evaluations.router, dashboard_api.router, decide.router, evaluators.router,
+                   tokens.router):
         app.include_router(router, dependencies=[Authorized])  # tokens: admin on top
     app.include_router(dashboard.router)  # the pages and plotly.js: static files, no token
     app.mount("/static", dashboard.static_files, name="static")

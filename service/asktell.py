@@ -35,6 +35,8 @@ def ask(*, session: Session, job_id: int, n: int, settings: Settings) -> list[Ev
     Fewer than `n` (none once the budget is spent) when finished plus outstanding candidates would pass the budget.
     """
     job = _external_job(session, job_id, f"job {job_id}")
+    if job.state == JobState.cancelled:
+        raise ConflictError(f"job {job_id} was cancelled; it proposes no more candidates")
     repo.expire_overdue(session=session, job_id=job_id)
     spec = JobSpec.model_validate(job.spec)
     _, rows = repo.list_evaluations(session=session, job_id=job_id)
@@ -112,6 +114,8 @@ def _external_job(session: Session, job_id: int, what: str) -> Job:
 
 def _check_repeat(row: Evaluation, metrics: dict[str, float] | None, error: str | None, spec: JobSpec) -> None:
     """A tell for a candidate no longer running: the same result again is fine, anything else a conflict."""
+    if row.state == EvaluationState.cancelled:
+        raise ConflictError(f"evaluation {row.id} (candidate {row.number}) was abandoned when its job was cancelled")
     if row.state == EvaluationState.expired:
         raise ConflictError(f"evaluation {row.id} (candidate {row.number}) expired at {row.expires_at} UTC: it was "
                             f"not told within ask_timeout ({spec.resources.ask_timeout:g} s) and went back to the "

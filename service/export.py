@@ -32,8 +32,8 @@ class ExportSource:
                                                                                  *self.spec.models.experts)]
         return mergekit_yaml(self.spec, self.space, self.params, self.files, refs)
 
-    def materialize(self, out_dir: Path) -> Path:
-        return materialize(self.spec, self.space, self.params, self.seed, self.files, out_dir)
+    def materialize(self, out_dir: Path, progress: bool = False) -> Path:
+        return materialize(self.spec, self.space, self.params, self.seed, self.files, out_dir, progress)
 
 
 def export_source(*, session: Session, evaluation_id: int, settings: Settings) -> ExportSource:

@@ -36,6 +36,10 @@ class JobState(enum.StrEnum):
     running = "running"
     completed = "completed"
     failed = "failed"
+    cancelled = "cancelled"  # stopped on a user's request; its evaluations are kept
+
+
+DONE_JOB_STATES = (JobState.completed, JobState.failed, JobState.cancelled)
 
 
 class EvaluationState(enum.StrEnum):
@@ -44,6 +48,7 @@ class EvaluationState(enum.StrEnum):
     completed = "completed"
     failed = "failed"
     expired = "expired"  # an external candidate not told within ask_timeout: it went back to the optimizer
+    cancelled = "cancelled"  # pending or running when its job was cancelled: abandoned, never evaluated
 
 
 class Base(DeclarativeBase):
@@ -65,6 +70,7 @@ class Job(Base):
     external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # driven by ask/tell
     origin: Mapped[str] = mapped_column(String(16), default="local", server_default="local")  # local | network
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)  # the user's own words about the job
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

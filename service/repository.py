@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import false, func, or_, select, true, update
 from sqlalchemy.orm import Session
@@ -21,6 +20,7 @@ from mergefront.schemas import (
     JobOut,
     ParetoOut,
 )
+from mergefront.service.columns import OPS, ColumnFilter, resolve_column
 from mergefront.service.models import Evaluation, EvaluationState, Job, JobState, ParetoSnapshot, pareto_members, utcnow
 from mergefront.spec import JobSpec
 
@@ -82,9 +82,25 @@ def _problem_key(spec: dict[str, Any]) -> tuple[str, str]:
     return json.dumps(spec.get("models"), sort_keys=True), json.dumps(spec.get("objectives"), sort_keys=True)
 
 
-def list_jobs(*, session: Session, offset: int = 0, limit: int = 50) -> tuple[int, list[Job]]:
-    total = session.scalar(select(func.count()).select_from(Job)) or 0
-    jobs = session.scalars(select(Job).order_by(Job.id.desc()).offset(offset).limit(limit)).all()
+JobSort = Literal["id", "name", "state", "optimizer", "created_at", "finished_at"]
+JOB_SORTS: tuple[str, ...] = get_args(JobSort)
+
+
+def list_jobs(*, session: Session, offset: int = 0, limit: int = 50, search: str | None = None,
+              state: str | None = None, sort: JobSort = "id", descending: bool = True) -> tuple[int, list[Job]]:
+    """A page of jobs; `search` matches words of their names and notes (case-insensitive), `sort` one of JOB_SORTS."""
+    if sort not in JOB_SORTS:
+        raise InvalidSpecError(f"cannot sort jobs by {sort!r}; one of {list(JOB_SORTS)}", ("sort",))
+    where: list[Any] = []
+    if state is not None:
+        where.append(Job.state == state)
+    for word in (search or "").split():
+        where.append(or_(func.lower(Job.name).contains(word.lower(), autoescape=True),
+                         func.lower(func.coalesce(Job.notes, "")).contains(word.lower(), autoescape=True)))
+    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    key = getattr(Job, sort)
+    order = (key.desc() if descending else key.asc()).nulls_last()
+    jobs = session.scalars(select(Job).where(*where).order_by(order, Job.id.desc()).offset(offset).limit(limit)).all()
     return total, list(jobs)
 
 
@@ -162,7 +178,11 @@ def start_job(*, session: Session, job_id: int) -> None:
 
 
 def finish_job(*, session: Session, job_id: int, state: JobState, error: str | None = None) -> None:
+    """End a job; a cancelled job stays cancelled (its runner may finish after the cancel)."""
     job = get_job(session=session, job_id=job_id)
+    if job.state == JobState.cancelled:
+        job.lease_owner, job.lease_expires_at = None, None
+        return
     job.state, job.error, job.finished_at = state, error, utcnow()
     job.lease_owner, job.lease_expires_at = None, None
 
@@ -193,6 +213,8 @@ def list_evaluations(*, session: Session, job_id: int, state: str | None = None,
 def start_evaluation(*, session: Session, evaluation_id: int, deadline_seconds: float | None = None) -> None:
     """Mark an evaluation running; with `deadline_seconds` (external jobs) it expires that long from now."""
     row = get_evaluation(session=session, evaluation_id=evaluation_id)
+    if row.state == EvaluationState.cancelled:
+        return
     row.state, row.attempts, row.started_at = EvaluationState.running, row.attempts + 1, utcnow()
     if deadline_seconds is not None:
         row.expires_at = row.started_at + timedelta(seconds=deadline_seconds)
@@ -215,6 +237,8 @@ def complete_evaluation(*, session: Session, evaluation_id: int, metrics: dict[s
                         merge_seconds: float, eval_seconds: float, node: str | None = None,
                         node_id: str | None = None) -> None:
     row = get_evaluation(session=session, evaluation_id=evaluation_id)
+    if row.state == EvaluationState.cancelled:  # its job was cancelled: the result is not recorded
+        return
     row.state, row.metrics, row.worker, row.error = EvaluationState.completed, metrics, worker, None
     row.merge_seconds, row.eval_seconds, row.finished_at = merge_seconds, eval_seconds, utcnow()
     row.node, row.node_id = node, node_id
@@ -225,6 +249,8 @@ def fail_evaluation(*, session: Session, evaluation_id: int, error: str, final: 
     """Record an error (and the node it happened on, when known); a final failure ends the evaluation, otherwise
     it waits to be retried."""
     row = get_evaluation(session=session, evaluation_id=evaluation_id)
+    if row.state == EvaluationState.cancelled:
+        return
     row.error, row.node, row.node_id = error, node, node_id
     if final:
         row.state, row.finished_at = EvaluationState.failed, utcnow()
@@ -279,21 +305,6 @@ def pareto_out(*, session: Session, job: Job) -> ParetoOut:
 TABLE_COLUMNS = ("number", "state", "attempts", "merge_seconds", "eval_seconds", "created_at", "finished_at")
 
 
-@dataclass(frozen=True)
-class ColumnFilter:
-    """`column op value`, e.g. `metrics.parity_accuracy >= 0.5`; `column` is a table column or metrics./params.KEY."""
-
-    column: str
-    op: str
-    value: float
-
-
-_OPS: dict[str, Callable[[Any, float], Any]] = {
-    ">=": lambda c, v: c >= v, "<=": lambda c, v: c <= v, ">": lambda c, v: c > v, "<": lambda c, v: c < v,
-    "=": lambda c, v: c == v, "!=": lambda c, v: c != v,
-}
-
-
 def table_columns(*, session: Session, job: Job) -> list[str]:
     """The columns a job's evaluations can be sorted and filtered on (parameters named by its first evaluation)."""
     params = session.scalar(select(Evaluation.params).where(Evaluation.job_id == job.id)
@@ -302,8 +313,7 @@ def table_columns(*, session: Session, job: Job) -> list[str]:
 
 
 def _column(*, columns: Sequence[str], name: str, loc: str) -> Any:
-    if name not in columns:
-        raise InvalidSpecError(f"unknown column {name!r}; one of {list(columns)}", (loc,))
+    name = resolve_column(columns=columns, name=name, loc=loc)
     if name.startswith("metrics."):
         return Evaluation.metrics[name.removeprefix("metrics.")].as_float()
     if name.startswith("params."):
@@ -322,8 +332,8 @@ def front_member_ids(*, session: Session, job_id: int) -> set[int]:
 
 def evaluation_table(*, session: Session, job: Job, sort: str = "number", descending: bool = False,
                      state: str | None = None, front_only: bool = False, filters: Sequence[ColumnFilter] = (),
-                     offset: int = 0, limit: int = 50) -> tuple[int, list[Evaluation], set[int]]:
-    """One sorted, filtered page of a job's evaluations: (total matching, page rows, ids on the front)."""
+                     offset: int = 0, limit: int | None = 50) -> tuple[int, list[Evaluation], set[int]]:
+    """One sorted, filtered page of a job's evaluations (all with `limit` None): (total, page rows, front ids)."""
     front = front_member_ids(session=session, job_id=job.id)
     columns = table_columns(session=session, job=job)
     where: list[Any] = [Evaluation.job_id == job.id]
@@ -332,9 +342,9 @@ def evaluation_table(*, session: Session, job: Job, sort: str = "number", descen
     if front_only:
         where.append(Evaluation.id.in_(front) if front else false())
     for f in filters:
-        if f.op not in _OPS:
-            raise InvalidSpecError(f"unknown operator {f.op!r}; one of {list(_OPS)}", ("filter",))
-        where.append(_OPS[f.op](_column(columns=columns, name=f.column, loc="filter"), f.value))
+        if f.op not in OPS:
+            raise InvalidSpecError(f"unknown operator {f.op!r}; one of {list(OPS)}", ("filter",))
+        where.append(OPS[f.op](_column(columns=columns, name=f.column, loc="filter"), f.value))
     total = session.scalar(select(func.count()).select_from(Evaluation).where(*where)) or 0
     key = _column(columns=columns, name=sort, loc="sort")
     order = (key.desc() if descending else key.asc()).nulls_last()

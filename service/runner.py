@@ -29,7 +29,8 @@ from mergefront.optimizers import (
 from mergefront.service import repository as repo
 from mergefront.service.db import session_scope
 from mergefront.service.front import update_front
-from mergefront.service.models import Evaluation, EvaluationState, JobState
+from mergefront.service.manage import abandon_candidates
+from mergefront.service.models import DONE_JOB_STATES, Evaluation, EvaluationState, JobState
 from mergefront.service.settings import Settings
 from mergefront.service.space import (
     ModelFiles,
@@ -70,6 +71,10 @@ class _JobRun:
     in_flight: dict[int, Evaluation] = field(default_factory=dict)
 
 
+class JobCancelled(Exception):  # noqa: N818 (a signal to stop, not an error)
+    """The job was cancelled while this runner held it."""
+
+
 PoolFactory = Callable[["WorkerSetup", JobSpec], "WorkerPool"]
 
 
@@ -106,7 +111,7 @@ class JobRunner:
             if repo.lease_job(session=s, owner=self.owner, seconds=self.settings.lease_seconds,
                               job_id=job_id) is None:
                 state = repo.get_job(session=s, job_id=job_id).state
-                if state in (JobState.completed, JobState.failed):
+                if state in DONE_JOB_STATES:
                     return state
                 raise ConflictError(f"job {job_id} is leased by another runner")
         return self._run_leased(job_id, **kwargs)
@@ -123,6 +128,12 @@ class JobRunner:
                 repo.defer_job(session=s, job_id=job_id, owner=self.owner, reason=str(exc),
                                seconds=self.settings.cluster_retry_seconds)
             return JobState.pending
+        except JobCancelled:
+            log.info("job %s cancelled; its running candidates are abandoned", job_id)
+            with session_scope(self.sessions) as s:
+                abandon_candidates(session=s, job_id=job_id)  # any proposed after the cancel
+                repo.release_lease(session=s, job_id=job_id, owner=self.owner)
+            return JobState.cancelled
         except Exception as exc:
             log.exception("job %s failed", job_id)
             with session_scope(self.sessions) as s:
@@ -177,7 +188,10 @@ class JobRunner:
 
     def _loop(self, run: _JobRun, progress: Callable[[Progress], None] | None, stop: threading.Event) -> bool:
         """Drive the job until its budget is spent (True) or `stop` is set (False)."""
+        self._renew(run.job_id)  # cancelled while the workers started?
         self._dispatch_orphans(run)
+        if progress is not None:  # the workers are up: a progress display may start its clock now
+            progress(self._progress(run))
         while not stop.is_set():
             self._propose(run)
             if not run.in_flight:
@@ -194,6 +208,8 @@ class JobRunner:
         with session_scope(self.sessions) as s:
             if not repo.renew_lease(session=s, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds):
                 raise ConflictError(f"job {job_id}: lease lost to another runner")
+            if repo.get_job(session=s, job_id=job_id).state == JobState.cancelled:
+                raise JobCancelled(job_id)
 
     def _dispatch_orphans(self, run: _JobRun) -> None:
         """Evaluations left pending or running by a runner that stopped are evaluated again."""

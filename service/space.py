@@ -179,12 +179,30 @@ def merge_config(spec: JobSpec, params: Mapping[str, float], space: SearchSpace 
 
 
 def materialize(spec: JobSpec, space: SearchSpace, params: Mapping[str, float], seed: int, files: ModelFiles,
-                out_dir: Path) -> Path:
-    """Merge one candidate again and write it as a checkpoint directory (unmerged tensors from the base)."""
+                out_dir: Path, progress: bool = False) -> Path:
+    """Merge one candidate again and write it as a checkpoint directory (unmerged tensors from the base).
+
+    With `progress`, a bar on stderr counts the steps: loading the base and each expert, merging, writing.
+    """
+    from tqdm import tqdm
+
     from mergefront.evaluators.checkpoint import load_checkpoint, save_checkpoint
     from mergefront.evaluators.merge import ResidentMerger
 
-    base = load_checkpoint(files.base)
-    experts = [load_checkpoint(path) for path in files.experts]
-    merged = ResidentMerger(base, experts, list(files.merged_keys)).merge(merge_config(spec, params, space, seed))
-    return save_checkpoint({**base, **merged}, out_dir, template=files.base if files.base.is_dir() else None)
+    with tqdm(total=len(files.experts) + 3, desc="export", unit="step", disable=not progress) as bar:
+        def step(what: str) -> None:
+            bar.set_postfix_str(what)
+            bar.update()
+
+        bar.set_postfix_str("loading the base")
+        base = load_checkpoint(files.base)
+        experts = []
+        for i, path in enumerate(files.experts):
+            step(f"loading expert {i + 1} of {len(files.experts)}")
+            experts.append(load_checkpoint(path))
+        step("merging")
+        merged = ResidentMerger(base, experts, list(files.merged_keys)).merge(merge_config(spec, params, space, seed))
+        step(f"writing {out_dir}")
+        path = save_checkpoint({**base, **merged}, out_dir, template=files.base if files.base.is_dir() else None)
+        step("done")
+    return path

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
-from mergefront.objectives import BUILTIN, check_settings, load_function
+from mergefront.objectives import BUILTIN, call_style, check_settings, load_function
 
 #: built-in evaluator name -> "module:Class" of its worker side
 REGISTRY: dict[str, str] = {
@@ -53,12 +53,16 @@ class FunctionObjective:
     """A user function given by import path, with its settings bound."""
 
     def __init__(self, path: str, settings: Mapping[str, Any]) -> None:
-        self.function: Evaluator = load_function(path)
+        self.function: Callable[..., float | Metrics] = load_function(path)
         # as at submission: validated against the function's `settings_model` if it has one, defaults filled in
         self.settings = check_settings(path, dict(settings), ())
+        self.keywords = call_style(self.function, self.settings, path) == "keywords"
 
     def __call__(self, model: torch.nn.Module, tokenizer: Any) -> Metrics:
-        result = self.function(model, tokenizer, self.settings)
+        if self.keywords:
+            result = self.function(model, tokenizer, **self.settings)
+        else:
+            result = self.function(model, tokenizer, self.settings)
         if isinstance(result, Mapping):
             return {str(k): float(v) for k, v in result.items()}
         return {"": float(result)}

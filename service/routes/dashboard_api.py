@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.orm import Session
 
-from mergefront.bounds import MAX_METRIC
 from mergefront.errors import InvalidSpecError
 from mergefront.schemas import EvaluationRow, EvaluationTable, FrontPoints, HypervolumeHistory
 from mergefront.service import repository as repo
+from mergefront.service.columns import parse_filter, typed_name
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
-from mergefront.service.models import EvaluationState
+from mergefront.service.models import Evaluation, EvaluationState, Job
 from mergefront.service.routes.params import JobId, Offset
+from mergefront.service.tabular import MEDIA_TYPES, TableFormat
 
 router = APIRouter(prefix="/v1", tags=["dashboard"], responses=STORED)
 
-_FILTER = re.compile(r"^\s*([\w.:\-]+)\s*(>=|<=|!=|=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-
 TableLimit = Annotated[int, Query(ge=1, le=500)]
-Filters = Annotated[list[str] | None, Query(alias="filter", description="`column op value`, e.g. `metrics.a>=0.5`")]
+Filters = Annotated[list[str] | None, Query(alias="filter", description="`column op number`, e.g. "
+                                                                        "`parity_accuracy>=0.5` or `weight.mod3<0.2`")]
 
 
 def _query_error(exc: InvalidSpecError) -> RequestValidationError:
@@ -30,33 +31,56 @@ def _query_error(exc: InvalidSpecError) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": ("query", *exc.loc), "msg": exc.message}])
 
 
-def parse_filter(text: str) -> repo.ColumnFilter:
-    """`metrics.rotated_accuracy>=0.5` -> ColumnFilter('metrics.rotated_accuracy', '>=', 0.5)."""
-    match = _FILTER.match(text)
-    if match is None:
-        raise InvalidSpecError(f"cannot read filter {text!r}; write `column op number`, op one of >= <= > < = !=",
-                               ("filter",))
-    value = float(match[3])
-    if not abs(value) <= MAX_METRIC:
-        raise InvalidSpecError(f"{match[3]} is out of range: filter values lie within +-{MAX_METRIC:g}", ("filter",))
-    return repo.ColumnFilter(match[1], match[2], value)
+@dataclass(frozen=True)
+class TableQuery:
+    """Which of a job's evaluations, in which order: the dashboard table's query, also its downloads'."""
+
+    sort: str = "number"
+    descending: bool = False
+    state: EvaluationState | None = None
+    front: bool = False
+    filters: Filters = None
+
+    def rows(self, session: Session, job: Job, offset: int = 0,
+             limit: int | None = None) -> tuple[int, list[Evaluation], set[int]]:
+        """(total matching, the rows from `offset`, at most `limit`, ids on the front); a bad query is a 422."""
+        try:
+            return repo.evaluation_table(
+                session=session, job=job, sort=self.sort, descending=self.descending, state=self.state,
+                front_only=self.front, filters=[parse_filter(f) for f in self.filters or []], offset=offset,
+                limit=limit)
+        except InvalidSpecError as exc:
+            raise _query_error(exc) from exc
+
+
+TableQueryDep = Annotated[TableQuery, Depends()]
 
 
 @router.get("/jobs/{job_id}/table")
-def evaluation_table(job_id: JobId, session: SessionDep, sort: str = "number", descending: bool = False,
-                     state: EvaluationState | None = None, front: bool = False, filters: Filters = None,
-                     offset: Offset = 0, limit: TableLimit = 50) -> EvaluationTable:
+def evaluation_table(job_id: JobId, session: SessionDep, query: TableQueryDep, offset: Offset = 0,
+                     limit: TableLimit = 50) -> EvaluationTable:
     """One page of a job's evaluations, sorted and filtered on the server, each marked on/off the front."""
     job = repo.get_job(session=session, job_id=job_id)
-    try:
-        total, rows, front_ids = repo.evaluation_table(
-            session=session, job=job, sort=sort, descending=descending, state=state, front_only=front,
-            filters=[parse_filter(f) for f in filters or []], offset=offset, limit=limit)
-    except InvalidSpecError as exc:
-        raise _query_error(exc) from exc
+    total, rows, front_ids = query.rows(session, job, offset, limit)
     items = [EvaluationRow.model_validate(r).model_copy(update={"on_front": r.id in front_ids}) for r in rows]
-    return EvaluationTable(total=total, offset=offset, limit=limit, sort=sort, descending=descending,
+    return EvaluationTable(total=total, offset=offset, limit=limit, sort=query.sort, descending=query.descending,
                            columns=repo.table_columns(session=session, job=job), items=items)
+
+
+@router.get("/jobs/{job_id}/evaluations.{fmt}", tags=["evaluations"],
+            responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}})
+def download_evaluations(job_id: JobId, fmt: TableFormat, session: SessionDep, query: TableQueryDep) -> Response:
+    """Every evaluation of a job matching the query, as a CSV or Parquet file (one row each, objectives and
+    parameters as columns)."""
+    from mergefront.service.tabular import encode, evaluations_table  # pyarrow loads on first download
+
+    job = repo.get_job(session=session, job_id=job_id)
+    _, rows, front_ids = query.rows(session, job)
+    params = [typed_name(c) for c in repo.table_columns(session=session, job=job) if c.startswith("params.")]
+    body = encode(evaluations_table(job, rows, front_ids, params), fmt)
+    filename = f"mergefront-job{job_id}-evaluations.{fmt}"
+    return Response(body, media_type=MEDIA_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 @router.get("/jobs/{job_id}/points")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import Field
 
 from mergefront.bounds import CleanModel
@@ -13,6 +13,7 @@ from mergefront.schemas import (
     EvaluationOut,
     JobOut,
     JobPage,
+    JobUpdate,
     Page,
     ParameterOut,
     ParetoOut,
@@ -24,7 +25,8 @@ from mergefront.service import repository as repo
 from mergefront.service.confine import confine_spec, public_spec
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
-from mergefront.service.models import EvaluationState, Job
+from mergefront.service.manage import cancel_job, delete_job, update_job
+from mergefront.service.models import EvaluationState, Job, JobState
 from mergefront.service.routes.params import JobId, Limit, Offset
 from mergefront.spec import JobSpec
 
@@ -43,10 +45,16 @@ def submit_job(spec: JobSpec, session: SessionDep, request: Request) -> JobOut:
     return _out(session, job, request)
 
 
+Search = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$",
+                                     description="words that must all appear in the name or notes")]
+
+
 @router.get("")
-def list_jobs(session: SessionDep, request: Request, offset: Offset = 0, limit: Limit = 50) -> JobPage:
-    """List jobs, newest first."""
-    total, jobs = repo.list_jobs(session=session, offset=offset, limit=limit)
+def list_jobs(session: SessionDep, request: Request, offset: Offset = 0, limit: Limit = 50, search: Search = None,
+              state: JobState | None = None, sort: repo.JobSort = "id", descending: bool = True) -> JobPage:
+    """List jobs, newest first; `search` their names and notes, keep one `state`, `sort` by a column."""
+    total, jobs = repo.list_jobs(session=session, offset=offset, limit=limit, search=search, state=state, sort=sort,
+                                 descending=descending)
     return JobPage(total=total, offset=offset, limit=limit,
                    items=[_out(session, j, request) for j in jobs])
 
@@ -61,6 +69,27 @@ def _out(session: SessionDep, job: Job, request: Request) -> JobOut:
     """A job as the API shows it: its spec's paths as the user wrote them (relative to the server's roots)."""
     out = repo.job_out(session=session, job=job)
     return out.model_copy(update={"spec": public_spec(out.spec, request.app.state.settings)})
+
+
+@router.patch("/{job_id}")
+def patch_job(job_id: JobId, body: JobUpdate, session: SessionDep, request: Request) -> JobOut:
+    """Rename a job and/or replace its notes (`"notes": null` removes them)."""
+    job = update_job(session=session, job_id=job_id, name=body.name, notes=body.notes,
+                     clear_notes="notes" in body.model_fields_set and body.notes is None)
+    return _out(session, job, request)
+
+
+@router.post("/{job_id}/cancel")
+def cancel(job_id: JobId, session: SessionDep, request: Request) -> JobOut:
+    """Stop a pending or running job; its finished evaluations are kept, its running candidates abandoned."""
+    return _out(session, cancel_job(session=session, job_id=job_id), request)
+
+
+@router.delete("/{job_id}", status_code=204, response_class=Response)
+def delete(job_id: JobId, session: SessionDep) -> Response:
+    """Delete a completed, failed or cancelled job with all its evaluations and fronts."""
+    delete_job(session=session, job_id=job_id)
+    return Response(status_code=204)
 
 
 @router.get("/{job_id}/evaluations")

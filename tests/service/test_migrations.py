@@ -50,3 +50,19 @@ def test_ask_tell_columns_come_and_go_keeping_stored_rows(database_url: str, eng
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM evaluations")).scalar_one() == 1
         assert "external" not in {c["name"] for c in inspect(conn).get_columns("jobs")}
+
+
+def test_job_notes_come_and_go_and_a_cancelled_job_reads_failed_below_0007(database_url: str, engine: Engine) -> None:
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(database_url)
+    command.upgrade(cfg, "head")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO jobs (id, name, spec, state, optimizer, budget, objectives, maximize, "
+                          "reference_point, created_at, notes) VALUES (1, 'j', '{}', 'cancelled', 'nsga2', 4, '[]', "
+                          "'[]', '[]', '2026-01-01', 'mine')"))
+    below = ScriptDirectory.from_config(cfg).get_revision("0007").down_revision
+    command.downgrade(cfg, str(below))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT state, error FROM jobs")).one() == ("failed", "cancelled")
+        assert "notes" not in {c["name"] for c in inspect(conn).get_columns("jobs")}

@@ -1,0 +1,83 @@
+"""Deciding on a job's front: rank its members by constraints and a preference, compare a few side by side."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import Field
+
+from mergefront.bounds import MAX_ID
+from mergefront.errors import ConflictError, InvalidSpecError
+from mergefront.schemas import CompareOut, EvaluationOut, RankedOut, RankingOut
+from mergefront.service import repository as repo
+from mergefront.service.columns import parse_filter
+from mergefront.service.decide import TIE_RULE, rank
+from mergefront.service.deps import SessionDep
+from mergefront.service.http_errors import STORED
+from mergefront.service.routes.params import JobId
+
+router = APIRouter(prefix="/v1/jobs", tags=["decide"], responses=STORED)
+
+Constraints = Annotated[list[str] | None, Query(alias="constraint", max_length=64, description="`column op number` "
+                                                "on an objective or a parameter, e.g. `parity_accuracy >= 0.8`")]
+Weights = Annotated[list[str] | None, Query(alias="weight", max_length=64, description="`objective=number` "
+                                            "(default 1 each), e.g. `parity_accuracy=2`")]
+
+
+def parse_weight(text: str) -> tuple[str, float]:
+    """`parity_accuracy=2` (or `:2`) -> ('parity_accuracy', 2.0); InvalidSpecError saying how to write it."""
+    name, sep, number = text.replace(":", "=").partition("=")
+    try:
+        if not sep or not name.strip():
+            raise ValueError
+        return name.strip(), float(number)
+    except ValueError:
+        raise InvalidSpecError(f"cannot read weight {text!r}: write objective=number, e.g. parity_accuracy=2",
+                               ("weight",)) from None
+
+
+@router.get("/{job_id}/rank")
+def rank_front(job_id: JobId, session: SessionDep, constraints: Constraints = None, weights: Weights = None,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> RankingOut:
+    """The front members meeting every constraint, best first by the weighted preference; the first is recommended."""
+    job = repo.get_job(session=session, job_id=job_id)
+    front = repo.pareto_out(session=session, job=job)
+    filters = [parse_filter(c, "constraint") for c in constraints or []]
+    ranking = rank(front.members, objectives=job.objectives, maximize=job.maximize, constraints=filters,
+                   weights=dict(parse_weight(w) for w in weights or []))
+    items = [RankedOut(rank=i + 1, score=score, evaluation=m)
+             for i, (m, score) in enumerate(zip(ranking.members[:limit], ranking.scores, strict=False))]
+    return RankingOut(job_id=job.id, objectives=job.objectives, weights=ranking.weights,
+                      constraints=[str(f) for f in filters], n_front=ranking.n_front, n_feasible=len(ranking.members),
+                      tied=ranking.tied, rule=TIE_RULE, recommended=ranking.members[0] if ranking.members else None,
+                      items=items)
+
+
+@router.get("/{job_id}/compare")
+def compare(job_id: JobId, session: SessionDep, request: Request,
+            ids: Annotated[list[Annotated[int, Field(ge=1, le=MAX_ID)]], Query(alias="id", min_length=2, max_length=4,
+                                            description="2 to 4 evaluation ids of this job")]) -> CompareOut:
+    """Evaluations side by side: rows, mergekit YAMLs, and each YAML's unified diff against the first one's."""
+    from mergefront.service.export import export_source  # the optimizers' space code stays out of the API's start-up
+
+    rows = [repo.get_evaluation(session=session, evaluation_id=i) for i in ids]
+    for row in rows:
+        if row.job_id != job_id:
+            raise InvalidSpecError(f"evaluation {row.id} belongs to job {row.job_id}, not to job {job_id}", ("id",))
+    yamls: list[str | None] = []
+    notes: list[str] = []
+    for row in rows:
+        try:
+            yamls.append(export_source(session=session, evaluation_id=row.id,
+                                       settings=request.app.state.settings).mergekit_yaml())
+        except ConflictError as exc:
+            yamls.append(None)
+            notes.append(str(exc))
+    first = (yamls[0] or "").splitlines(keepends=True)
+    diffs = ["".join(difflib.unified_diff(first, (y or "").splitlines(keepends=True),
+                                          f"evaluation {rows[0].number}", f"evaluation {row.number}"))
+             for row, y in zip(rows[1:], yamls[1:], strict=True)]
+    return CompareOut(job_id=job_id, items=[EvaluationOut.model_validate(r) for r in rows], mergekit=yamls,
+                      diffs=diffs, notes=notes)
