@@ -1,7 +1,7 @@
 """job management: a job's notes (its name was always editable; `cancelled` is a new value of the state column)
 
 Revision ID: 0007
-Revises: 0002
+Revises: 0006
 Create Date: 2026-11-30
 
 Plain ALTER TABLE, as in 0002: a batch "copy and move" of `jobs` would cascade-delete every evaluation on SQLite.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0002"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
