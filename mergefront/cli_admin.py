@@ -13,7 +13,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """--url and --token, defaulting to MERGEFRONT_URL and MERGEFRONT_TOKEN."""
-    parser.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", DEFAULT_URL))
+    parser.add_argument("--url", default=os.environ.get("MERGEFRONT_URL", DEFAULT_URL),
+                        help="the server (default: MERGEFRONT_URL or %(default)s)")
     parser.add_argument("--token", default=os.environ.get("MERGEFRONT_TOKEN"),
                         help="API token (default: MERGEFRONT_TOKEN)")
 
@@ -30,10 +31,11 @@ def add_commands(sub: Any) -> None:
     listing = actions.add_parser("list", help="list tokens (their prefix, never the token)")
     listing.set_defaults(func=_token_list)
     revoke = actions.add_parser("revoke", help="revoke a token at once")
-    revoke.add_argument("id", type=int)
+    revoke.add_argument("id", type=int, help="the token's id (see `mergefront token list`)")
     revoke.set_defaults(func=_token_revoke)
     for parser in (create, listing, revoke):
-        parser.add_argument("--db", help="SQLAlchemy URL (default: MERGEFRONT_DATABASE_URL or ~/.mergefront)")
+        parser.add_argument("--db", metavar="URL", help="SQLAlchemy URL (default: MERGEFRONT_DATABASE_URL or "
+                            "~/.mergefront)")
 
     evaluators = sub.add_parser("evaluators", help="list the evaluators a job may name on a server (plug-ins too)")
     add_server_options(evaluators)

@@ -67,9 +67,15 @@ def test_every_option_has_help_and_version_prints(cli, capsys: pytest.CaptureFix
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     assert {"run", "serve", "submit", "space", "jobs", "front", "evaluations", "export", "cancel", "delete",
             "rename", "notes"} <= set(commands)
-    for name, command in commands.items():
+    parsers = [(name, command) for name, command in commands.items()]
+    for name, command in list(parsers):  # `token create|list|revoke`: one level deeper
         for action in command._actions:
-            assert action.help, f"mergefront {name} {action.dest}: no help text"
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += [(f"{name} {sub}", p) for sub, p in action.choices.items()]
+    for name, command in parsers:
+        for action in command._actions:
+            if not isinstance(action, argparse._SubParsersAction):  # its choices carry the help
+                assert action.help, f"mergefront {name} {action.dest}: no help text"
     with pytest.raises(SystemExit):
         cli_main(["--version"])
     assert capsys.readouterr().out.strip() == f"mergefront {__version__}"

@@ -14,11 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 
 import mergefront
 from mergefront import Client, InvalidSpecError, Job
-from mergefront.service.app import create_app
 from tests.dashboard.synthetic import build_job
 
 
@@ -35,10 +33,10 @@ def test_every_public_method_has_a_docstring_with_an_example() -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_every_422_error_is_kept(settings, spec_data: dict) -> None:
+def test_every_422_error_is_kept(api, spec_data: dict) -> None:
     spec_data["optimizer"]["budget"] = 0
     spec_data["resources"]["workers"] = 0
-    with TestClient(create_app(settings, run_jobs=False)) as http, Client("http://test", http=http) as client:
+    with api(run_jobs=False) as http, Client("http://test", http=http) as client:
         with pytest.raises(InvalidSpecError) as info:
             client.submit(spec_data)
     locs = {loc[:2] for loc, _ in info.value.errors}
@@ -95,10 +93,10 @@ def test_a_refused_connection_is_retried_until_the_server_is_up() -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_evaluations_come_as_csv_parquet_and_a_dataframe(settings, sessions, tmp_path: Path) -> None:
+def test_evaluations_come_as_csv_parquet_and_a_dataframe(api, sessions, tmp_path: Path) -> None:
     pandas = pytest.importorskip("pandas")
     job_id = build_job(sessions, n=40, n_objectives=2, seed=5, history_points=4)
-    with TestClient(create_app(settings, run_jobs=False)) as http, Client("http://test", http=http) as client:
+    with api(run_jobs=False) as http, Client("http://test", http=http) as client:
         job = client.job(job_id)
         rows = job.evaluations()
         frame = job.evaluations_frame()

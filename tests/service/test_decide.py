@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from fastapi.testclient import TestClient
 
 from mergefront.errors import InvalidSpecError
 from mergefront.schemas import EvaluationOut
-from mergefront.service.app import create_app
 from mergefront.service.columns import parse_filter
 from mergefront.service.decide import rank
 from tests.dashboard.synthetic import build_job
@@ -47,9 +45,9 @@ def test_constraints_on_objectives_and_parameters_by_their_own_names() -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_rank_and_compare_over_rest(settings, sessions) -> None:
+def test_rank_and_compare_over_rest(api, sessions) -> None:
     job_id = build_job(sessions, n=50, n_objectives=2, seed=3, history_points=5)
-    with TestClient(create_app(settings, run_jobs=False)) as client:
+    with api(run_jobs=False) as client:
         ranked = client.get(f"/v1/jobs/{job_id}/rank", params={"weight": ["rotated_accuracy=1", "inverted_accuracy=0"],
                                                                "constraint": "inverted_accuracy > 0.1"}).json()
         front = client.get(f"/v1/jobs/{job_id}/pareto").json()["members"]

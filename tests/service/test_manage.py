@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from mergefront.service import repository as repo
-from mergefront.service.app import create_app
 from mergefront.service.db import session_scope
 from mergefront.service.runner import JobRunner, Progress
 from mergefront.spec import parse_spec
@@ -17,12 +16,13 @@ from tests.dashboard.synthetic import build_job
 
 
 @pytest.fixture
-def client(settings):  # type: ignore[no-untyped-def]
-    with TestClient(create_app(settings, run_jobs=False)) as c:
+def client(api):  # type: ignore[no-untyped-def]
+    with api(run_jobs=False) as c:
         yield c
 
 
-def test_a_pending_job_is_cancelled_then_deleted_with_its_rows(client: TestClient, spec_data: dict, sessions) -> None:
+def test_a_pending_job_is_cancelled_then_deleted_with_its_rows(client: TestClient, spec_data: dict,
+                                                               sessions) -> None:
     job = client.post("/v1/jobs", json=spec_data).json()
     with session_scope(sessions) as s:  # a candidate proposed before the cancel
         repo.add_evaluations(session=s, job_id=job["id"], points=[([0.5] * 6, {"weight.rotated": 0.5})])
@@ -75,7 +75,7 @@ def test_rename_notes_search_and_sort(client: TestClient, spec_data: dict) -> No
 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_running_job_stops_when_cancelled_keeping_its_finished_evaluations(sessions, settings,
+def test_a_running_job_stops_when_cancelled_keeping_its_finished_evaluations(sessions, settings, api,
                                                                             spec_data: dict) -> None:
     spec_data["optimizer"].update(budget=40, batch_size=2)
     spec_data["resources"]["workers"] = 1
@@ -92,7 +92,7 @@ def test_a_running_job_stops_when_cancelled_keeping_its_finished_evaluations(ses
         JobRunner(session_factory=sessions, settings=settings).run(job_id, progress=progress)))
     runner.start()
     assert two_done.wait(240)
-    with TestClient(create_app(settings, run_jobs=False)) as client:
+    with api(run_jobs=False) as client:
         assert client.post(f"/v1/jobs/{job_id}/cancel").json()["state"] == "cancelled"
     runner.join(timeout=120)
     assert result == ["cancelled"]
