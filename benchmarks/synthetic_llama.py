@@ -58,6 +58,12 @@ class LlamaShape:
 
 FULL = LlamaShape(layers=12, hidden=768, intermediate=2048, vocab=32000, heads=12)  # 134M parameters
 QUICK = LlamaShape(layers=2, hidden=256, intermediate=688, vocab=4096, heads=4)  # 3.2M parameters
+#: Llama-shaped sizes for the placement benchmark and the GPU check (generated on the fly, never cached)
+SIZES = {
+    "1b": LlamaShape(layers=22, hidden=2048, intermediate=5632, vocab=32000, heads=32),  # 1.10B (TinyLlama's)
+    "3b": LlamaShape(layers=26, hidden=3200, intermediate=8640, vocab=32000, heads=32),  # 3.43B (OpenLLaMA 3B's)
+    "7b": LlamaShape(layers=32, hidden=4096, intermediate=11008, vocab=32000, heads=32),  # 6.74B (Llama 2 7B's)
+}
 NOISE = 0.002
 
 
@@ -65,32 +71,53 @@ def model_names(n_experts: int) -> list[str]:
     return ["base", *(f"expert{i}" for i in range(n_experts))]
 
 
-def ensure_checkpoints(shape: LlamaShape, root: Path, n_experts: int, seed: int = 0) -> Path:
-    """Write (once) `root/<shape>/{base,expert0..}`; return that folder."""
-    folder = root / f"llama-{shape.layers}x{shape.hidden}-k{n_experts}-s{seed}"
+def ensure_checkpoints(shape: LlamaShape, root: Path, n_experts: int, seed: int = 0,
+                       dtype: torch.dtype = torch.float32) -> Path:
+    """Write (once) `root/<shape>/{base,expert0..}` (drawn in float32, stored in `dtype`); return that folder."""
+    suffix = "" if dtype == torch.float32 else f"-{str(dtype).removeprefix('torch.')}"
+    folder = root / f"llama-{shape.layers}x{shape.hidden}-k{n_experts}-s{seed}{suffix}"
     if (folder / "complete").exists():
         return folder
     gen = torch.Generator().manual_seed(seed)
     base = {name: _base_tensor(name, dims, gen) for name, dims in shape.shapes().items()}
     shared = {name: torch.randn(t.shape, generator=gen) for name, t in base.items()}
-    _write(folder / "base", shape, base)
+    _write(folder / "base", shape, base, dtype)
     for i in range(n_experts):
         expert = {name: t + NOISE * (0.6 * shared[name] + 0.8 * torch.randn(t.shape, generator=gen))
                   for name, t in base.items()}
-        _write(folder / f"expert{i}", shape, expert)
+        _write(folder / f"expert{i}", shape, expert, dtype)
         del expert
     (folder / "complete").write_text("ok\n")
     return folder
 
 
-def _base_tensor(name: str, dims: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+def synthetic_models(shape: LlamaShape, n_experts: int, dtype: torch.dtype, device: torch.device | str = "cpu",
+                     seed: int = 0) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """The same kind of base and experts in host memory, drawn tensor by tensor on `device` (fast on a GPU; the
+    draws differ from `ensure_checkpoints`'), for sizes too large to write to disk for a benchmark."""
+    gen = torch.Generator(device).manual_seed(seed)
+    base: dict[str, torch.Tensor] = {}
+    experts: list[dict[str, torch.Tensor]] = [{} for _ in range(n_experts)]
+    for name, dims in shape.shapes().items():
+        tensor = _base_tensor(name, dims, gen, device)
+        shared = torch.randn(dims, generator=gen, device=device)
+        base[name] = tensor.to(dtype).cpu()
+        for expert in experts:
+            own = torch.randn(dims, generator=gen, device=device)
+            expert[name] = (tensor + NOISE * (0.6 * shared + 0.8 * own)).to(dtype).cpu()
+    return base, experts
+
+
+def _base_tensor(name: str, dims: tuple[int, ...], gen: torch.Generator, device: torch.device | str = "cpu"
+                 ) -> torch.Tensor:
     if name.endswith("norm.weight"):
-        return 1.0 + 0.05 * torch.randn(dims, generator=gen)
-    return 0.02 * torch.randn(dims, generator=gen)
+        return 1.0 + 0.05 * torch.randn(dims, generator=gen, device=device)
+    return 0.02 * torch.randn(dims, generator=gen, device=device)
 
 
-def _write(path: Path, shape: LlamaShape, tensors: dict[str, torch.Tensor]) -> None:
+def _write(path: Path, shape: LlamaShape, tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(shape.config(), indent=2) + "\n")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"),
+    config = dict(shape.config(), torch_dtype=str(dtype).removeprefix("torch."))
+    (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_file({k: v.to(dtype).contiguous() for k, v in tensors.items()}, str(path / "model.safetensors"),
               metadata={"format": "pt"})

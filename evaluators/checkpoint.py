@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mergefront.errors import InvalidSpecError
+from mergefront.evaluators.headers import (  # noqa: F401 - tensor_shapes, merged_tensor_names, check_compatible:
+    SAFETENSORS_INDEX,  # re-exported, they read headers only
+    check_compatible,
+    checkpoint_tensors,
+    merged_tensor_names,
+    read_header,
+    tensor_shapes,
+    weight_files,
+)
 
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-BIN_INDEX = "pytorch_model.bin.index.json"
 SIDE_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
               "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "vocab.txt",
               "added_tokens.json", "chat_template.jinja")
@@ -48,37 +56,6 @@ def _download(repo: str, cache_dir: Path | None) -> Path:
         raise InvalidSpecError(f"cannot fetch hf://{repo}: {exc}") from exc
 
 
-def weight_files(path: Path, *, allow_pickle: bool = False) -> list[Path]:
-    """The files holding a checkpoint's tensors, in a stable order."""
-    if path.is_file():
-        if path.suffix == ".safetensors":
-            return [path]
-        if path.suffix in (".bin", ".pt", ".pth"):
-            _check_pickle(path, allow_pickle)
-            return [path]
-        raise InvalidSpecError(f"{path}: not a safetensors or .bin checkpoint")
-    for index_name, pickled in ((SAFETENSORS_INDEX, False), (BIN_INDEX, True)):
-        index = path / index_name
-        if index.exists():
-            if pickled:
-                _check_pickle(index, allow_pickle)
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return [path / s for s in shards]
-    found = sorted(path.glob("*.safetensors"))
-    if found:
-        return found
-    if (path / "pytorch_model.bin").exists():
-        _check_pickle(path / "pytorch_model.bin", allow_pickle)
-        return [path / "pytorch_model.bin"]
-    raise InvalidSpecError(f"{path}: no safetensors (or .bin) weights found")
-
-
-def _check_pickle(path: Path, allow_pickle: bool) -> None:
-    if not allow_pickle:
-        raise InvalidSpecError(f"{path} holds pickled weights, which can run code when loaded; convert it to "
-                               "safetensors, or opt in with allow_pickle")
-
-
 def load_checkpoint(path: Path, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """Every tensor of a checkpoint, in its stored dtype, on the CPU."""
     tensors: dict[str, torch.Tensor] = {}
@@ -90,37 +67,36 @@ def load_checkpoint(path: Path, *, allow_pickle: bool = False) -> dict[str, torc
     return tensors
 
 
-def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes from the safetensors headers alone (no weights are read)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for file in weight_files(Path(path)):
-        with safe_open(file, framework="pt") as handle:
-            for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
-                shapes[key] = tuple(handle.get_slice(key).get_shape())
-    return shapes
+class LazyCheckpoint(Mapping[str, torch.Tensor]):
+    """A safetensors checkpoint read tensor by tensor: each item is a view of the memory-mapped file (nothing is
+    copied until it is used), shapes and dtypes come from the headers. `close` unmaps the files; later reads open
+    them again."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.infos = checkpoint_tensors(self.path)
+        self._file_of = {name: file for file in weight_files(self.path) for name in read_header(file)}
+        self._handles: dict[Path, Any] = {}
 
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._file_of:
+            raise KeyError(key)
+        file = self._file_of[key]
+        if file not in self._handles:
+            self._handles[file] = safe_open(file, framework="pt")
+        return self._handles[file].get_tensor(key)
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.infos)
 
-def merged_tensor_names(path: Path) -> list[str]:
-    """The tensors a merge of this base changes: its floating-point ones (integer buffers stay the base's)."""
-    names: list[str] = []
-    for file in weight_files(Path(path)):
-        with safe_open(file, framework="pt") as handle:
-            names.extend(k for k in handle.keys() if handle.get_slice(k).get_dtype() in _FLOAT_DTYPES)  # noqa: SIM118
-    return names
+    def __len__(self) -> int:
+        return len(self.infos)
 
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self.infos[key].shape
 
-def check_compatible(base: Mapping[str, tuple[int, ...]], expert: Mapping[str, tuple[int, ...]], label: str,
-                     keys: list[str]) -> None:
-    """Raise InvalidSpecError naming the first tensor an expert lacks or has in another shape."""
-    for key in keys:
-        if key not in expert:
-            raise InvalidSpecError(f"{label} has no tensor {key!r}, which the base has")
-        if tuple(expert[key]) != tuple(base[key]):
-            raise InvalidSpecError(f"tensor {key!r} has shape {tuple(expert[key])} in {label}, "
-                                   f"{tuple(base[key])} in the base")
+    def close(self) -> None:
+        self._handles.clear()
 
 
 def save_checkpoint(tensors: Mapping[str, torch.Tensor], out_dir: Path, *, template: Path | None = None,

@@ -17,9 +17,11 @@ from typing import Any
 import torch
 
 from mergefront.evaluators.bundle import Bundle, unpack
-from mergefront.evaluators.checkpoint import load_checkpoint, resolve
+from mergefront.evaluators.checkpoint import LazyCheckpoint, resolve
 from mergefront.evaluators.cluster import node_cache_dir
 from mergefront.evaluators.device import pick_device
+from mergefront.evaluators.headers import checkpoint_tensors
+from mergefront.evaluators.memory import MemoryPlan, Workload, host_available, plan, workload_of
 from mergefront.evaluators.merge import MergeConfig, ResidentMerger
 from mergefront.evaluators.objectives import make_objective, pick_metric
 from mergefront.evaluators.objectives.model import Binding, bind, load_model
@@ -58,6 +60,10 @@ class WorkerSetup:
     # job's own evaluator functions, both put in the node's cache
     suite_files: Bundle | None = None
     modules: Bundle | None = None
+    workload: Workload | None = None  # what the job's plan counted (None: the merge alone, from the base's headers)
+    device_memory: int | None = None  # the spec's limits (the worker also holds to what its device and host have)
+    host_memory: int | None = None
+    placement: str = "auto"
 
     @classmethod
     def for_suite(cls, suite: str, suite_dir: Path, experts: Sequence[str], objectives: Sequence[ObjectiveSetup],
@@ -97,10 +103,10 @@ class CandidateEvaluator:
         self.setup = setup
         self.device = pick_device(setup.device)
         suite_dir, base_path, expert_paths = _local_files(setup)
-        base = load_checkpoint(base_path)
-        experts = [load_checkpoint(path) for path in expert_paths]
-        self.merger = ResidentMerger(base, experts, setup.merged_keys, self.device)
-        del experts
+        self.plan = worker_plan(setup, base_path, self.device)
+        self.merger = ResidentMerger(LazyCheckpoint(base_path), [LazyCheckpoint(p) for p in expert_paths],
+                                     setup.merged_keys, self.device, placement=self.plan.placement,
+                                     ranks=self.plan.need.ranks)
         merged = self.merger.tensors()
         self.evaluators: dict[str, TaskEvaluator] = {}
         task_objectives = [o for o in setup.objectives if o.task is not None]
@@ -116,7 +122,7 @@ class CandidateEvaluator:
         self.tokenizer: Any = None
         self.binding: Binding | None = None
         if any(o.evaluator is not None and runs_model(o.evaluator) for o in setup.objectives):
-            self.model, self.tokenizer = load_model(base_path, self.device)
+            self.model, self.tokenizer = load_model(base_path, self.device, merged)
             self.binding = bind(self.model, merged)
         # objectives that differ only in the metric they read share one evaluator and one run per candidate
         self.objectives: dict[str, Callable[..., Mapping[str, float]]] = {}
@@ -172,6 +178,22 @@ def _local_files(setup: WorkerSetup) -> tuple[Path | None, Path, list[Path]]:
         return suite_dir / ref if setup.suite_files is not None and suite_dir is not None else Path(ref)
 
     return suite_dir, local(setup.base), [local(ref) for ref in setup.experts]
+
+
+def worker_plan(setup: WorkerSetup, base: Path, device: torch.device) -> MemoryPlan:
+    """The memory plan of this worker: the job's workload against the spec's limits and what this device and host
+    have free now; InvalidSpecError with the numbers (before anything is loaded) when no placement fits."""
+    workload = setup.workload or workload_of(checkpoint_tensors(base), setup.merged_keys,
+                                             len(setup.experts), "task_arithmetic")
+    device_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    host_free = host_available()
+    return plan(workload, device_limit=_least(setup.device_memory, device_free),
+                host_limit=_least(setup.host_memory, host_free), placement=setup.placement, device_kind=device.type)
+
+
+def _least(*limits: int | None) -> int | None:
+    known = [v for v in limits if v is not None]
+    return min(known) if known else None
 
 
 def _source(objective: ObjectiveSetup) -> str:

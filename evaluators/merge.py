@@ -1,17 +1,19 @@
-"""The merge engine: base weights and task vectors stay resident; each candidate is merged in place.
+"""The merge engine: base weights and task vectors stay where the memory plan puts them; each candidate is merged
+in place.
 
-All merged tensors are laid out in one flat buffer (`n` numbers): the base (`n`), the task vectors of the
-`k` experts as one `k x n` matrix, and one output buffer (`n`) that every merge overwrites. The tensors handed
-out by `merge` are views into that output buffer, valid until the next merge. Methods run tensor by tensor
-(`mergefront.evaluators.methods`), each with the parameter values of the groups the tensor falls in.
+The merged tensors are laid out in one flat output buffer (`n` numbers) on the device, which every merge
+overwrites; the tensors handed out by `merge` are views into it, valid until the next merge. The base and the task
+vectors of the `k` experts live in a store (`mergefront.evaluators.stores`): resident on the device, in pinned
+host memory streamed to the device tensor by tensor, or in the memory-mapped checkpoint files. Methods run tensor
+by tensor (`mergefront.evaluators.methods`), each with the parameter values of the groups the tensor falls in.
 
 Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep int32 magnitude ranks
-(sorted once, as mergekit sorts, so a new density costs no sort); DELLA keeps float32 row ranks instead.
+(sorted once, as mergekit sorts, so a new density costs no sort), DELLA float32 row ranks, when the plan has room
+(`ranks`); without them each merge ranks each tensor again on the device, one tensor at a time.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +22,7 @@ import torch
 from mergefront.errors import InvalidSpecError
 from mergefront.evaluators.methods import NEEDS_ROW_RANKS, RANKING, REGISTRY, SegmentData, SegmentParams
 from mergefront.evaluators.methods.sparse import RECIPES, kept_entries
+from mergefront.evaluators.stores import MmapStore, ResidentStore, Segment, Store, StreamStore, layout
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS, PER_EXPERT
 
@@ -52,43 +55,72 @@ class MergeConfig:
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class _Segment:
-    key: str
-    offset: int
-    numel: int
-    shape: tuple[int, ...]
-
-
 class ResidentMerger:
-    """Merges candidates of one base and `k` experts, keeping all weights on `device`."""
+    """Merges candidates of one base and `k` experts into an output buffer on `device`.
+
+    `placement` says where base and task vectors live ("resident", "stream", "mmap"; see the placement module),
+    `ranks` whether TIES / breadcrumbs / DELLA keep magnitude ranks (resident only). `base` and `experts` may be
+    lazily read checkpoints (`LazyCheckpoint`): they are read tensor by tensor, one model at a time.
+    """
 
     def __init__(self, base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],
-                 keys: Sequence[str], device: torch.device | str = "cpu", dtype: torch.dtype | None = None):
+                 keys: Sequence[str], device: torch.device | str = "cpu", dtype: torch.dtype | None = None, *,
+                 placement: str = "resident", ranks: bool = True, staging: bool | None = None):
         if not experts:
             raise InvalidSpecError("at least one expert is needed", ("models", "experts"))
         self.device = torch.device(device)
-        self.segments = _layout(base, experts, keys)
+        self.segments = layout(base, experts, keys)
         self.keys = [s.key for s in self.segments]
-        dtype = dtype or _common_dtype(base, keys)
+        self.dtype = dtype or _common_dtype(base, keys)
+        self.placement = placement
+        self.store = _store(placement, base, experts, self.segments, self.device, self.dtype, staging)
+        self.ranks = ranks and placement == "resident"
         n = sum(s.numel for s in self.segments)
-        self.base = torch.empty(n, dtype=dtype, device=self.device)
-        self.task_vectors = torch.empty((len(experts), n), dtype=dtype, device=self.device)  # k x n
-        for seg in self.segments:
-            sl = slice(seg.offset, seg.offset + seg.numel)
-            base_flat = base[seg.key].reshape(-1).to(self.device, dtype)
-            self.base[sl] = base_flat
-            for i, expert in enumerate(experts):
-                torch.sub(expert[seg.key].reshape(-1).to(self.device, dtype), base_flat, out=self.task_vectors[i, sl])
-        self.out = self.base.clone()
-        self._data = [SegmentData(self.base[s.offset:s.offset + s.numel],
-                                  self.task_vectors[:, s.offset:s.offset + s.numel], 0, s.shape)
+        self.out = torch.empty(n, dtype=self.dtype, device=self.device)
+        self._data = [SegmentData(torch.empty(0, dtype=self.dtype), torch.empty(0, dtype=self.dtype), 0, s.shape)
                       for s in self.segments]
+        for j, _ in self._each():  # the output starts as the base
+            self.out[self._slice(j)] = self._data[j].base
         self._groups: dict[Granularity, list[str]] = {}
 
     @property
+    def base(self) -> torch.Tensor:
+        """The resident base (`n`); only the resident placement has one on the device."""
+        return self._resident().base
+
+    @property
+    def task_vectors(self) -> torch.Tensor:
+        """The resident task vectors (`k x n`)."""
+        return self._resident().task_vectors
+
+    def _resident(self) -> ResidentStore:
+        if not isinstance(self.store, ResidentStore):
+            raise ValueError(f"placement {self.placement!r} keeps no base or task vectors on the device")
+        return self.store
+
+    def _slice(self, j: int) -> slice:
+        seg = self.segments[j]
+        return slice(seg.offset, seg.offset + seg.numel)
+
+    def _each(self) -> Iterator[tuple[int, SegmentData]]:
+        """Each segment in turn with its base and task vectors on the device (the next one's copy in flight)."""
+        self.store.prefetch(0)
+        for j, data in enumerate(self._data):
+            data.base, data.tau = self.store.segment(j)
+            self.store.prefetch(j + 1)
+            try:
+                yield j, data
+            finally:
+                self.store.done(j)
+
+    def changed(self) -> list[tuple[int, int]]:
+        """(entries the last merge changed from the base, all entries) of each merged tensor."""
+        return [(int(torch.count_nonzero(self.out[self._slice(j)] != data.base)), data.numel)
+                for j, data in self._each()]
+
+    @property
     def n_experts(self) -> int:
-        return int(self.task_vectors.shape[0])
+        return self.store.k
 
     def merge(self, config: MergeConfig) -> dict[str, torch.Tensor]:
         """Merge one candidate into the output buffer; return the merged tensors (views into it)."""
@@ -111,14 +143,16 @@ class ResidentMerger:
         recipe = RECIPES[config.method]
         return {seg.key: kept_entries(recipe, data, params) for seg, data, params in self._inputs(config)}
 
-    def _inputs(self, config: MergeConfig) -> Iterator[tuple[_Segment, SegmentData, SegmentParams]]:
-        """Each tensor's segment, data (seeded for this candidate) and parameter values."""
+    def _inputs(self, config: MergeConfig) -> Iterator[tuple[Segment, SegmentData, SegmentParams]]:
+        """Each tensor's segment, data (on the device, seeded for this candidate) and parameter values."""
         self._check(config)
-        self._prepare(config.method)
         rows: dict[tuple[float, ...], torch.Tensor] = {}  # one tensor per distinct value row in this merge
-        for j, (seg, data) in enumerate(zip(self.segments, self._data, strict=True)):
+        for j, data in self._each():
+            self._prepare(config.method, data)
             data.seed = config.seed * 1_000_003 + j
-            yield seg, data, self._segment_params(config, j, rows)
+            yield self.segments[j], data, self._segment_params(config, j, rows)
+            if not self.ranks:  # ranked for this merge only
+                data.ranks = data.rank_order = data.row_rank = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {s.key: self.out[s.offset:s.offset + s.numel].view(s.shape) for s in self.segments}
@@ -132,13 +166,13 @@ class ResidentMerger:
             if given is not None and len(given) != k:
                 raise ValueError(f"{len(given)} {name} for {k} experts")
 
-    def _prepare(self, method: str) -> None:
-        """Rank magnitudes per tensor (TIES, breadcrumbs: each in its order) or per row (DELLA) once, on first use."""
-        for data in self._data:
-            if method in RANKING and data.rank_order != RANKING[method]:
-                data.rank_by_magnitude(RANKING[method])
-            if method in NEEDS_ROW_RANKS and data.row_rank is None:
-                data.rank_rows()
+    def _prepare(self, method: str, data: SegmentData) -> None:
+        """Rank magnitudes per tensor (TIES, breadcrumbs: each in its order) or per row (DELLA): once, on first use,
+        where ranks are kept; else for each merge, tensor by tensor."""
+        if method in RANKING and data.rank_order != RANKING[method]:
+            data.rank_by_magnitude(RANKING[method])
+        if method in NEEDS_ROW_RANKS and data.row_rank is None:
+            data.rank_rows()
 
     def _segment_params(self, config: MergeConfig, j: int,
                         rows: dict[tuple[float, ...], torch.Tensor]) -> SegmentParams:
@@ -185,23 +219,12 @@ def _common_dtype(base: Mapping[str, torch.Tensor], keys: Sequence[str]) -> torc
     return torch.float32
 
 
-def _layout(base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],
-            keys: Sequence[str]) -> list[_Segment]:
-    """Check every expert has each merged tensor with the base's shape; place tensors in the flat buffer."""
-    segments: list[_Segment] = []
-    offset = 0
-    for key in keys:
-        if key not in base:
-            raise InvalidSpecError(f"tensor {key!r} is not in the base model", ("models", "base"))
-        shape = tuple(base[key].shape)
-        for i, expert in enumerate(experts):
-            if key not in expert:
-                raise InvalidSpecError(f"expert {i} has no tensor {key!r}", ("models", "experts", i))
-            if tuple(expert[key].shape) != shape:
-                raise InvalidSpecError(
-                    f"tensor {key!r} has shape {tuple(expert[key].shape)} in expert {i}, {shape} in the base",
-                    ("models", "experts", i))
-        numel = math.prod(shape)
-        segments.append(_Segment(key, offset, numel, shape))
-        offset += numel
-    return segments
+def _store(placement: str, base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],
+           segments: Sequence[Segment], device: torch.device, dtype: torch.dtype, staging: bool | None) -> Store:
+    if placement == "resident":
+        return ResidentStore(base, experts, segments, device, dtype)
+    if placement == "stream":
+        return StreamStore(base, experts, segments, device, dtype, staging)
+    if placement == "mmap":
+        return MmapStore(base, experts, segments, device, dtype)
+    raise ValueError(f"unknown placement {placement!r}; known: resident, stream, mmap")

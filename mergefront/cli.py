@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
                          "~/.mergefront)")
     migrate.set_defaults(func=_migrate)
 
-    space = sub.add_parser("space", help="show the search space a spec defines (its dimension and meaning)")
+    space = sub.add_parser("space", help="show a spec's memory plan per worker and the search space it defines")
     space.add_argument("spec", help="job spec (YAML or JSON)")
     space.set_defaults(func=_space)
 
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     from mergefront.service import repository as repo
     from mergefront.service.db import session_scope
     from mergefront.service.runner import JobRunner
-    from mergefront.service.space import describe_space, job_space
+    from mergefront.service.space import describe_space, job_files, job_memory, job_space
     from mergefront.spec import load_spec
 
     if (args.spec is None) == (args.resume is None):
@@ -93,8 +93,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.resume is None:
             spec = load_spec(args.spec)
             _refuse_external(spec.external, str(args.spec))
+            files = job_files(spec, settings)
+            print(job_memory(spec, files).describe())
             job_id = repo.create_job(session=s, spec=spec).id
-            print(describe_space(spec, job_space(spec, settings)))
+            print(describe_space(spec, job_space(spec, settings, files)))
         else:
             job = repo.get_job(session=s, job_id=args.resume)
             _refuse_external(job.external, f"job {job.id}")
@@ -166,11 +168,13 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _space(args: argparse.Namespace) -> int:
     from mergefront.service.settings import Settings
-    from mergefront.service.space import describe_space, job_space
+    from mergefront.service.space import describe_space, job_files, job_memory, job_space
     from mergefront.spec import load_spec
 
-    spec = load_spec(args.spec)
-    print(describe_space(spec, job_space(spec, Settings())))
+    spec, settings = load_spec(args.spec), Settings()
+    files = job_files(spec, settings)
+    print(job_memory(spec, files).describe())
+    print(describe_space(spec, job_space(spec, settings, files)))
     return 0
 
 

@@ -247,15 +247,17 @@ class Job:
         return SpaceOut.model_validate(self.client._request("GET", self._path("/space")))
 
     def space_description(self) -> str:
-        """The search space as the CLI prints it, one line per coordinate.
+        """The memory plan per worker (or why there is none yet), then the search space as the CLI prints it, one
+        line per coordinate.
 
             print(job.space_description())
         """
         from mergefront.report import format_space
 
         space = self.space()
+        plan = space.memory.description if space.memory is not None else f"memory plan: {space.memory_note}"
         text = format_space([(p.name, p.low, p.high, p.description) for p in space.parameters])
-        return "\n".join([text, *(f"  {line}" for line in space.notes)])
+        return "\n".join([plan, text, *(f"  {line}" for line in space.notes)])
 
     def surrogates(self) -> SurrogatesOut:
         """The job's surrogates refitted on its completed evaluations, with each one's leave-one-out R².

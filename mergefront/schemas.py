@@ -165,14 +165,38 @@ class ParameterOut(BaseModel):
     description: str
 
 
+class PlacementOut(BaseModel):
+    """What one placement takes per worker."""
+
+    placement: str
+    ranks: bool = Field(description="magnitude ranks kept (false: TIES/breadcrumbs/DELLA select thresholds per merge)")
+    device_bytes: int
+    host_bytes: int
+    copied_per_merge: int = Field(description="bytes copied from host memory or disk to the device per merge")
+
+
+class MemoryPlanOut(BaseModel):
+    """Per worker: the placement chosen against the spec's limits (null: each worker's own memory decides)."""
+
+    placement: str
+    device_bytes: int
+    host_bytes: int
+    device_limit: int | None
+    host_limit: int | None
+    options: list[PlacementOut]
+    description: str
+
+
 class SpaceOut(BaseModel):
-    """The searched parameters of a job: its dimension and what each coordinate means."""
+    """The searched parameters of a job: its dimension and what each coordinate means; and its memory plan."""
 
     job_id: int
     dim: int
     parameters: list[ParameterOut]
     notes: list[str] = Field(default_factory=list, description="groups left out of the space (no expert changes "
                              "them), what optimizer auto picked, initial designs cut to fit the budget, warnings")
+    memory: MemoryPlanOut | None = None
+    memory_note: str | None = Field(None, description="why there is no memory plan (yet)")
 
 
 class SurrogateOut(BaseModel):

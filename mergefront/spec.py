@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, ByteSize, ConfigDict, Field, ValidationError, model_validator
 
 from mergefront.bounds import CleanModel, Metric
 from mergefront.errors import InvalidSpecError
@@ -146,11 +146,28 @@ class OptimizerSpec(_Strict):
         return self
 
 
+def _check_memory(value: ByteSize) -> ByteSize:
+    if not MIN_MEMORY <= value <= MAX_MEMORY:
+        raise ValueError(f"{value} bytes is outside [1 MB, 1 PiB]; write e.g. 80GB or 24GiB")
+    return value
+
+
+MIN_MEMORY, MAX_MEMORY = 10**6, 2**50
+MemorySize = Annotated[ByteSize, AfterValidator(_check_memory)]
+
+
 class ResourcesSpec(_Strict):
     workers: int = Field(2, gt=0, le=256)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     gpus_per_worker: float = Field(0.0, ge=0, le=1024, description="GPUs each worker holds (a fraction shares a GPU)")
     max_retries: int = Field(1, ge=0, le=10)
+    device_memory: MemorySize | None = Field(None, description="memory each worker may use on its device (80GB, "
+                                             "24GiB, or bytes); default: what the device has free at worker start")
+    host_memory: MemorySize | None = Field(None, description="host memory each worker may use (pinned task "
+                                           "vectors, loading); default: what the host has available at worker start")
+    placement: Literal["auto", "resident", "stream", "mmap"] = Field(
+        "auto", description="where task vectors live: auto (the fastest that fits), resident on the device, "
+        "streamed from pinned host memory, or memory-mapped from disk")
     ask_timeout: float = Field(3600.0, gt=0, le=30 * 86400,
                                description="external jobs: seconds a fetched candidate waits for its tell before it "
                                "goes back to the optimizer (at most 30 days)")
@@ -224,6 +241,12 @@ def check_spec(spec: JobSpec) -> None:
     if ref_point is not None and len(ref_point) != len(spec.objectives):
         raise InvalidSpecError(f"has {len(ref_point)} values for {len(spec.objectives)} objectives",
                                ("optimizer", "reference_point"))
+    if suite is None and not spec.models.base.startswith(HF_SCHEME):  # the merge must fit the memory given
+        from mergefront.evaluators.headers import merged_tensor_names
+        from mergefront.memory_plan import check_fits
+
+        base = Path(spec.models.base).expanduser()
+        check_fits(spec, base, merged_tensor_names(base))
 
 
 def _check_objective(spec: JobSpec, suite: str | None, i: int, obj: ObjectiveSpec) -> None:
@@ -303,7 +326,7 @@ def _check_models(spec: JobSpec) -> str | None:
 
 def _check_shapes(spec: JobSpec) -> None:
     """Every local expert must have each of the base's floating tensors, in the same shape (headers only)."""
-    from mergefront.evaluators.checkpoint import check_compatible, merged_tensor_names, tensor_shapes
+    from mergefront.evaluators.headers import check_compatible, merged_tensor_names, tensor_shapes
 
     if spec.models.base.startswith(HF_SCHEME):
         return

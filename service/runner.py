@@ -14,7 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ from mergefront.service.space import (
     ModelFiles,
     candidate_seed,
     job_files,
+    job_memory,
     job_space,
     merge_config,
     observation,
@@ -169,7 +170,7 @@ class JobRunner:
         for line in space_notes(spec, space):
             log.info("job %s: %s", job_id, line)
         cluster = init_ray(self.settings.ray_address)
-        setup = self._worker_setup(spec, files, cluster)
+        setup = self._worker_setup(spec, files, cluster)  # plans the job's memory: one that cannot fit fails here
         return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec))
 
     def _worker_setup(self, spec: JobSpec, files: ModelFiles, cluster: bool) -> WorkerSetup:
@@ -180,11 +181,15 @@ class JobRunner:
         objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric_name, o.evaluator, o.settings)
                            for o in spec.objectives)
         if cluster:
-            return _cluster_setup(spec, files, suite_dir, objectives)
-        python_path = tuple(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
-        return WorkerSetup(str(files.base), tuple(str(p) for p in files.experts), files.merged_keys, objectives,
-                           spec.suite, None if suite_dir is None else str(suite_dir), spec.resources.device,
-                           python_path=python_path)
+            setup = _cluster_setup(spec, files, suite_dir, objectives)
+        else:
+            python_path = tuple(p for p in sys.path if p and os.path.isabs(p) and os.path.isdir(p))
+            setup = WorkerSetup(str(files.base), tuple(str(p) for p in files.experts), files.merged_keys,
+                                objectives, spec.suite, None if suite_dir is None else str(suite_dir),
+                                spec.resources.device, python_path=python_path)
+        r = spec.resources  # the job's memory plan: InvalidSpecError with the numbers when nothing fits
+        return replace(setup, workload=job_memory(spec, files).workload, device_memory=r.device_memory,
+                       host_memory=r.host_memory, placement=r.placement)
 
     def _loop(self, run: _JobRun, progress: Callable[[Progress], None] | None, stop: threading.Event) -> bool:
         """Drive the job until its budget is spent (True) or `stop` is set (False)."""

@@ -9,17 +9,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mergefront.errors import InvalidSpecError
+from mergefront.errors import InvalidSpecError, NotFoundError
 from mergefront.granularity import Granularity
 from mergefront.optimizers import Observation, SearchSpace, build_space
 from mergefront.report import format_space
+from mergefront.schemas import MemoryPlanOut, PlacementOut
 from mergefront.service.settings import Settings
 from mergefront.spec import JobSpec
 from mergefront.suites import parse_bench_ref
 
 if TYPE_CHECKING:
+    from mergefront.evaluators.memory import MemoryPlan
     from mergefront.evaluators.merge import MergeConfig
     from mergefront.service.models import Evaluation
+
 
 @dataclass(frozen=True)
 class ModelFiles:
@@ -29,9 +32,6 @@ class ModelFiles:
     experts: tuple[Path, ...]
     merged_keys: tuple[str, ...]
     dtype: str = "float32"
-
-
-_DTYPES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
 
 
 def job_space(spec: JobSpec, settings: Settings, files: ModelFiles | None = None) -> SearchSpace:
@@ -111,21 +111,23 @@ class _TensorReader:
         return None
 
 
-def job_files(spec: JobSpec, settings: Settings) -> ModelFiles:
+def job_files(spec: JobSpec, settings: Settings, *, fetch: bool = True) -> ModelFiles:
     """Where the job's base and experts are, and which tensors the merge changes (suites build on first use,
-    hf:// models are fetched into the cache on first use)."""
-    from safetensors import safe_open
-
-    from mergefront.evaluators.checkpoint import merged_tensor_names, resolve, weight_files
+    hf:// models are fetched into the cache on first use; with `fetch` False, NotFoundError instead)."""
+    from mergefront.evaluators.checkpoint import resolve
+    from mergefront.evaluators.headers import TORCH_NAMES, checkpoint_tensors, merged_tensor_names
 
     if spec.suite is not None:
-        from mergefront.evaluators.suites import ensure_suite, open_suite
+        from mergefront.evaluators.suites import built_suite, ensure_suite, open_suite
 
-        suite = open_suite(spec.suite, ensure_suite(spec.suite, settings.resolved_cache_dir))
+        cache = settings.resolved_cache_dir
+        suite = open_suite(spec.suite, ensure_suite(spec.suite, cache) if fetch else built_suite(spec.suite, cache))
         experts = tuple(suite.model_path(parse_bench_ref(ref)[1]) for ref in spec.models.experts)
         base = suite.model_path("base")
         keys = tuple(suite.merged_keys(suite.load_model("base")))
     else:
+        if not fetch and any(ref.startswith("hf://") for ref in (spec.models.base, *spec.models.experts)):
+            raise NotFoundError("hf:// models are fetched when the job starts")
         hub = settings.resolved_cache_dir / "hf"
         base = resolve(spec.models.base, cache_dir=hub)
         experts = tuple(resolve(ref, cache_dir=hub) for ref in spec.models.experts)
@@ -133,13 +135,32 @@ def job_files(spec: JobSpec, settings: Settings) -> ModelFiles:
     if not keys:
         raise InvalidSpecError(f"the base {spec.models.base!r} has no floating-point tensor to merge",
                                ("models", "base"))
-    dtype = "float32"
-    for file in weight_files(base):
-        with safe_open(file, framework="pt") as handle:
-            if keys[0] in handle.keys():  # noqa: SIM118 - safe_open has no __contains__
-                dtype = _DTYPES.get(handle.get_slice(keys[0]).get_dtype(), "float32")
-                break
+    dtype = TORCH_NAMES.get(checkpoint_tensors(base)[keys[0]].dtype, "float32")
     return ModelFiles(base, experts, keys, dtype)
+
+
+def job_memory(spec: JobSpec, files: ModelFiles) -> MemoryPlan:
+    """The job's memory plan against its spec's limits; InvalidSpecError with the numbers when nothing fits."""
+    from mergefront.memory_plan import job_plan
+
+    return job_plan(spec, files.base, files.merged_keys)
+
+
+def job_memory_out(spec: JobSpec, settings: Settings) -> tuple[MemoryPlanOut | None, str | None]:
+    """The job's memory plan as the API shows it, or why there is none: models not on disk yet (a suite not built,
+    hf:// models not fetched: planned when the job starts), or no placement fits the spec's limits."""
+    try:
+        return memory_out(job_memory(spec, job_files(spec, settings, fetch=False))), None
+    except (NotFoundError, InvalidSpecError) as exc:
+        return None, str(exc)
+
+
+def memory_out(plan: MemoryPlan) -> MemoryPlanOut:
+    options = [PlacementOut(placement=o.placement, ranks=o.ranks, device_bytes=o.device_bytes,
+                            host_bytes=o.host_bytes, copied_per_merge=o.link) for o in plan.options]
+    return MemoryPlanOut(placement=plan.placement, device_bytes=plan.need.device_bytes,
+                         host_bytes=plan.need.host_bytes, device_limit=plan.device_limit, host_limit=plan.host_limit,
+                         options=options, description=plan.describe())
 
 
 def observation(spec: JobSpec, row: Evaluation) -> Observation:

@@ -24,11 +24,7 @@ class _Counter:
     @staticmethod
     def changed(merger: ResidentMerger) -> list[tuple[int, int]]:
         """(changed entries, all entries) of each merged tensor."""
-        out = []
-        for seg in merger.segments:
-            sl = slice(seg.offset, seg.offset + seg.numel)
-            out.append((int(torch.count_nonzero(merger.out[sl] != merger.base[sl])), seg.numel))
-        return out
+        return merger.changed()
 
 
 class SparsityObjective(_Counter):

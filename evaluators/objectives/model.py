@@ -18,8 +18,14 @@ import torch
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json")
 
 
-def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
-    """The model class the base's config names (a causal LM by default), in eval mode, and its tokenizer or None."""
+def load_model(path: Path, device: torch.device, merged: Mapping[str, torch.Tensor] | None = None
+               ) -> tuple[torch.nn.Module, Any]:
+    """The model class the base's config names (a causal LM by default), in eval mode, and its tokenizer or None.
+
+    It is loaded on the CPU (transformers maps the files, nothing is copied), its weights of the checkpoint's dtype
+    among `merged` become those views, and only then is it moved to `device`: the merged weights, most of a model,
+    never take the device's memory twice.
+    """
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -27,6 +33,13 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Any]:
     names = list(getattr(config, "architectures", None) or [])
     cls = next((getattr(transformers, n) for n in names if hasattr(transformers, n)), transformers.AutoModelForCausalLM)
     model: torch.nn.Module = cls.from_pretrained(path, dtype="auto")
+    if merged is not None:
+        state = model.state_dict(keep_vars=True)
+        with torch.no_grad():
+            for key, tensor in merged.items():
+                target = state.get(key)
+                if target is not None and target.shape == tensor.shape and target.dtype == tensor.dtype:
+                    target.data = tensor
     model = model.to(device).eval()
     tokenizer = None
     if any((path / f).is_file() for f in TOKENIZER_FILES):

@@ -45,6 +45,17 @@ def ensure_suite(name: str, cache_root: Path, seed: int = 0, *, verbose: bool = 
     return _module(name).ensure_built(cache_root, seed, verbose=verbose)
 
 
+def built_suite(name: str, cache_root: Path, seed: int = 0) -> Path:
+    """The named suite's folder in `cache_root` if it is built; NotFoundError (nothing is built) if not."""
+    from mergefront.errors import NotFoundError
+    from mergefront.evaluators.suites.cache import MANIFEST
+
+    folder: Path = _module(name).suite_dir(cache_root, seed)
+    if not (folder / MANIFEST).is_file():
+        raise NotFoundError(f"suite {name!r} is built when the job starts")
+    return folder
+
+
 def open_suite(name: str, path: Path) -> Suite:
     """The built suite `name` at `path`."""
     suite: Suite = _module(name).open_suite(path)

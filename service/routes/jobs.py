@@ -135,14 +135,15 @@ SURROGATES = {"map": "quadratic", "qnehvi": "gaussian process", "saea": "gaussia
 
 @router.get("/{job_id}/space")
 def get_space(job_id: JobId, session: SessionDep, request: Request) -> SpaceOut:
-    """The job's search space: one entry per searched coordinate, with its meaning."""
-    from mergefront.service.space import job_space, space_notes  # the optimizers stay out of the API's start-up
+    """The job's search space: one entry per searched coordinate, with its meaning; and its memory plan."""
+    from mergefront.service.space import job_memory_out, job_space, space_notes  # the optimizers stay out of start-up
 
     spec = JobSpec.model_validate(repo.get_job(session=session, job_id=job_id).spec)
     space = job_space(spec, request.app.state.settings)
+    memory, note = job_memory_out(spec, request.app.state.settings)
     return SpaceOut(job_id=job_id, dim=space.dim, notes=space_notes(spec, space), parameters=[
         ParameterOut(name=p.name, low=p.low, high=p.high, kind=p.kind, expert=p.expert, group=p.group,
-                     description=p.description) for p in space.parameters])
+                     description=p.description) for p in space.parameters], memory=memory, memory_note=note)
 
 
 @router.post("/{job_id}/ask")

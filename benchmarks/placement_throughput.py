@@ -1,0 +1,230 @@
+"""Merge speed per placement: seconds per merge, bytes moved, and the bandwidth of the link that bounds each.
+
+For each method and placement (`mergefront.evaluators.stores`): our `ResidentMerger.merge` per candidate (the
+first merge, which also compiles kernels and ranks magnitudes, apart), the bytes it must move, and their rate
+against the link that bounds it, measured in the same run:
+  - resident: base, task vectors and output in device memory: (k + 2) x n x s bytes read and written per merge,
+    against the device's copy bandwidth (torch `copy_`, read + write);
+  - stream: base and task vectors cross from pinned host memory each merge: (k + 1) x n x s bytes, against the
+    host-to-device copy bandwidth (bytes copied per second). On a CPU the host block is the device's memory and
+    is read in place; `stream-staged` also times the copy a GPU makes (into staging buffers, no overlap on a CPU);
+  - mmap: the same bytes read from the memory-mapped files (page cache) each merge.
+Plus the peak device memory (CUDA: the allocator's peak; CPU: the process's peak resident set growth) per
+placement. Models are the synthetic Llama of `synthetic_llama.py`, generated on the fly (`--size 1b` and up for
+a GPU), in memory for resident and stream, as files for mmap.
+
+    .venv/bin/python benchmarks/placement_throughput.py [--device cuda] [--size 1b] [--dtype bfloat16]
+        [--methods task_arithmetic,ties] [--placements resident,stream,stream-staged,mmap] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from merge_candidates import CANDIDATES, Candidate  # noqa: E402
+from synthetic_llama import FULL, QUICK, SIZES, ensure_checkpoints, synthetic_models  # noqa: E402
+
+from mergefront.evaluators.checkpoint import LazyCheckpoint  # noqa: E402
+from mergefront.evaluators.merge import ResidentMerger  # noqa: E402
+
+CACHE = HERE / ".cache"
+GB = 1e9
+PLACEMENTS = ("resident", "stream", "stream-staged", "mmap")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Row:
+    method: str
+    placement: str
+    experts: int
+    ranks: bool  # magnitude ranks kept (resident), else ranked per merge
+    seconds: float  # best of the repeats
+    first_seconds: float
+    bytes_moved: int
+    link: str  # "device copy" or "host-to-device copy"
+    link_gbps: float
+    gbps: float
+    pct_link: float
+    peak_device_bytes: int | None
+    peak_host_bytes: int | None
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
+    """Seconds of the first call and the best of `repeats` later ones."""
+    times = []
+    for _ in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times[0], min(times[1:])
+
+
+def device_copy_gbps(device: torch.device, nbytes: int = 512 * 2**20) -> float:
+    """Device memory bandwidth: (bytes read + bytes written) / time of a `copy_`, best of 10."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    return 2 * nbytes / best_time(lambda: dst.copy_(src), device, 10)[1] / GB
+
+
+def host_to_device_gbps(device: torch.device, nbytes: int = 512 * 2**20) -> float:
+    """Bytes copied per second from pinned host memory to the device (on a CPU: from one host buffer to another)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, pin_memory=device.type == "cuda").uniform_()
+    dst = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    return nbytes / best_time(lambda: dst.copy_(src, non_blocking=True), device, 10)[1] / GB
+
+
+def peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peaks(device: torch.device, host_before: int) -> tuple[int | None, int | None]:
+    host = _vm("VmHWM") - host_before
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), host
+    return host, host  # a CPU's device memory is the host's
+
+
+def _vm(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def build(placement: str, models: tuple[dict, list[dict]] | None, folder: Path | None, k: int,
+          device: torch.device, ranks: bool) -> ResidentMerger:
+    kind = "stream" if placement.startswith("stream") else placement
+    staging = True if placement == "stream-staged" else None
+    if placement == "mmap":
+        assert folder is not None
+        names = ["base", *(f"expert{i}" for i in range(k))]
+        base, *experts = [LazyCheckpoint(folder / name) for name in names]
+    else:
+        assert models is not None
+        base, experts = models[0], models[1][:k]
+    return ResidentMerger(base, experts, list(base), device, placement=kind, ranks=ranks, staging=staging)
+
+
+def bench(args: argparse.Namespace, placement: str, cand: Candidate, merger: ResidentMerger,
+          links: dict[str, float], device: torch.device, host_before: int) -> Row:
+    first, best = best_time(lambda: merger.merge(cand.ours(seed=1)), device, args.repeats)
+    n, s, k = merger.out.numel(), merger.out.element_size(), cand.n_experts
+    if placement == "resident":
+        moved, link = (k + 2) * n * s + (k * n * 4 if merger.ranks and cand.method in RANKED else 0), "device copy"
+    else:
+        moved, link = (k + 1) * n * s, "host-to-device copy"
+    device_peak, host_peak = peaks(device, host_before)
+    gbps = moved / best / GB
+    return Row(cand.method, placement, k, merger.ranks, best, first, moved, link, links[link], gbps,
+               100 * gbps / links[link], device_peak, host_peak)
+
+
+RANKED = {"ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    device = torch.device(args.device)
+    shape = {"quick": QUICK, "full": FULL, **SIZES}[args.size]
+    dtype = DTYPES[args.dtype]
+    methods = [m for m in args.methods.split(",") if m]
+    placements = [p for p in args.placements.split(",") if p]
+    links = {"device copy": device_copy_gbps(device), "host-to-device copy": host_to_device_gbps(device)}
+    print(f"model: {shape.n_params() / 1e9:.3g}B parameters x (1 + {args.experts}), {args.dtype}, on {device} "
+          f"({device_name(device)}); device copy {links['device copy']:.1f} GB/s, host-to-device "
+          f"{links['host-to-device copy']:.1f} GB/s", flush=True)
+    models = synthetic_models(shape, args.experts, dtype, device) if set(placements) - {"mmap"} else None
+    folder = ensure_checkpoints(shape, CACHE, args.experts, dtype=dtype) if "mmap" in placements else None
+    rows = [row for placement in placements for row in _placement_rows(args, placement, methods, models, folder,
+                                                                       links, device)]
+    print_table(rows)
+    return {"device": device_name(device), "torch": torch.__version__, "machine": platform.machine(),
+            "threads": torch.get_num_threads(), "parameters": shape.n_params(), "experts": args.experts,
+            "dtype": args.dtype, "links_gbps": links, "rows": [asdict(r) for r in rows]}
+
+
+def _placement_rows(args: argparse.Namespace, placement: str, methods: list[str], models: tuple | None,
+                    folder: Path | None, links: dict[str, float], device: torch.device) -> list[Row]:
+    rows = []
+    for k in sorted({CANDIDATES[m].n_experts for m in methods}, reverse=True):
+        for ranks in ((True, False) if placement == "resident" and RANKED & set(methods) else (False,)):
+            peak_reset(device)
+            host_before = _vm("VmRSS")
+            merger = build(placement, models, folder, k, device, ranks)
+            for m in methods:
+                if CANDIDATES[m].n_experts != k or (ranks and m not in RANKED):
+                    continue
+                row = bench(args, placement, CANDIDATES[m], merger, links, device, host_before)
+                rows.append(row)
+                print(f"  {placement:<13} {m:<17} {'ranks' if row.ranks else '':<6}{row.seconds:8.4f} s  "
+                      f"{row.gbps:7.2f} GB/s  {row.pct_link:5.1f} % of {row.link}  first {row.first_seconds:.2f} s",
+                      flush=True)
+            del merger
+    return rows
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'placement':<14}{'method':<18}{'ranks':<7}{'s/merge':>9}{'GB/s':>8}{'% link':>8}  link"
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in rows:
+        print(f"{r.placement:<14}{r.method:<18}{'kept' if r.ranks else '-':<7}{r.seconds:>9.4f}{r.gbps:>8.2f}"
+              f"{r.pct_link:>7.1f}%  {r.link} ({r.link_gbps:.1f} GB/s)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", default="full", choices=["quick", "full", *SIZES],
+                        help="quick 3.7M, full 134M, 1b 1.26B, 3b 3.43B, 7b 6.74B parameters")
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
+    parser.add_argument("--experts", type=int, default=4)
+    parser.add_argument("--methods", default="task_arithmetic,ties,dare_linear,della,model_stock")
+    parser.add_argument("--placements", default="resident,stream,stream-staged,mmap")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    result = run(args)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
+

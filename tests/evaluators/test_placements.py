@@ -1,0 +1,151 @@
+"""Every placement merges what the resident engine merges, bit for bit, on the synthetic Llama of benchmarks/.
+
+The checkpoints are bfloat16, where many entries share a magnitude: thresholds selected per merge must break ties
+at the cut exactly as the kept ranks do. Tensors are small (the eager path) but for the embeddings and the head
+(131,072 entries: the compiled kernels).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from mergefront.errors import InvalidSpecError
+from mergefront.evaluators.checkpoint import LazyCheckpoint
+from mergefront.evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
+from mergefront.evaluators.headers import checkpoint_tensors
+from mergefront.evaluators.memory import needs, workload_of
+from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators.methods import REGISTRY, fused
+from tests.evaluators.synthetic import synthetic_llama
+
+PARAMS = {"weight": (0.5, 0.3, -0.2, 0.8), "density": (0.3, 0.5, 1.0, 0.2), "gamma": 0.02, "epsilon": 0.1,
+          "lambda": 0.9, "t": 0.3}
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Base and 4 experts, 0.3M parameters each, bfloat16, as Hugging Face directories."""
+    sl = synthetic_llama()
+    shape = sl.LlamaShape(layers=1, hidden=64, intermediate=128, vocab=2048, heads=4)
+    return sl.ensure_checkpoints(shape, tmp_path_factory.mktemp("llama"), n_experts=4, dtype=torch.bfloat16)
+
+
+def _merger(folder: Path, k: int, **kwargs: object) -> ResidentMerger:
+    models = [LazyCheckpoint(folder / name) for name in ("base", *(f"expert{i}" for i in range(k)))]
+    return ResidentMerger(models[0], models[1:], list(models[0]), **kwargs)  # type: ignore[arg-type]
+
+
+VARIANTS = {"resident without ranks": {"ranks": False}, "stream": {"placement": "stream"},
+            "stream, staged": {"placement": "stream", "staging": True}, "mmap": {"placement": "mmap"}}
+
+
+@pytest.fixture(scope="module")
+def mergers(llama: Path) -> dict[tuple[str, int], ResidentMerger]:
+    out = {}
+    for k in (1, 4):  # SLERP merges one expert
+        out[("resident", k)] = _merger(llama, k)
+        out.update({(name, k): _merger(llama, k, **kwargs) for name, kwargs in VARIANTS.items()})  # type: ignore
+    return out
+
+
+def _params(method: str) -> dict[str, object]:
+    return {name: (v[:1] if isinstance(v, tuple) else v) for name, v in PARAMS.items()} if method == "slerp" \
+        else PARAMS
+
+
+@pytest.mark.parametrize("method", sorted(REGISTRY))
+def test_every_placement_merges_as_resident_bit_for_bit(mergers: dict, method: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MERGEFRONT_FUSED", "0")  # the eager path here; the compiled kernels below
+    k = 1 if method == "slerp" else 4
+    config = MergeConfig(method, params=_params(method), seed=5)  # type: ignore[arg-type]
+    expected = {key: t.clone() for key, t in mergers[("resident", k)].merge(config).items()}
+    for name in VARIANTS:
+        merged = mergers[(name, k)].merge(config)
+        for key, tensor in expected.items():
+            assert torch.equal(merged[key], tensor), f"{name}: {key} differs"
+    changed = sum(c for c, _ in mergers[("stream", k)].changed())
+    assert 0 < changed == sum(c for c, _ in mergers[("resident", k)].changed())  # it merged, and compares alike
+
+
+@pytest.mark.parametrize("method", ["ties", "breadcrumbs_ties", "della"])
+def test_compiled_kernels_merge_each_placement_alike(mergers: dict, method: str) -> None:
+    resident = mergers[("resident", 4)]
+    assert fused.applies(resident._data[0]), "the embeddings merge through the compiled kernels"
+    config = MergeConfig(method, params=PARAMS, seed=3)  # type: ignore[arg-type]
+    expected = resident.merge(config)["model.embed_tokens.weight"].clone()
+    for name in ("resident without ranks", "stream, staged"):
+        assert torch.equal(mergers[(name, 4)].merge(config)["model.embed_tokens.weight"], expected), name
+    assert not fused._state["broken"]
+
+
+def test_stream_keeps_no_task_vectors_on_the_device(llama: Path) -> None:
+    merger = _merger(llama, 4, placement="stream", staging=True)
+    with pytest.raises(ValueError, match="placement 'stream' keeps no base or task vectors"):
+        _ = merger.task_vectors
+    assert merger.store.staging is not None  # type: ignore[union-attr]
+    largest = max(s.numel for s in merger.segments)
+    assert sum(b.numel() for b in merger.store.staging.buffers) == 2 * 5 * largest  # type: ignore[union-attr]
+
+
+LOAD = """
+import ctypes, sys
+from pathlib import Path
+from mergefront.evaluators.checkpoint import LazyCheckpoint
+from mergefront.evaluators.merge import ResidentMerger
+
+def peak():
+    return next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmHWM:"))
+
+folder, placement = Path(sys.argv[1]), sys.argv[2]
+models = [LazyCheckpoint(folder / name) for name in ("base", "expert0", "expert1", "expert2", "expert3")]
+ctypes.CDLL("libc.so.6").malloc_trim(0)
+Path("/proc/self/clear_refs").write_text("5")  # resets the peak resident set size
+before = peak()
+merger = ResidentMerger(models[0], models[1:], list(models[0]), placement=placement)
+print(peak() - before, 6 * merger.out.nbytes)
+"""
+
+
+@pytest.mark.parametrize("placement", ["resident", "stream"])
+def test_loading_maps_one_model_at_a_time(tmp_path: Path, placement: str) -> None:
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("this kernel does not let a process reset its peak resident set size")
+    sl = synthetic_llama()
+    folder = sl.ensure_checkpoints(sl.QUICK, tmp_path, n_experts=4)  # 3.7M parameters, float32: 14.7 MB a model
+    file_bytes = (folder / "base" / "model.safetensors").stat().st_size
+    out = subprocess.run([sys.executable, "-c", LOAD, str(folder), placement], capture_output=True, text=True,
+                         check=True).stdout  # a fresh process: nothing freed earlier hides in its peak
+    peak, held = (int(v) for v in out.split())  # held: base, 4 task vectors and the output (device or pinned)
+    # the layout and less than one model more (a tensor in flight); state dicts would hold five models more
+    assert held <= peak < held + file_bytes, (peak, held, file_bytes)
+
+
+def test_tinylm_worker_scores_alike_when_its_memory_forces_stream_and_mmap(cache_dir: Path) -> None:
+    from mergefront.evaluators.suites.tinylm import ensure_built
+
+    suite = ensure_built(cache_dir, verbose=False)
+    objectives = (ObjectiveSetup("copy", "copy"), ObjectiveSetup("reverse", "reverse"))
+    setup = WorkerSetup.for_suite("tinylm", suite, ("copy", "reverse"), objectives, "cpu")
+    setup = replace(setup, workload=workload_of(checkpoint_tensors(Path(setup.base)), setup.merged_keys, 2, "ties"))
+    resident, stream, mmap = needs(setup.workload)[1:]  # type: ignore[arg-type]  # (resident with ranks first)
+    device_memory = (resident.device_bytes + stream.device_bytes) // 2  # room to stream, not to keep resident
+    host_memory = mmap.device_bytes + (mmap.host_bytes + stream.host_bytes) // 2  # a CPU's device is its host
+    candidate = Candidate(1, MergeConfig("ties", params={"weight": (0.9, 0.6), "density": (0.4, 0.7)}))
+    scores = {}
+    for limits in ({}, {"device_memory": device_memory}, {"device_memory": device_memory, "host_memory": host_memory}):
+        worker = CandidateEvaluator(replace(setup, **limits))  # type: ignore[arg-type]
+        scores[worker.plan.placement] = worker.evaluate(candidate).metrics
+    assert list(scores) == ["resident", "stream", "mmap"]
+    assert scores["resident"] == scores["stream"] == scores["mmap"]
+    with pytest.raises(InvalidSpecError, match="no placement fits") as info:
+        CandidateEvaluator(replace(setup, device_memory=stream.device_bytes // 2))
+    assert info.value.loc == ("resources", "device_memory")
