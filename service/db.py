@@ -9,6 +9,7 @@ that persist. `upgrade_database` lets one process at a time migrate a database.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,15 +87,16 @@ def storage_error(exc: SQLAlchemyError, doing: str = "the request") -> StorageEr
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session that commits on success, rolls back on error, and reports database errors as StorageError."""
+def session_scope(factory: sessionmaker[Session], doing: str = "the request") -> Iterator[Session]:
+    """A session that commits on success, rolls back on error, and reports database errors as StorageError (whose
+    message says it happened during `doing`)."""
     session = factory()
     try:
         yield session
         session.commit()
     except SQLAlchemyError as exc:
         _rollback(session)
-        raise storage_error(exc) from exc
+        raise storage_error(exc, doing) from exc
     except BaseException:
         _rollback(session)
         raise
@@ -109,22 +111,44 @@ def _rollback(session: Session) -> None:
         log.debug("rollback failed", exc_info=True)
 
 
-def transaction(factory: sessionmaker[Session], work: Callable[[Session], T], *, retry_seconds: float = 60.0) -> T:
+def transaction(factory: sessionmaker[Session], work: Callable[[Session], T], *, retry_seconds: float = 60.0,
+                doing: str = "a transaction") -> T:
     """`work(session)` in one transaction; on a transient database error it is rolled back and run again.
 
-    Waits grow exponentially with jitter (0.1 s up to 5 s) for at most `retry_seconds`; then, and at once for any
-    other error, the error is raised (StorageError for database errors).
+    This is the one place where database errors are retried. Waits double from 0.1 s up to 5 s (plus up to
+    0.1 s of jitter) for at most `retry_seconds`; then the error is raised as a StorageError that says what was
+    being done (`doing`), for how long and how often it was tried, and the last error. Any other error is raised
+    at once (StorageError for database errors). `work` may run more than once: it must read what it needs in its
+    own session.
     """
-    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
+    from tenacity import RetryError, Retrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
 
     def once() -> T:
-        with session_scope(factory) as session:
+        with session_scope(factory, doing) as session:
             return work(session)
 
     retrying = Retrying(retry=retry_if_exception(lambda e: isinstance(e, StorageError) and e.transient),
-                        wait=wait_exponential_jitter(initial=0.1, max=5.0), stop=stop_after_delay(retry_seconds),
-                        before_sleep=_log_retry, reraise=True)
-    return retrying(once)
+                        wait=wait_exponential(multiplier=0.1, max=5.0) + wait_random(0, 0.1),
+                        stop=stop_after_delay(retry_seconds),
+                        before_sleep=_log_retry)
+    started = time.monotonic()
+    try:
+        return retrying(once)
+    except RetryError as exc:
+        last = exc.last_attempt.exception()
+        cause = last.__cause__ if last is not None and last.__cause__ is not None else last
+        raise StorageError(f"the database stayed unavailable during {doing}: tried "
+                           f"{exc.last_attempt.attempt_number} times over {time.monotonic() - started:.0f} s; "
+                           f"last error: {_describe_error(cause)}", transient=True) from last
+
+
+def _describe_error(exc: BaseException | None) -> str:
+    """`Kind: first line of the driver's message` (never the SQL or its parameters, which SQLAlchemy appends)."""
+    if exc is None:
+        return "unknown"
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).strip().splitlines() or [""])[0][:200]
+    return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
 
 
 def _log_retry(state: Any) -> None:
