@@ -8,10 +8,11 @@ Placements, fastest first:
 
 - ``resident``: base (`n`), task vectors (`k x n`) and output (`n`) on the device, plus magnitude ranks
   (`k x n` int32; DELLA: float32 row ranks) for TIES, breadcrumbs and DELLA when they fit; without them each merge
-  ranks each tensor again on the device, one tensor at a time.
+  works on the device one tensor at a time: TIES and breadcrumbs select each expert's magnitude cut (a histogram,
+  no sort; `k x S` int32 kept windows), DELLA ranks the tensor's rows (`k x S` float32).
 - ``stream``: the output on the device; base and task vectors in pinned host memory, copied to the device tensor
   by tensor into two staging buffers of `(k + 1) x S` (the next tensor's copy runs on a side stream while this one
-  merges); ranks are computed per merge.
+  merges); cuts and row ranks per merge, as above.
 - ``mmap``: the output on the device; base and experts stay in their memory-mapped files (the OS page cache keeps
   what fits) and are read tensor by tensor each merge, the task vectors formed on the device.
 
@@ -34,6 +35,8 @@ Placement = Literal["resident", "stream", "mmap"]
 PLACEMENTS: tuple[Placement, ...] = ("resident", "stream", "mmap")
 #: methods whose masks come from magnitude ranks (int32) or DELLA's row ranks (float32), kept when there is room
 RANKED = frozenset({"ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"})
+ROW_RANKED = frozenset({"della", "della_linear"})  # the rest of RANKED select magnitude cuts without ranks
+ROW_BLOCK = 1 << 22  # entries DELLA sorts at a time (`methods.base.ROW_BLOCK`)
 RUNTIME_BYTES = 512 * 2**20
 BLOCK = 1 << 20  # entries per compiled merge call (`fused.STEP`): each holds a few blocks of temporaries
 GB = 1e9
@@ -98,7 +101,8 @@ class MemoryPlan:
         """A few lines: the chosen placement's totals against the limits, then every option's totals."""
         w, need = self.workload, self.need
         host_word = "pinned" if need.placement == "stream" and self.device_kind != "cpu" else "in host memory"
-        select = "" if need.ranks or w.method not in RANKED else "; ranks computed per merge"
+        select = "" if need.ranks or w.method not in RANKED else \
+            "; rows ranked per merge" if w.method in ROW_RANKED else "; magnitude cuts selected per merge"
         lines = [f"memory plan ({w.n_experts} experts, {w.numel / 1e9:.3g}B merged numbers in {w.dtype}, "
                  f"{w.method}): per worker: device {_gb(need.device_bytes)}{_of(self.device_limit)}, host "
                  f"{_gb(need.host_bytes)} {host_word}{_of(self.host_limit)}; placement: {need.placement} "
@@ -160,7 +164,12 @@ def _ranks_or_selection(w: Workload, ranks: bool) -> list[tuple[str, int]]:
         return items
     if ranks:
         return [("ranks", k * n * 4), *items]
-    return [("ranks of one tensor per merge", k * big * (4 + 8 + s)), *items]  # ranks, sort order, magnitudes
+    if w.method in ROW_RANKED:  # float32 row ranks; a block of rows sorted at a time (magnitudes, order, ranks)
+        return [("row ranks of one tensor per merge", k * big * 4),
+                ("sorting rows, a block at a time", min(big, ROW_BLOCK) * (s + 8 + 4 + 4)), *items]
+    # int32 kept windows; one expert's magnitudes, float32's high halves, two masks and a comparison
+    return [("kept windows of one tensor per merge", k * big * 4), ("selecting one expert's cut", big * (s + 7)),
+            *items]
 
 
 def plan(w: Workload, *, device_limit: int | None = None, host_limit: int | None = None,

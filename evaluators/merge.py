@@ -9,7 +9,8 @@ by tensor (`mergefront.evaluators.methods`), each with the parameter values of t
 
 Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep int32 magnitude ranks
 (sorted once, as mergekit sorts, so a new density costs no sort), DELLA float32 row ranks, when the plan has room
-(`ranks`); without them each merge ranks each tensor again on the device, one tensor at a time.
+(`ranks`). Without them each merge works one tensor at a time on the device: TIES and breadcrumbs select each
+expert's magnitude cut (`mergefront.evaluators.methods.select`: equal kept counts, no sort), DELLA ranks the rows.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch
 
 from mergefront.errors import InvalidSpecError
 from mergefront.evaluators.methods import NEEDS_ROW_RANKS, RANKING, REGISTRY, SegmentData, SegmentParams
+from mergefront.evaluators.methods.base import KeepRule
+from mergefront.evaluators.methods.select import rank_windows
 from mergefront.evaluators.methods.sparse import RECIPES, kept_entries
 from mergefront.evaluators.stores import MmapStore, ResidentStore, Segment, Store, StreamStore, layout
 from mergefront.granularity import Granularity
@@ -148,10 +151,11 @@ class ResidentMerger:
         self._check(config)
         rows: dict[tuple[float, ...], torch.Tensor] = {}  # one tensor per distinct value row in this merge
         for j, data in self._each():
-            self._prepare(config.method, data)
             data.seed = config.seed * 1_000_003 + j
-            yield self.segments[j], data, self._segment_params(config, j, rows)
-            if not self.ranks:  # ranked for this merge only
+            params = self._segment_params(config, j, rows)
+            self._prepare(config.method, data, params)
+            yield self.segments[j], data, params
+            if not self.ranks:  # selected or ranked for this merge only
                 data.ranks = data.rank_order = data.row_rank = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -166,10 +170,14 @@ class ResidentMerger:
             if given is not None and len(given) != k:
                 raise ValueError(f"{len(given)} {name} for {k} experts")
 
-    def _prepare(self, method: str, data: SegmentData) -> None:
-        """Rank magnitudes per tensor (TIES, breadcrumbs: each in its order) or per row (DELLA): once, on first use,
-        where ranks are kept; else for each merge, tensor by tensor."""
-        if method in RANKING and data.rank_order != RANKING[method]:
+    def _prepare(self, method: str, data: SegmentData, params: SegmentParams) -> None:
+        """Where ranks are kept: rank magnitudes per tensor (TIES, breadcrumbs: each in its order) or per row
+        (DELLA) once, on first use. Else, for each merge and tensor: TIES and breadcrumbs select each expert's cut
+        (`select.rank_windows`: the same kept counts, no sort), DELLA ranks the tensor's rows."""
+        if method in RANKING and not self.ranks:
+            data.ranks = rank_windows(data, KeepRule.of(RECIPES[method].sparsify, data, params))
+            data.rank_order = RANKING[method]
+        elif method in RANKING and data.rank_order != RANKING[method]:
             data.rank_by_magnitude(RANKING[method])
         if method in NEEDS_ROW_RANKS and data.row_rank is None:
             data.rank_rows()

@@ -69,14 +69,18 @@ class SegmentData:
         self.ranks, self.rank_order = ranks, order
 
     def rank_rows(self) -> None:
-        """Rank each row's entries by magnitude, ascending, as mergekit's DELLA does (a 1-D tensor is one row)."""
+        """Rank each row's entries by magnitude, ascending, as mergekit's DELLA does (a 1-D tensor is one row); rows
+        of `ROW_BLOCK` entries at a time, so the sort's temporaries stay small beside the `k x n` result."""
         k, n = self.tau.shape
         cols = self.shape[-1] if len(self.shape) > 1 else n
-        ranks = torch.empty((k, n), dtype=torch.int32, device=self.base.device)
+        rows, step = n // cols, max(1, ROW_BLOCK // cols)
+        row_rank = torch.empty((k, n), dtype=torch.float32, device=self.base.device)
         for i in range(k):
-            order = torch.argsort(self.tau[i].abs().view(n // cols, cols), dim=1)
-            ranks[i] = _inverse(order, cols).view(n)
-        self.row_rank = ranks.float() / max(cols - 1, 1)
+            tau, out = self.tau[i].view(rows, cols), row_rank[i].view(rows, cols)
+            for start in range(0, rows, step):
+                order = torch.argsort(tau[start:start + step].abs(), dim=1)
+                out[start:start + step] = _inverse(order, cols).float() / max(cols - 1, 1)
+        self.row_rank = row_rank
 
     def l1_norms(self) -> torch.Tensor:
         """Per expert, |tau_i|_1 (`k`, float64), summed once over column blocks."""
@@ -86,6 +90,9 @@ class SegmentData:
                 l1 += self.tau[:, start:start + (1 << 20)].abs().sum(dim=1, dtype=torch.float64)
             self.l1 = l1
         return self.l1
+
+
+ROW_BLOCK = 1 << 22  # entries per DELLA row-ranking step
 
 
 def _inverse(order: torch.Tensor, size: int) -> torch.Tensor:

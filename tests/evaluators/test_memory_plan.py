@@ -33,14 +33,16 @@ def test_a_7b_base_with_4_experts_fits_80_gb_and_streams_on_24_gb(method: str) -
     workload, n_params = _llama_7b(method)
     assert workload.numel == n_params == 6_738_415_616 and workload.dtype == "bfloat16"  # type: ignore[attr-defined]
     big = plan(workload, device_limit=80 * GB)  # type: ignore[arg-type]
-    if method in RANKED:  # ranking the embeddings per merge takes 7 GB more: thresholds will fit 24 GB
-        return
     small = plan(workload, device_limit=24 * GB, placement="stream")  # type: ignore[arg-type]
     assert big.need.device_bytes <= 80 * GB and small.need.device_bytes <= 24 * GB
     assert small.need.host_bytes >= (workload.n_experts + 1) * n_params * 2  # type: ignore[attr-defined]
     assert "of 24 GB" in small.describe() and "placement: stream" in small.describe()
     resident = next(o for o in needs(workload) if o.placement == "resident")  # type: ignore[arg-type]
     assert resident.device_bytes > 24 * GB  # resident needs the base, the task vectors and the output
+    if method in RANKED:  # without ranks: one tensor's cuts (TIES, breadcrumbs) or row ranks (DELLA) per merge
+        assert not small.need.ranks
+        assert ("rows ranked per merge" if method.startswith("della") else "magnitude cuts selected per merge") \
+            in small.describe()
 
 
 def test_resident_is_chosen_when_it_fits_with_ranks_when_they_fit() -> None:

@@ -1,8 +1,10 @@
 """Every placement merges what the resident engine merges, bit for bit, on the synthetic Llama of benchmarks/.
 
-The checkpoints are bfloat16, where many entries share a magnitude: thresholds selected per merge must break ties
-at the cut exactly as the kept ranks do. Tensors are small (the eager path) but for the embeddings and the head
-(131,072 entries: the compiled kernels).
+Where ranks are not kept (stream, mmap, resident without ranks) TIES and breadcrumbs select each expert's cut per
+merge: the same kept counts as the kept ranks (and mergekit), the same entries but among those tied at the cut,
+whose order only mergekit's sort gives. The checkpoints are bfloat16, where many entries share a magnitude, so
+those ties occur here. Tensors are small (the eager path) but for the embeddings and the head (131,072 entries:
+the compiled kernels).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from mergefront.errors import InvalidSpecError
 from mergefront.evaluators.checkpoint import LazyCheckpoint
 from mergefront.evaluators.evaluation import Candidate, CandidateEvaluator, ObjectiveSetup, WorkerSetup
 from mergefront.evaluators.headers import checkpoint_tensors
-from mergefront.evaluators.memory import needs, workload_of
+from mergefront.evaluators.memory import needs, plan, workload_of
 from mergefront.evaluators.merge import MergeConfig, ResidentMerger
-from mergefront.evaluators.methods import REGISTRY, fused
+from mergefront.evaluators.methods import RANKING, REGISTRY, fused
 from tests.evaluators.synthetic import synthetic_llama
 
 PARAMS = {"weight": (0.5, 0.3, -0.2, 0.8), "density": (0.3, 0.5, 1.0, 0.2), "gamma": 0.02, "epsilon": 0.1,
@@ -60,30 +62,79 @@ def _params(method: str) -> dict[str, object]:
         else PARAMS
 
 
+SELECTED = sorted(RANKING)  # TIES, breadcrumbs: cuts selected per merge where ranks are not kept
+
+
 @pytest.mark.parametrize("method", sorted(REGISTRY))
 def test_every_placement_merges_as_resident_bit_for_bit(mergers: dict, method: str,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MERGEFRONT_FUSED", "0")  # the eager path here; the compiled kernels below
     k = 1 if method == "slerp" else 4
     config = MergeConfig(method, params=_params(method), seed=5)  # type: ignore[arg-type]
-    expected = {key: t.clone() for key, t in mergers[("resident", k)].merge(config).items()}
-    for name in VARIANTS:
+    expected = {key: t.clone() for key, t in mergers[("resident without ranks", k)].merge(config).items()}
+    others = [name for name in VARIANTS if name != "resident without ranks"]
+    for name in others if method in SELECTED else ["resident", *others]:  # DELLA ranks rows alike either way
         merged = mergers[(name, k)].merge(config)
         for key, tensor in expected.items():
             assert torch.equal(merged[key], tensor), f"{name}: {key} differs"
     changed = sum(c for c, _ in mergers[("stream", k)].changed())
-    assert 0 < changed == sum(c for c, _ in mergers[("resident", k)].changed())  # it merged, and compares alike
+    assert 0 < changed == sum(c for c, _ in mergers[("resident without ranks", k)].changed())  # it merged
+
+
+@pytest.mark.parametrize("method", SELECTED)
+def test_cuts_selected_per_merge_keep_as_many_entries_as_ranks_and_differ_only_at_ties(mergers: dict,
+                                                                                     method: str) -> None:
+    ranked, selected = mergers[("resident", 4)], mergers[("resident without ranks", 4)]
+    config = MergeConfig(method, params=PARAMS, seed=2)  # type: ignore[arg-type]
+    ranked_out = {key: t.clone() for key, t in ranked.merge(config).items()}
+    selected_out = selected.merge(config)
+    ranked_keep, selected_keep = ranked.kept_entries(config), selected.kept_entries(config)
+    densities, tied = torch.tensor(PARAMS["density"], dtype=torch.float64), 0
+    for seg in selected.segments:
+        keep, other = ranked_keep[seg.key], selected_keep[seg.key]
+        counts = torch.floor(densities * seg.numel).long()  # mergekit's int(density x n), TIES at least one
+        counts = torch.where(densities >= 1, seg.numel, counts.clamp_min(1) if method == "ties" else counts)
+        assert keep.sum(dim=1).tolist() == other.sum(dim=1).tolist() == counts.tolist(), seg.key
+        magnitude = selected.task_vectors[:, seg.offset:seg.offset + seg.numel].abs()
+        for i in range(4):  # where the two differ, both keep and drop entries of that very magnitude: a tie at a cut
+            for value in magnitude[i][keep[i] != other[i]].unique():
+                at = magnitude[i] == value
+                assert keep[i][at].any() and not keep[i][at].all(), (seg.key, i, float(value))
+        agree = (keep == other).all(dim=0)  # an entry merges alike where every expert's mask agrees
+        assert torch.equal(ranked_out[seg.key].view(-1)[agree], selected_out[seg.key].view(-1)[agree]), seg.key
+        tied += int((~agree).sum())
+    assert tied > 0  # bfloat16's ties at the cut occur: the comparison above is exercised
 
 
 @pytest.mark.parametrize("method", ["ties", "breadcrumbs_ties", "della"])
 def test_compiled_kernels_merge_each_placement_alike(mergers: dict, method: str) -> None:
-    resident = mergers[("resident", 4)]
-    assert fused.applies(resident._data[0]), "the embeddings merge through the compiled kernels"
+    selected = mergers[("resident without ranks", 4)]
+    assert fused.applies(selected._data[0]), "the embeddings merge through the compiled kernels"
     config = MergeConfig(method, params=PARAMS, seed=3)  # type: ignore[arg-type]
-    expected = resident.merge(config)["model.embed_tokens.weight"].clone()
-    for name in ("resident without ranks", "stream, staged"):
+    expected = selected.merge(config)["model.embed_tokens.weight"].clone()
+    for name in ("stream, staged", "mmap", *(["resident"] if method == "della" else [])):
         assert torch.equal(mergers[(name, 4)].merge(config)["model.embed_tokens.weight"], expected), name
     assert not fused._state["broken"]
+
+
+def test_device_memory_limits_force_stream_then_mmap_on_the_synthetic_llama(llama: Path, mergers: dict) -> None:
+    workload = workload_of(checkpoint_tensors(llama / "base"), list(LazyCheckpoint(llama / "base")), 4, "ties")
+    with_ranks, resident, stream, mmap = needs(workload)
+    device = (resident.device_bytes + stream.device_bytes) // 2  # room to stream, not to keep resident
+    host = (mmap.host_bytes + stream.host_bytes) // 2  # not room to hold base and task vectors in host memory
+    chosen = [plan(workload, device_limit=limit, host_limit=host_limit)
+              for limit, host_limit in ((None, None), (resident.device_bytes, None), (device, None), (device, host))]
+    assert [(p.placement, p.need.ranks) for p in chosen] == [("resident", True), ("resident", False),
+                                                              ("stream", False), ("mmap", False)]
+    config = MergeConfig("ties", params=PARAMS, seed=7)  # type: ignore[arg-type]
+    expected = {key: t.clone() for key, t in mergers[("resident without ranks", 4)].merge(config).items()}
+    for p in chosen[2:]:
+        merged = _merger(llama, 4, placement=p.placement, ranks=p.need.ranks).merge(config)
+        assert all(torch.equal(merged[key], t) for key, t in expected.items()), p.placement
+    with pytest.raises(InvalidSpecError, match="no placement fits") as info:
+        plan(workload, device_limit=stream.device_bytes - 1)
+    assert info.value.loc == ("resources", "device_memory")
+    assert f"stream needs device {stream.device_bytes / 1e9:.3g} GB" in str(info.value)  # the numbers
 
 
 def test_stream_keeps_no_task_vectors_on_the_device(llama: Path) -> None:
