@@ -1,6 +1,6 @@
 """How fast a job with 10,000 evaluations opens on the dashboard.
 
-Builds a completed 4-objective job with N evaluations and one Pareto snapshot per evaluation (as the runner
+Builds a completed 4-objective job with N evaluations and one front step per evaluation (as the runner
 stores them) straight through the repository (no Ray), serves the app with uvicorn, and times:
   - the API calls the job page makes when it opens (job, points, hypervolume history, first table page),
     and their response sizes;
@@ -114,7 +114,7 @@ def main() -> None:
     upgrade_database(url)
     start = time.perf_counter()
     job_id = build_job(make_session_factory(make_engine(url)), n=args.n, n_objectives=4)
-    print(f"built job {job_id}: {args.n} evaluations, {args.n} snapshots, 4 objectives "
+    print(f"built job {job_id}: {args.n} evaluations, {args.n} front steps, 4 objectives "
           f"in {time.perf_counter() - start:.1f} s ({url.split(':')[0]})")
     base, server, thread = _serve(settings)
     try:

@@ -266,12 +266,15 @@ class Job:
         """
         return SurrogatesOut.model_validate(self.client._request("GET", self._path("/surrogates")))
 
-    def pareto(self) -> ParetoOut:
-        """The latest Pareto front: its members (parameters and metrics) and its hypervolume.
+    def pareto(self, n_completed: int | None = None) -> ParetoOut:
+        """The latest Pareto front: its members (parameters and metrics) and its hypervolume; with `n_completed`,
+        the front as it was after that many completed evaluations.
 
             best = max(job.pareto().members, key=lambda m: m.metrics["parity_accuracy"])
+            early = job.pareto(n_completed=20)
         """
-        return ParetoOut.model_validate(self.client._request("GET", self._path("/pareto")))
+        params = {} if n_completed is None else {"n_completed": n_completed}
+        return ParetoOut.model_validate(self.client._request("GET", self._path("/pareto"), params=params))
 
     def rank(self, constraints: Sequence[str] = (), weights: Mapping[str, float] | Sequence[str] = (), *,
              limit: int = 100) -> RankingOut:

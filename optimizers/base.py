@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -53,10 +55,15 @@ class Optimizer(ABC):
         """Propose `n` new points given the finished `history` and the `pending` (in-flight) points."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        for obs in history:
-            self._check_point(obs.x)
-            if obs.values is not None and len(obs.values) != self.n_objectives:
-                raise ValueError(f"observation has {len(obs.values)} values, expected {self.n_objectives}")
+        if isinstance(history, History):  # checked one observation at a time as it grew
+            if (history.dim, history.n_objectives) != (self.space.dim, self.n_objectives):
+                raise ValueError(f"history of {history.dim} coordinates and {history.n_objectives} objectives, "
+                                 f"expected {self.space.dim} and {self.n_objectives}")
+        else:
+            for obs in history:
+                self._check_point(obs.x)
+                if obs.values is not None and len(obs.values) != self.n_objectives:
+                    raise ValueError(f"observation has {len(obs.values)} values, expected {self.n_objectives}")
         for p in pending:
             self._check_point(p)
         return self._ask(n, history, pending)
@@ -73,17 +80,65 @@ class Optimizer(ABC):
         return np.random.default_rng([self.seed, len(history), len(pending)])
 
 
+class History(Sequence[Observation]):
+    """Finished evaluations in creation order, grown one at a time by whoever keeps a job in memory (the runner,
+    the ask/tell server), each checked once as it is added; their points are kept in one array as they come, so
+    an ask does not convert the whole history again."""
+
+    def __init__(self, dim: int, n_objectives: int) -> None:
+        self.dim, self.n_objectives = dim, n_objectives
+        self._keys: list[int] = []
+        self._items: list[Observation] = []
+        self._points = np.empty((64, dim))
+
+    def add(self, key: int, obs: Observation) -> None:
+        """Add an observation; `key` (the evaluation's number) orders the history."""
+        if len(obs.x) != self.dim:
+            raise ValueError(f"point {tuple(obs.x)} has {len(obs.x)} coordinates, the space has {self.dim}")
+        if obs.values is not None and len(obs.values) != self.n_objectives:
+            raise ValueError(f"observation has {len(obs.values)} values, expected {self.n_objectives}")
+        at = bisect.bisect(self._keys, key)
+        self._keys.insert(at, key)
+        self._items.insert(at, obs)
+        n = len(self._items) - 1
+        if n == self._points.shape[0]:
+            self._points = np.concatenate([self._points, np.empty_like(self._points)])
+        self._points[n] = obs.x
+
+    def points(self) -> np.ndarray:
+        """Every observation's point (`n x d`), in the order they were added."""
+        return self._points[:len(self._items)]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, i: int) -> Observation: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Observation]: ...
+
+    def __getitem__(self, i: int | slice) -> Observation | list[Observation]:
+        return self._items[i]
+
+    def __iter__(self) -> Iterator[Observation]:
+        return iter(self._items)
+
+
 def known_points(history: Sequence[Observation], pending: Sequence[Point], dim: int) -> np.ndarray:
     """Every point already evaluated or in flight (`k x d`)."""
-    rows = [obs.x for obs in history] + [tuple(p) for p in pending]
-    return np.asarray(rows, dtype=float).reshape(len(rows), dim)
+    waiting = np.asarray([tuple(p) for p in pending], dtype=float).reshape(len(pending), dim)
+    if isinstance(history, History):
+        return np.concatenate([history.points(), waiting])
+    rows = [obs.x for obs in history]
+    return np.concatenate([np.asarray(rows, dtype=float).reshape(len(rows), dim), waiting])
 
 
 def drop_known(candidates: np.ndarray, known: np.ndarray, tol: float = 1e-9) -> np.ndarray:
     """Keep the candidates (`c x d`) that differ from every known point and from each other."""
     kept: list[np.ndarray] = []
     for row in candidates:
-        pool = np.vstack([known, *kept])
+        pool = np.vstack([known, *kept]) if kept else known  # no copy of the whole history for the first one
         if pool.shape[0] == 0 or np.min(np.max(np.abs(pool - row), axis=1)) > tol:
             kept.append(row)
     return np.asarray(kept, dtype=float).reshape(len(kept), candidates.shape[1])

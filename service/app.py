@@ -50,6 +50,16 @@ class BackgroundRunner:
         self.thread.join(timeout=60)
 
 
+def warm_imports() -> None:
+    """Import what asks, tells and job views need (the optimizers and surrogates: numpy, SciPy, pymoo, torch,
+    BoTorch) once, as the server starts, so that no request pays for it. Importing the app module stays light."""
+    import importlib
+
+    for module in ("mergefront.service.asktell", "mergefront.service.runner",
+                   "mergefront.optimizers.nehvi_acquisition", "mergefront.surrogates.gp"):
+        importlib.import_module(module)
+
+
 def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None) -> FastAPI:
     """The API; with `run_jobs` (default: settings.run_jobs) it also runs queued jobs in a thread."""
     settings = settings or get_settings()
@@ -58,6 +68,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(url)
+        warm_imports()
         runner = BackgroundRunner(app, settings) if (settings.run_jobs if run_jobs is None else run_jobs) else None
         if runner is not None:
             runner.start()

@@ -40,7 +40,10 @@ def abandon_candidates(*, session: Session, job_id: int) -> int:
         .where(Evaluation.job_id == job_id, Evaluation.state.in_((EvaluationState.pending, EvaluationState.running)))
         .values(state=EvaluationState.cancelled, finished_at=utcnow(), error=ABANDONED)
         .execution_options(synchronize_session="fetch"))
-    return int(getattr(result, "rowcount", 0) or 0)
+    abandoned = int(getattr(result, "rowcount", 0) or 0)
+    if abandoned:
+        repo.touch_job(session=session, job_id=job_id)  # a server that keeps the job in memory reads it again
+    return abandoned
 
 
 def delete_job(*, session: Session, job_id: int) -> None:

@@ -1,4 +1,4 @@
-"""SQLAlchemy models: jobs, evaluations, Pareto front snapshots. Alembic migrations create the tables."""
+"""SQLAlchemy models: jobs, evaluations, Pareto front steps and changes. Alembic migrations create the tables."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    Column,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
-    Table,
     Text,
     UniqueConstraint,
     false,
@@ -71,6 +70,7 @@ class Job(Base):
     origin: Mapped[str] = mapped_column(String(16), default="local", server_default="local")  # local | network
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     notes: Mapped[str | None] = mapped_column(Text, nullable=True)  # the user's own words about the job
+    revision: Mapped[str] = mapped_column(String(32), default="", server_default="")  # new on each ask/tell write
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -83,7 +83,9 @@ class Job(Base):
 
 class Evaluation(Base):
     __tablename__ = "evaluations"
-    __table_args__ = (UniqueConstraint("job_id", "number", name="uq_evaluations_job_number"),)
+    __table_args__ = (UniqueConstraint("job_id", "number", name="uq_evaluations_job_number"),
+                      Index("ix_evaluations_job_state", "job_id", "state"),
+                      Index("ix_evaluations_job_on_front", "job_id", "on_front"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -103,28 +105,40 @@ class Evaluation(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # external: the tell's deadline
+    on_front: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # on the latest front
 
     job: Mapped[Job] = relationship(back_populates="evaluations")
 
 
-pareto_members = Table(
-    "pareto_members",
-    Base.metadata,
-    Column("snapshot_id", ForeignKey("pareto_snapshots.id", ondelete="CASCADE"), primary_key=True),
-    Column("evaluation_id", ForeignKey("evaluations.id", ondelete="CASCADE"), primary_key=True),
-)
-
-
 class ParetoSnapshot(Base):
+    """One step of a job's front: the hypervolume and the front's size after `n_completed` completed evaluations.
+
+    The members are not copied per step: `ParetoChange` rows say which evaluations entered or left the front at
+    each step, so the front at any step is the sum of the changes up to it (`repository.front_at`).
+    """
+
     __tablename__ = "pareto_snapshots"
+    __table_args__ = (Index("ix_pareto_snapshots_job_n", "job_id", "n_completed"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     n_completed: Mapped[int] = mapped_column(Integer)
     hypervolume: Mapped[float] = mapped_column(Float)
+    front_size: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-    members: Mapped[list[Evaluation]] = relationship(secondary=pareto_members, order_by="Evaluation.number")
+
+class ParetoChange(Base):
+    """An evaluation entering (`entered`) or leaving the front at a step (`snapshot_id`)."""
+
+    __tablename__ = "pareto_changes"
+    __table_args__ = (Index("ix_pareto_changes_job_snapshot", "job_id", "snapshot_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    snapshot_id: Mapped[int] = mapped_column(ForeignKey("pareto_snapshots.id", ondelete="CASCADE"))
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"))
+    entered: Mapped[bool] = mapped_column(Boolean)
 
 
 class TokenScope(enum.StrEnum):

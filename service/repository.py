@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from sqlalchemy import false, func, or_, select, true, update
+from sqlalchemy import case, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from mergefront.errors import InvalidSpecError, NotFoundError
@@ -21,7 +22,15 @@ from mergefront.schemas import (
     ParetoOut,
 )
 from mergefront.service.columns import OPS, ColumnFilter, resolve_column
-from mergefront.service.models import Evaluation, EvaluationState, Job, JobState, ParetoSnapshot, pareto_members, utcnow
+from mergefront.service.models import (
+    Evaluation,
+    EvaluationState,
+    Job,
+    JobState,
+    ParetoChange,
+    ParetoSnapshot,
+    utcnow,
+)
 from mergefront.spec import JobSpec
 
 
@@ -31,10 +40,22 @@ def create_job(*, session: Session, spec: JobSpec, origin: str = "local") -> Job
     job = Job(name=spec.name, spec=spec.model_dump(mode="json"), state=JobState.pending,
               optimizer=spec.optimizer.name, budget=spec.optimizer.budget, objectives=spec.objective_keys,
               maximize=spec.maximize, reference_point=[None if v is None else float(v) for v in ref],
-              external=spec.external, origin=origin)
+              external=spec.external, origin=origin, revision=new_revision())
     session.add(job)
     session.flush()
     return job
+
+
+def new_revision() -> str:
+    """A fresh value for `jobs.revision`: set by every write to an external job's evaluations, so a server that
+    keeps the job in memory knows when someone else (another replica, an expiry, a cancel) changed it."""
+    return uuid.uuid4().hex
+
+
+def touch_job(*, session: Session, job_id: int) -> str:
+    """Give a job a new revision; return it."""
+    get_job(session=session, job_id=job_id).revision = revision = new_revision()
+    return revision
 
 
 def get_job(*, session: Session, job_id: int) -> Job:
@@ -187,10 +208,13 @@ def finish_job(*, session: Session, job_id: int, state: JobState, error: str | N
     job.lease_owner, job.lease_expires_at = None, None
 
 
-def add_evaluations(*, session: Session, job_id: int, points: Sequence[tuple[list[float], dict[str, float]]]
-                    ) -> list[Evaluation]:
-    """Record proposed candidates (unit-cube point, named parameters) as pending evaluations, numbered on."""
-    start = session.scalar(select(func.count()).select_from(Evaluation).where(Evaluation.job_id == job_id)) or 0
+def add_evaluations(*, session: Session, job_id: int, points: Sequence[tuple[list[float], dict[str, float]]],
+                    start: int | None = None) -> list[Evaluation]:
+    """Record proposed candidates (unit-cube point, named parameters) as pending evaluations, numbered on (from
+    `start` when the caller knows the next number: the unique (job, number) index still guards it)."""
+    if start is None:
+        last = session.scalar(select(func.max(Evaluation.number)).where(Evaluation.job_id == job_id))
+        start = 0 if last is None else last + 1  # read from the (job, number) index: no count of every row
     rows = [Evaluation(job_id=job_id, number=start + i, state=EvaluationState.pending, x=list(x), params=params,
                        attempts=0) for i, (x, params) in enumerate(points)]
     session.add_all(rows)
@@ -230,7 +254,10 @@ def expire_overdue(*, session: Session, job_id: int, now: datetime | None = None
         .values(state=EvaluationState.expired, finished_at=now,
                 error="not told before its deadline; the candidate went back to the optimizer")
         .execution_options(synchronize_session="fetch"))
-    return int(getattr(result, "rowcount", 0) or 0)
+    expired = int(getattr(result, "rowcount", 0) or 0)
+    if expired:
+        touch_job(session=session, job_id=job_id)
+    return expired
 
 
 def complete_evaluation(*, session: Session, evaluation_id: int, metrics: dict[str, float], worker: str,
@@ -265,13 +292,36 @@ def get_evaluation(*, session: Session, evaluation_id: int) -> Evaluation:
     return row
 
 
-def add_snapshot(*, session: Session, job_id: int, member_ids: Sequence[int], hypervolume: float,
-                 n_completed: int) -> ParetoSnapshot:
-    members = list(session.scalars(select(Evaluation).where(Evaluation.id.in_(member_ids))).all())
-    snapshot = ParetoSnapshot(job_id=job_id, hypervolume=hypervolume, n_completed=n_completed, members=members)
-    session.add(snapshot)
+def add_front_step(*, session: Session, job_id: int, n_completed: int, hypervolume: float, front_size: int,
+                   entered: Sequence[int] = (), left: Sequence[int] = ()) -> ParetoSnapshot:
+    """Store one step of a job's front: its hypervolume and size after `n_completed` completed evaluations, and
+    the evaluations that entered or left it (marked on or off the latest front)."""
+    step = ParetoSnapshot(job_id=job_id, hypervolume=hypervolume, n_completed=n_completed, front_size=front_size)
+    session.add(step)
     session.flush()
-    return snapshot
+    if entered or left:
+        session.add_all([ParetoChange(job_id=job_id, snapshot_id=step.id, evaluation_id=e, entered=True)
+                         for e in entered] +
+                        [ParetoChange(job_id=job_id, snapshot_id=step.id, evaluation_id=e, entered=False)
+                         for e in left])
+        for ids, on in ((entered, True), (left, False)):
+            if ids:
+                session.execute(update(Evaluation).where(Evaluation.id.in_(list(ids))).values(on_front=on)
+                                .execution_options(synchronize_session=False))
+    return step
+
+
+def front_members(*, session: Session, job_id: int, n_completed: int | None = None) -> list[Evaluation]:
+    """The evaluations on a job's front (the latest, or the one after `n_completed` completed evaluations), by
+    number."""
+    if n_completed is None:
+        where = [Evaluation.job_id == job_id, Evaluation.on_front == true()]
+        return list(session.scalars(select(Evaluation).where(*where).order_by(Evaluation.number)).all())
+    net = func.sum(case((ParetoChange.entered == true(), 1), else_=-1))
+    ids = (select(ParetoChange.evaluation_id).join(ParetoSnapshot, ParetoSnapshot.id == ParetoChange.snapshot_id)
+           .where(ParetoChange.job_id == job_id, ParetoSnapshot.n_completed <= n_completed)
+           .group_by(ParetoChange.evaluation_id).having(net > 0))
+    return list(session.scalars(select(Evaluation).where(Evaluation.id.in_(ids)).order_by(Evaluation.number)).all())
 
 
 def best_on_front(*, session: Session, job_id: int, objective: str) -> Evaluation:
@@ -279,25 +329,31 @@ def best_on_front(*, session: Session, job_id: int, objective: str) -> Evaluatio
     job = get_job(session=session, job_id=job_id)
     if objective not in job.objectives:
         raise InvalidSpecError(f"job {job_id} has no objective {objective!r}; it has {job.objectives}", ("best",))
-    snap = latest_snapshot(session=session, job_id=job_id)
-    if snap is None or not snap.members:
+    members = front_members(session=session, job_id=job_id)
+    if not members:
         raise NotFoundError(f"job {job_id} has no completed evaluation yet")
     sign = 1.0 if job.maximize[job.objectives.index(objective)] else -1.0
-    return max(snap.members, key=lambda m: sign * (m.metrics or {})[objective])
+    return max(members, key=lambda m: sign * (m.metrics or {})[objective])
 
 
-def latest_snapshot(*, session: Session, job_id: int) -> ParetoSnapshot | None:
-    return session.scalar(select(ParetoSnapshot).where(ParetoSnapshot.job_id == job_id)
+def latest_snapshot(*, session: Session, job_id: int, n_completed: int | None = None) -> ParetoSnapshot | None:
+    """The latest step of a job's front (at or before `n_completed` completed evaluations, when given)."""
+    where = [ParetoSnapshot.job_id == job_id]
+    if n_completed is not None:
+        where.append(ParetoSnapshot.n_completed <= n_completed)
+    return session.scalar(select(ParetoSnapshot).where(*where)
                           .order_by(ParetoSnapshot.n_completed.desc(), ParetoSnapshot.id.desc()).limit(1))
 
 
-def pareto_out(*, session: Session, job: Job) -> ParetoOut:
-    """The latest front of a job (empty before its first evaluation completes)."""
-    snap = latest_snapshot(session=session, job_id=job.id)
+def pareto_out(*, session: Session, job: Job, n_completed: int | None = None) -> ParetoOut:
+    """The latest front of a job, or the one after `n_completed` completed evaluations (empty before the first
+    step is stored)."""
+    snap = latest_snapshot(session=session, job_id=job.id, n_completed=n_completed)
+    members = front_members(session=session, job_id=job.id, n_completed=n_completed) if snap else []
     return ParetoOut(job_id=job.id, objectives=job.objectives, maximize=job.maximize,
                      reference_point=job.reference_point, n_completed=snap.n_completed if snap else 0,
                      hypervolume=snap.hypervolume if snap else 0.0,
-                     members=[EvaluationOut.model_validate(m) for m in snap.members] if snap else [])
+                     members=[EvaluationOut.model_validate(m) for m in members])
 
 
 # --- dashboard reads: sorted/filtered pages, plot columns, hypervolume history -----------------------------------
@@ -323,11 +379,8 @@ def _column(*, columns: Sequence[str], name: str, loc: str) -> Any:
 
 def front_member_ids(*, session: Session, job_id: int) -> set[int]:
     """Ids of the evaluations on a job's latest front."""
-    snap_id = session.scalar(select(ParetoSnapshot.id).where(ParetoSnapshot.job_id == job_id)
-                             .order_by(ParetoSnapshot.n_completed.desc(), ParetoSnapshot.id.desc()).limit(1))
-    if snap_id is None:
-        return set()
-    return set(session.scalars(select(pareto_members.c.evaluation_id).where(pareto_members.c.snapshot_id == snap_id)))
+    return set(session.scalars(select(Evaluation.id).where(Evaluation.job_id == job_id,
+                                                            Evaluation.on_front == true())))
 
 
 def evaluation_table(*, session: Session, job: Job, sort: str = "number", descending: bool = False,

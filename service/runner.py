@@ -26,9 +26,10 @@ from mergefront.optimizers import (
     SearchSpace,
     make_optimizer,
 )
+from mergefront.optimizers.base import History
 from mergefront.service import repository as repo
 from mergefront.service.db import session_scope
-from mergefront.service.front import update_front
+from mergefront.service.front import FrontState, record_result, update_front
 from mergefront.service.manage import abandon_candidates
 from mergefront.service.models import DONE_JOB_STATES, Evaluation, EvaluationState, JobState
 from mergefront.service.settings import Settings
@@ -69,6 +70,9 @@ class _JobRun:
     space: SearchSpace
     optimizer: Optimizer
     pool: WorkerPool
+    front: FrontState  # the job's front, kept here and updated one result at a time
+    history: History | None = None  # finished evaluations (read once, then grown in memory)
+    n_created: int = 0
     in_flight: dict[int, Evaluation] = field(default_factory=dict)
 
 
@@ -171,7 +175,9 @@ class JobRunner:
             log.info("job %s: %s", job_id, line)
         cluster = init_ray(self.settings.ray_address)
         setup = self._worker_setup(spec, files, cluster)  # plans the job's memory: one that cannot fit fails here
-        return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec))
+        with session_scope(self.sessions) as s:
+            front = update_front(session=s, job_id=job_id)  # and any step a runner that stopped did not store
+        return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec), front)
 
     def _worker_setup(self, spec: JobSpec, files: ModelFiles, cluster: bool) -> WorkerSetup:
         from mergefront.evaluators.evaluation import ObjectiveSetup, WorkerSetup
@@ -217,30 +223,32 @@ class JobRunner:
                 raise JobCancelled(job_id)
 
     def _dispatch_orphans(self, run: _JobRun) -> None:
-        """Evaluations left pending or running by a runner that stopped are evaluated again."""
+        """Read the job's evaluations once; those left pending or running by a runner that stopped are evaluated
+        again."""
         with session_scope(self.sessions) as s:
-            _, rows = repo.list_evaluations(session=s, job_id=run.job_id)
+            run.n_created, rows = repo.list_evaluations(session=s, job_id=run.job_id)
             orphans = [r for r in rows if r.state in (EvaluationState.pending, EvaluationState.running)]
+        run.history = History(run.space.dim, len(run.spec.objectives))
+        for r in rows:
+            if r.state in (EvaluationState.completed, EvaluationState.failed):
+                run.history.add(r.number, observation(run.spec, r))
         for row in orphans:
             self._dispatch(run, row)
 
     def _propose(self, run: _JobRun) -> None:
         opt = run.spec.optimizer
-        with session_scope(self.sessions) as s:
-            n_created, rows = repo.list_evaluations(session=s, job_id=run.job_id)
         free = run.spec.resources.workers - len(run.in_flight) if opt.asynchronous else opt.batch_size
         if run.in_flight and not opt.asynchronous:
             return
-        n = min(opt.batch_size, free, opt.budget - n_created)
-        if n <= 0:
+        n = min(opt.batch_size, free, opt.budget - run.n_created)
+        if n <= 0 or run.history is None:
             return
-        history = [observation(run.spec, r) for r in rows if r.state in (EvaluationState.completed,
-                                                                          EvaluationState.failed)]
         pending = [tuple(r.x) for r in run.in_flight.values()]
-        points = run.optimizer.ask(n, history, pending)
+        points = run.optimizer.ask(n, run.history, pending)
         with session_scope(self.sessions) as s:
             new = repo.add_evaluations(session=s, job_id=run.job_id,
                                        points=[(list(x), run.space.decode(x)) for x in points])
+        run.n_created += len(new)
         for row in new:
             self._dispatch(run, row)
 
@@ -257,34 +265,33 @@ class JobRunner:
 
     def _record(self, run: _JobRun, finished: Finished) -> None:
         row = run.in_flight.pop(finished.tag)
-        if finished.error is None:
-            r = finished.value
-            with session_scope(self.sessions) as s:
+        final = finished.error is None or row.attempts > run.spec.resources.max_retries
+        with session_scope(self.sessions) as s:  # the result and the front's change: one transaction
+            if finished.error is None:
+                r = finished.value
                 repo.complete_evaluation(session=s, evaluation_id=row.id, metrics=r.metrics, worker=r.worker,
                                          merge_seconds=r.merge_seconds, eval_seconds=r.eval_seconds,
                                          node=finished.node, node_id=finished.node_id)
-            self.update_front(run.job_id)
-            return
-        final = row.attempts > run.spec.resources.max_retries
-        log.warning("evaluation %s failed (attempt %s): %s", row.id, row.attempts, finished.error)
-        with session_scope(self.sessions) as s:
-            repo.fail_evaluation(session=s, evaluation_id=row.id, error=_describe(finished.error), final=final,
-                                 node=finished.node, node_id=finished.node_id)
+            else:
+                log.warning("evaluation %s failed (attempt %s): %s", row.id, row.attempts, finished.error)
+                repo.fail_evaluation(session=s, evaluation_id=row.id, error=_describe(finished.error), final=final,
+                                     node=finished.node, node_id=finished.node_id)
+            stored = repo.get_evaluation(session=s, evaluation_id=row.id)
+            done = final and stored.state in (EvaluationState.completed, EvaluationState.failed)  # not cancelled
+            if done:
+                front = record_result(session=s, job=repo.get_job(session=s, job_id=run.job_id), front=run.front,
+                                      evaluation_id=row.id, metrics=stored.metrics)
+                observed = observation(run.spec, stored)
         if not final:
             self._dispatch(run, row)
-
-    def update_front(self, job_id: int) -> None:
-        """Store a snapshot of the front of every completed evaluation, with its hypervolume."""
-        with session_scope(self.sessions) as s:
-            update_front(session=s, job_id=job_id)
+        elif done and run.history is not None:  # committed: memory follows the database
+            run.front = front
+            run.history.add(row.number, observed)
 
     def _progress(self, run: _JobRun) -> Progress:
-        with session_scope(self.sessions) as s:
-            counts = repo.evaluation_counts(session=s, job_id=run.job_id)
-            snap = repo.latest_snapshot(session=s, job_id=run.job_id)
-            hv, front = (snap.hypervolume, len(snap.members)) if snap else (None, 0)
-        finished = counts.get(EvaluationState.completed, 0) + counts.get(EvaluationState.failed, 0)
-        return Progress(run.job_id, finished, run.spec.optimizer.budget, hv, front)
+        finished = len(run.history) if run.history is not None else 0
+        return Progress(run.job_id, finished, run.spec.optimizer.budget,
+                        run.front.hypervolume if run.front.reference is not None else None, len(run.front.members))
 
 
 def _cluster_setup(spec: JobSpec, files: ModelFiles, suite_dir: Path | None,

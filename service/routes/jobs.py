@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import Field
 
-from mergefront.bounds import CleanModel
+from mergefront.bounds import MAX_ID, CleanModel
 from mergefront.schemas import (
     EvaluationOut,
     JobOut,
@@ -102,10 +102,15 @@ def list_evaluations(job_id: JobId, session: SessionDep, state: EvaluationState 
     return Page(total=total, offset=offset, limit=limit, items=[EvaluationOut.model_validate(r) for r in rows])
 
 
+AtEvaluation = Annotated[int | None, Query(ge=0, le=MAX_ID, description="the front as it was after this many "
+                                           "completed evaluations (default: the latest)")]
+
+
 @router.get("/{job_id}/pareto")
-def get_pareto(job_id: JobId, session: SessionDep) -> ParetoOut:
-    """The latest Pareto front of a job and its hypervolume against the job's reference point."""
-    return repo.pareto_out(session=session, job=repo.get_job(session=session, job_id=job_id))
+def get_pareto(job_id: JobId, session: SessionDep, n_completed: AtEvaluation = None) -> ParetoOut:
+    """The latest Pareto front of a job (or the one after `n_completed` completed evaluations) and its hypervolume
+    against the job's reference point."""
+    return repo.pareto_out(session=session, job=repo.get_job(session=session, job_id=job_id), n_completed=n_completed)
 
 
 @router.get("/{job_id}/surrogates")

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from mergefront.optimizers import hypervolume, nondominated_mask
+from mergefront.optimizers import hypervolume
 from mergefront.service import repository as repo
 from mergefront.service.db import session_scope
+from mergefront.service.front import FrontState
 from mergefront.service.models import JobState
 from mergefront.spec import parse_spec
 
@@ -37,8 +38,8 @@ def _metrics(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
 
 def build_job(sessions: sessionmaker[Session], *, n: int, n_objectives: int, seed: int = 0,
               history_points: int = 200) -> int:
-    """A completed job with `n` completed evaluations, a snapshot per evaluation (as the runner stores) whose
-    hypervolume is computed at `history_points` steps, and the front's members on the last snapshot."""
+    """A completed job with `n` completed evaluations and a front step per evaluation with the front's changes (as
+    the runner stores them), whose hypervolume is computed at `history_points` steps."""
     rng = np.random.default_rng(seed)
     spec = parse_spec(synthetic_spec(n_objectives, n))
     with session_scope(sessions) as s:
@@ -60,15 +61,16 @@ def build_job(sessions: sessionmaker[Session], *, n: int, n_objectives: int, see
 
 def _snapshots(s: Session, job_id: int, ids: list[int], values: np.ndarray, ref: list[float],
                history_points: int) -> None:
+    """The steps the runner stores: the front's changes after each evaluation (kept in memory as it does), the
+    hypervolume computed at `history_points` steps and carried between them."""
     n = len(ids)
     maximize = [True] * values.shape[1]
+    front = FrontState(maximize=tuple(maximize), reference=tuple(ref))
     step = max(1, n // history_points)
     hv = 0.0
     for k in range(1, n + 1):
+        entered, left = front.add(ids[k - 1], tuple(float(v) for v in values[k - 1]))
         if k % step == 0 or k == n:
-            hv = hypervolume(values[:k].tolist(), ref, maximize)
-        members: list[int] = []
-        if k == n:
-            mask = nondominated_mask(values.tolist(), maximize)
-            members = [i for i, keep in zip(ids, mask, strict=True) if keep]
-        repo.add_snapshot(session=s, job_id=job_id, member_ids=members, hypervolume=hv, n_completed=k)
+            hv = hypervolume(list(front.members.values()), ref, maximize)
+        repo.add_front_step(session=s, job_id=job_id, n_completed=k, hypervolume=hv, front_size=len(front.members),
+                            entered=entered, left=left)

@@ -20,3 +20,14 @@ def test_api_app_imports_no_heavy_library() -> None:
 
 def test_sdk_and_cli_import_no_heavy_library() -> None:
     assert _loaded("mergefront, mergefront.cli, mergefront.client") == []
+
+
+def test_the_server_imports_the_optimizers_as_it_starts_not_on_the_first_ask(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code = ("import sys\nfrom fastapi.testclient import TestClient\nfrom mergefront.service.app import create_app\n"
+            "from mergefront.service.settings import Settings\n"
+            f"app = create_app(Settings(home={str(tmp_path)!r}), run_jobs=False)\n"
+            f"before = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "with TestClient(app):\n"
+            f"    print(before, sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[] ['botorch', 'mergefront.optimizers', 'pymoo', 'torch']"
