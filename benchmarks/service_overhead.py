@@ -10,7 +10,7 @@ same two objectives. Both use fresh databases; sizes run interleaved (mergefront
 
 Printed per database and size: evaluations per second of each, mergefront's ratio to Optuna, the cost per
 evaluation (ms) over the whole run and over its last tenth, and how that last-tenth cost grew from the smallest
-size. Results also go to benchmarks/results/service_overhead.json.
+size. Results also go to benchmarks/results/service_overhead.json (a run of one database kind keeps the other's).
 
     .venv/bin/pip install 'optuna>=4.2'     # the `bench` extra
     .venv/bin/python benchmarks/service_overhead.py [--sizes 500,2000,10000,50000] [--db sqlite,postgresql]
@@ -198,9 +198,14 @@ def main() -> None:
                     op = summary(run_optuna(fresh(f"optuna{n}"), n))
                     rows.append({"n": n, "mergefront": mf, "optuna": op, "ratio": mf["per_second"] / op["per_second"]})
                     print(_line(kind, rows, n), flush=True)
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end of the run")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
+    kept = json.loads(args.out.read_text()) if args.out.exists() else {}  # runs of other databases stay
+    kept.update({kind: {"command": " ".join(sys.argv), "load_average": load, "sizes": rows}
+                 for kind, rows in results.items()})
+    args.out.write_text(json.dumps(kept, indent=2) + "\n")
+    print(f"written to {args.out}")
 
 
 def _line(kind: str, rows: list[dict], n: int) -> str:

@@ -138,7 +138,8 @@ def drop_known(candidates: np.ndarray, known: np.ndarray, tol: float = 1e-9) -> 
     """Keep the candidates (`c x d`) that differ from every known point and from each other."""
     kept: list[np.ndarray] = []
     for row in candidates:
-        pool = np.vstack([known, *kept]) if kept else known  # no copy of the whole history for the first one
+        near = known[np.abs(known[:, 0] - row[0]) <= tol] if known.shape[0] and known.shape[1] else known
+        pool = np.vstack([near, *kept]) if kept else near  # only the known points close in the first coordinate
         if pool.shape[0] == 0 or np.min(np.max(np.abs(pool - row), axis=1)) > tol:
             kept.append(row)
     return np.asarray(kept, dtype=float).reshape(len(kept), candidates.shape[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -10,14 +11,25 @@ from scipy.stats import qmc
 
 from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points
 
+_ENGINES: dict[tuple[int, int], qmc.Sobol] = {}  # by (dim, seed): the last engine used, where it stopped
+_ENGINES_LOCK = threading.Lock()
+
 
 def sobol_points(dim: int, seed: int, start: int, n: int) -> np.ndarray:
-    """Points `start .. start+n-1` (`n x d`) of the scrambled Sobol sequence of this seed."""
-    engine = qmc.Sobol(d=dim, scramble=True, seed=seed)
-    with warnings.catch_warnings():
+    """Points `start .. start+n-1` (`n x d`) of the scrambled Sobol sequence of this seed.
+
+    The engine of the last call of this (dim, seed) goes on from where it stopped, so a job asking for its next
+    points does not step through the whole sequence again (the same points either way).
+    """
+    with _ENGINES_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # balance warning for n not a power of two
-        if start:
-            engine.fast_forward(start)
+        engine = _ENGINES.get((dim, seed))
+        if engine is None or engine.num_generated > start:
+            if len(_ENGINES) >= 256:
+                _ENGINES.clear()
+            engine = _ENGINES[(dim, seed)] = qmc.Sobol(d=dim, scramble=True, seed=seed)
+        if start > engine.num_generated:
+            engine.fast_forward(start - engine.num_generated)
         return engine.random(n)
 
 
