@@ -311,6 +311,14 @@ def add_front_step(*, session: Session, job_id: int, n_completed: int, hypervolu
     return step
 
 
+def add_snapshot(*, session: Session, job_id: int, member_ids: Sequence[int], hypervolume: float,
+                 n_completed: int) -> ParetoSnapshot:
+    """A step given the whole front: what differs from the latest front is stored as its changes."""
+    members, now = set(member_ids), front_member_ids(session=session, job_id=job_id)
+    return add_front_step(session=session, job_id=job_id, n_completed=n_completed, hypervolume=hypervolume,
+                          front_size=len(members), entered=sorted(members - now), left=sorted(now - members))
+
+
 def front_members(*, session: Session, job_id: int, n_completed: int | None = None) -> list[Evaluation]:
     """The evaluations on a job's front (the latest, or the one after `n_completed` completed evaluations), by
     number."""

@@ -113,3 +113,15 @@ def test_a_server_reads_a_job_again_when_another_replica_or_a_rollback_changed_i
     mask = nondominated_mask(values, [True, False])
     assert out.n_completed == 4 and len(out.members) == int(mask.sum())
     assert math.isclose(out.hypervolume, hypervolume(values, out.reference_point, [True, False]))
+
+
+def test_a_whole_front_given_is_stored_as_its_changes(sessions, spec_data: dict) -> None:
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+        ids = [r.id for r in repo.add_evaluations(session=s, job_id=job_id, points=[([0.1] * 6, {})] * 3)]
+        for k, members in enumerate(([ids[0]], [ids[0], ids[1]], [ids[2]]), start=1):
+            repo.add_snapshot(session=s, job_id=job_id, member_ids=members, hypervolume=float(k), n_completed=k)
+        assert [[m.id for m in repo.front_members(session=s, job_id=job_id, n_completed=k)] for k in (1, 2, 3)] == [
+            [ids[0]], [ids[0], ids[1]], [ids[2]]]
+        assert repo.front_member_ids(session=s, job_id=job_id) == {ids[2]}
+        assert s.scalar(select(func.count()).select_from(ParetoChange).where(ParetoChange.job_id == job_id)) == 5
