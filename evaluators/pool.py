@@ -18,9 +18,9 @@ import ray
 from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from mergefront.errors import ClusterUnavailableError
+from mergefront.errors import ClusterUnavailableError, InvalidSpecError
 from mergefront.evaluators.cluster import check_reachable, code_runtime_env, enable_token_auth
-from mergefront.evaluators.evaluation import CandidateEvaluator, WorkerSetup
+from mergefront.evaluators.evaluation import Candidate, CandidateEvaluator, EvaluationResult, WorkerSetup
 from mergefront.evaluators.placement import release, reserve
 
 _init_lock = threading.Lock()
@@ -89,8 +89,26 @@ class Finished:
     node: str | None = None
 
 
+class WorkerRefusedError(InvalidSpecError):
+    """A worker's memory plan found no placement on its device and host (the message has the numbers)."""
+
+
 class _Evaluator(CandidateEvaluator):
-    """The actor: a `CandidateEvaluator` that can say which node it runs on."""
+    """The actor: a `CandidateEvaluator` that can say which node it runs on. A worker whose memory plan refuses
+    its device and host (`evaluation.worker_plan`, before anything is loaded) stays up to say so, with the numbers,
+    in answer to every evaluation: the pool then stops the job with that message (never a bare out-of-memory)."""
+
+    def __init__(self, setup: WorkerSetup) -> None:
+        self.refusal: InvalidSpecError | None = None
+        try:
+            super().__init__(setup)
+        except InvalidSpecError as exc:
+            self.refusal = exc
+
+    def evaluate(self, candidate: Candidate) -> EvaluationResult:
+        if self.refusal is not None:
+            raise WorkerRefusedError(f"a worker cannot start: {self.refusal.message}", self.refusal.loc)
+        return super().evaluate(candidate)
 
     def node_id(self) -> str:
         return str(ray.get_runtime_context().get_node_id())
@@ -160,6 +178,8 @@ class WorkerPool:
             result = Finished(task.tag, error=exc)
         except ray.exceptions.RayTaskError as exc:
             self._idle.append(task.worker)
+            if isinstance(exc.cause, WorkerRefusedError):  # its memory plan refused the worker: the job cannot run
+                raise WorkerRefusedError(exc.cause.message, exc.cause.loc) from None
             result = Finished(task.tag, error=exc.as_instanceof_cause())
         finally:
             self._dispatch()

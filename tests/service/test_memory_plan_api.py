@@ -52,3 +52,33 @@ def test_cli_space_prints_the_plan_first(llama: Path, tmp_path: Path, capsys: py
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("memory plan (2 experts") and "of 80 GB" in out[0] and "placement: resident" in out[0]
     assert any(line.startswith("search space: 2 dimensions") for line in out)
+
+
+def test_a_job_whose_workers_cannot_fit_fails_at_their_start_with_the_numbers(api, settings, llama: Path,  # type: ignore[no-untyped-def]
+                                                                            wait_for_job) -> None:
+    # planned for a GPU at submission (device auto: the host holds only what loading needs, under 1 MB here); the
+    # worker, on this CPU, holds everything in host memory and refuses before loading anything
+    spec = {**_spec(llama, host_memory="1MB"), "optimizer": {"name": "random", "budget": 2, "batch_size": 1}}
+    spec["resources"] = {**spec["resources"], "device": "auto", "workers": 1}
+    roots = settings.model_copy(update={"model_roots": [llama]})
+    with api(roots) as client:
+        job = client.post("/v1/jobs", json=spec)
+        assert job.status_code == 201, job.text
+        failed = wait_for_job(client, job.json()["id"], timeout=300)
+    assert failed["state"] == "failed"
+    error = failed["error"]
+    assert error.startswith("WorkerRefusedError: resources.host_memory: a worker cannot start: no placement fits")
+    assert "host 1 MB" in error and "resident with ranks needs device" in error and "Traceback" not in error
+
+
+def test_cli_submit_prints_the_plan_first(settings, llama: Path, tmp_path: Path, admin_token: str, serve,  # type: ignore[no-untyped-def]
+                                          capsys: pytest.CaptureFixture) -> None:
+    from mergefront.service.app import create_app
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(_spec(llama, device_memory="24GB", placement="stream")))
+    with serve(create_app(settings.model_copy(update={"model_roots": [llama]}), run_jobs=False)) as url:
+        assert main(["submit", str(spec), "--url", url, "--token", admin_token]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("submitted job 1 to http://127.0.0.1:")
+    assert out[1].startswith("memory plan (2 experts") and "of 24 GB" in out[1] and "placement: stream" in out[1]
