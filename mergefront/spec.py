@@ -18,7 +18,7 @@ from mergefront.objectives import BUILTIN, EXTERNAL, Direction, check_settings
 from mergefront.spec_file import read_spec_file
 from mergefront.suites import BENCH_SCHEME, BUILTIN_SUITES, HF_SUITES, SUITE_METRICS, parse_bench_ref
 
-OptimizerName = Literal["auto", "random", "nsga2", "qnehvi", "map", "saea"]
+OptimizerName = Literal["auto", "random", "nsga2", "qnehvi", "map", "hybrid", "saea"]
 
 
 HF_SCHEME = "hf://"
@@ -127,7 +127,7 @@ class OptimizerSpec(_Strict):
     population_size: int | None = Field(None, ge=4, le=100_000, description="nsga2, saea: default max(8, 2 x "
                                         "dimensions), at most a quarter of the budget")
     asynchronous: bool = Field(False, description="ask as workers free up (faster, not reproducible)")
-    initial_points: int | None = Field(None, ge=2, le=100_000, description="qnehvi, map: size of the initial "
+    initial_points: int | None = Field(None, ge=2, le=100_000, description="qnehvi, map, hybrid: size of the initial "
                                        "design (default: scaled to the space, at most a quarter of the budget)")
     weak_to_strong: bool = Field(False, description="qnehvi: cross candidates with a DE mutant of the best (MM-MO)")
     uncertainty_screening: bool = Field(False, description="qnehvi: keep the candidates the GPs are least sure of")
@@ -137,7 +137,7 @@ class OptimizerSpec(_Strict):
 
     @model_validator(mode="after")
     def _options_match_optimizer(self) -> OptimizerSpec:
-        owners = {"initial_points": ("qnehvi", "map", "auto"), "weak_to_strong": ("qnehvi",),
+        owners = {"initial_points": ("qnehvi", "map", "hybrid", "auto"), "weak_to_strong": ("qnehvi",),
                   "uncertainty_screening": ("qnehvi",), "bayesian": ("map",), "nested": ("map",),
                   "screening_factor": ("saea",)}
         for option, names in owners.items():

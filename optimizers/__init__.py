@@ -6,6 +6,7 @@ from mergefront.optimizers.auto import Choice, choose
 from mergefront.optimizers.base import Observation, Optimizer, Point
 from mergefront.optimizers.factory import budget_notes, design_sizes, make_optimizer, resolved
 from mergefront.optimizers.history import SurrogateReport
+from mergefront.optimizers.hybrid import HybridOptimizer
 from mergefront.optimizers.map import MAPOptimizer
 from mergefront.optimizers.nested_map import NestedMAPOptimizer
 from mergefront.optimizers.nsga2 import NSGA2Optimizer
@@ -18,6 +19,7 @@ from mergefront.optimizers.space import Parameter, SearchSpace, build_space
 __all__ = [
     "AcquisitionSettings",
     "Choice",
+    "HybridOptimizer",
     "MAPOptimizer",
     "NSGA2Optimizer",
     "NestedMAPOptimizer",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mergefront.objectives import BUILTIN, UNIT_METRICS
 from mergefront.optimizers.auto import Choice, choose
 from mergefront.optimizers.base import Optimizer
+from mergefront.optimizers.hybrid import HybridOptimizer
 from mergefront.optimizers.map import MAPOptimizer, one_hot_points
 from mergefront.optimizers.nested_map import NestedMAPOptimizer
 from mergefront.optimizers.nsga2 import NSGA2Optimizer
@@ -39,7 +40,7 @@ def design_sizes(name: str, space: SearchSpace, budget: int) -> Sizes:
     cap = int(INITIAL_SHARE * budget)
     if name in ("nsga2", "saea"):
         default, floor = max(8, 2 * space.dim), 4
-    elif name == "map":
+    elif name in ("map", "hybrid"):
         floor = one_hot_points(space).shape[0]  # MAP's one-hot merges come first
         default = floor + space.dim
     else:
@@ -78,6 +79,9 @@ def make_optimizer(spec: JobSpec, space: SearchSpace) -> Optimizer:
                                       bayesian=opt.bayesian)
         return MAPOptimizer(space, m, opt.seed, value_bounds=bounds, initial_points=opt.initial_points or sizes.used,
                             bayesian=opt.bayesian)
+    if opt.name == "hybrid":
+        return HybridOptimizer(space, m, opt.seed, value_bounds=[_unit_bounds(o) for o in spec.objectives],
+                               ref_point=minimised_reference(spec), initial_points=opt.initial_points or sizes.used)
     if opt.name == "qnehvi":
         return QNEHVIOptimizer(space, m, opt.seed, ref_point=minimised_reference(spec),
                                initial_points=opt.initial_points or sizes.used, weak_to_strong=opt.weak_to_strong,

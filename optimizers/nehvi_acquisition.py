@@ -6,6 +6,7 @@ Everything here is in BoTorch's maximisation form.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,7 +22,7 @@ from botorch.optim import optimize_acqf
 from botorch.sampling.normal import SobolQMCNormalSampler
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from mergefront.surrogates.gp import DTYPE, fit_gp_list, seeded_torch
+from mergefront.surrogates.gp import DTYPE, PriorFn, fit_gp_list, seeded_torch
 
 if TYPE_CHECKING:
     from mergefront.optimizers.qnehvi import AcquisitionSettings
@@ -39,7 +40,7 @@ DE_CROSSOVER = 0.5  # probability that a coordinate of the trial comes from the 
 
 def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pending: np.ndarray, n: int,
             seed: int, settings: AcquisitionSettings, *, weak_to_strong: bool = False,
-            uncertainty_screening: bool = False) -> np.ndarray:
+            uncertainty_screening: bool = False, priors: Sequence[PriorFn] | None = None) -> np.ndarray:
     """Maximise qLogNEHVI for `n` candidates.
 
     Args:
@@ -49,6 +50,7 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
         pending: `p x d` points in flight (passed to the acquisition as `X_pending`).
         n: how many candidates.
         seed: seeds the GP fit, the quasi-Monte-Carlo sampler and the optimiser's starts.
+        priors: per objective, the GP's prior mean (maximised); default constant.
 
     Returns:
         `n x d` candidates.
@@ -56,7 +58,7 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
     X = torch.as_tensor(train_X, dtype=DTYPE)
     Y = torch.as_tensor(train_Y, dtype=DTYPE)
     try:
-        model = fit_gp_list(X, Y, seed, LARGE_FIT_ITERATIONS if X.shape[0] > LARGE_HISTORY else None)
+        model = fit_gp_list(X, Y, seed, LARGE_FIT_ITERATIONS if X.shape[0] > LARGE_HISTORY else None, priors)
     except ModelFittingError as exc:
         raise RuntimeError(f"GP fit failed on {tuple(X.shape)} points: {exc}") from exc
     with seeded_torch(seed + 1), warnings.catch_warnings():

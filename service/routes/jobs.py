@@ -135,7 +135,8 @@ def get_surrogates(job_id: JobId, session: SessionDep, request: Request) -> Surr
                                                   r2=None if math.isnan(r.r2) else r.r2) for r in reports])
 
 
-SURROGATES = {"map": "quadratic", "qnehvi": "gaussian process", "saea": "gaussian process"}
+SURROGATES = {"map": "quadratic", "qnehvi": "gaussian process", "saea": "gaussian process",
+              "hybrid": "gaussian process"}
 
 
 @router.get("/{job_id}/space")

@@ -10,6 +10,7 @@ import pytest
 
 from mergefront.optimizers import (
     AcquisitionSettings,
+    HybridOptimizer,
     MAPOptimizer,
     NestedMAPOptimizer,
     NSGA2Optimizer,
@@ -32,6 +33,7 @@ FACTORIES: dict[str, Callable[[int], Optimizer]] = {
     "qnehvi-mmmo": lambda seed: QNEHVIOptimizer(SPACE, 2, seed, initial_points=6, settings=FAST,
                                                 weak_to_strong=True, uncertainty_screening=True),
     "map": lambda seed: MAPOptimizer(SPACE, 2, seed, initial_points=6),
+    "hybrid": lambda seed: HybridOptimizer(SPACE, 2, seed, initial_points=6, settings=FAST),
     "map-bayesian": lambda seed: MAPOptimizer(SPACE, 2, seed, initial_points=6, bayesian=True),
     "map-nested": lambda seed: NestedMAPOptimizer(SPACE, 2, seed, bayesian=True),
     "saea": lambda seed: SAEAOptimizer(SPACE, 2, seed, population_size=8, screening_factor=4),

@@ -52,3 +52,15 @@ def test_closed_form_leave_one_out_r2_matches_predicting_each_point_from_the_oth
         slow = 1.0 - float(((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
         assert fast[j] == pytest.approx(slow, rel=1e-6, abs=1e-9)
         assert 0.5 < fast[j] <= 1.0
+
+
+def test_the_noise_level_is_learned_from_the_data_not_fixed() -> None:
+    rng = np.random.default_rng(5)
+    X = rng.random((30, 2))
+    clean = np.sin(3 * X[:, :1]) + X[:, 1:]
+    noisy = clean + 0.3 * rng.normal(size=clean.shape)  # as a merge's mask seed moves an accuracy
+    levels = []
+    for y in (clean, noisy):
+        gp = fit_gp_list(torch.as_tensor(X), torch.as_tensor(y), seed=0).models[0]
+        levels.append(float(gp.likelihood.noise) * float(gp.outcome_transform.stdvs) ** 2)  # in y's own units
+    assert levels[0] < 1e-2 < 0.3**2 / 3 < levels[1]  # near the true variance 0.09, far above the clean fit's

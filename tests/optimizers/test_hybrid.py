@@ -1,0 +1,90 @@
+"""The hybrid optimizer: MAP's design, MAP's steps while the quadratics predict better, then qLogNEHVI on GPs whose
+prior mean is the fitted quadratic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mergefront.optimizers import (
+    AcquisitionSettings,
+    HybridOptimizer,
+    Observation,
+    Parameter,
+    SearchSpace,
+    build_space,
+    make_optimizer,
+)
+from mergefront.optimizers.map import one_hot_points
+from mergefront.spec import parse_spec
+from mergefront.surrogates.gp import fit_gp_list, quadratic_prior
+from mergefront.surrogates.quadratic import QuadraticSurrogate, Warp
+
+SPACE = SearchSpace(tuple(Parameter(f"p{i}", 0.0, 1.0, "") for i in range(3)))
+FAST = AcquisitionSettings(mc_samples=16, num_restarts=1, raw_samples=16, maxiter=15)
+
+
+def _quadratic(X: np.ndarray) -> np.ndarray:
+    return np.stack([((X - 0.2) ** 2).sum(axis=1), ((X - 0.8) ** 2).sum(axis=1)], axis=-1)  # n x 2, minimised
+
+
+def _wiggly(X: np.ndarray) -> np.ndarray:
+    return np.stack([np.sin(9 * X[:, 0]) + np.cos(7 * X[:, 1]), np.sin(8 * X[:, 1] + 6 * X[:, 2])], axis=-1)
+
+
+def _history(f, n: int, seed: int = 0) -> list[Observation]:  # type: ignore[no-untyped-def]
+    X = np.random.default_rng(seed).random((n, SPACE.dim))
+    return [Observation(tuple(map(float, x)), tuple(map(float, y))) for x, y in zip(X, f(X), strict=True)]
+
+
+def test_the_torch_prior_is_the_fitted_quadratic_through_its_warp() -> None:
+    X = np.random.default_rng(1).random((30, 3))
+    Y = -np.clip(0.3 + 0.5 * X[:, :1] * X[:, 1:2] + 0.1 * X[:, 2:], 0.0, 1.0)  # minimised accuracies in [-1, 0]
+    fit = QuadraticSurrogate.fit(X, Y, [Warp(-1.0, 0.0)]).fits[0]
+    new = np.random.default_rng(2).random((7, 3))
+    torch_values = quadratic_prior(fit, sign=-1.0)(torch.as_tensor(new, dtype=torch.double)).numpy()
+    np.testing.assert_allclose(torch_values, -fit.predict(new), rtol=1e-9, atol=1e-12)
+
+
+def test_a_quadratic_prior_mean_predicts_far_from_the_data_where_a_constant_one_cannot() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.random((12, 3)) * 0.5  # data in one corner only
+    Y = -_quadratic(X)  # maximised
+    far = np.array([[0.95, 0.9, 0.85], [0.8, 0.95, 0.9]])
+    fits = QuadraticSurrogate.fit(X, -Y).fits
+    tX, tY = torch.as_tensor(X), torch.as_tensor(Y)
+    with_prior = fit_gp_list(tX, tY, 0, priors=[quadratic_prior(f, sign=-1.0) for f in fits])
+    plain = fit_gp_list(tX, tY, 0)
+    with torch.no_grad():
+        err_prior = np.abs(with_prior.posterior(torch.as_tensor(far)).mean.numpy() + _quadratic(far)).max()
+        err_plain = np.abs(plain.posterior(torch.as_tensor(far)).mean.numpy() + _quadratic(far)).max()
+    assert err_prior < 0.05 < err_plain
+    with pytest.raises(ValueError, match="1 prior means for 2 objectives"):
+        fit_gp_list(tX, tY, 0, priors=[quadratic_prior(fits[0])])
+
+
+def test_maps_steps_while_the_quadratics_predict_better_then_the_gps() -> None:
+    opt = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST)
+    quad_history = _history(_quadratic, 16)
+    X, Y = np.asarray([o.x for o in quad_history]), np.asarray([o.values for o in quad_history])
+    assert not opt.uses_gps(X, Y, QuadraticSurrogate.fit(X, Y))  # the quadratics are exact here
+    wiggly_history = _history(_wiggly, 40)
+    X, Y = np.asarray([o.x for o in wiggly_history]), np.asarray([o.values for o in wiggly_history])
+    assert opt.uses_gps(X, Y, QuadraticSurrogate.fit(X, Y))
+    design = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST, switch="design")
+    assert design.uses_gps(X, Y, QuadraticSurrogate.fit(X, Y))
+    with pytest.raises(ValueError, match="switch must be"):
+        HybridOptimizer(SPACE, 2, 0, switch="later")  # type: ignore[arg-type]
+
+
+def test_a_job_builds_it_with_maps_one_hot_design_capped_by_the_budget(spec_data: dict) -> None:
+    spec_data["optimizer"] = {"name": "hybrid", "budget": 24}
+    spec = parse_spec(spec_data)
+    space = build_space(spec.merge, spec.models.experts)  # TIES over 3 experts: 6 dimensions
+    opt = make_optimizer(spec, space)
+    assert isinstance(opt, HybridOptimizer) and opt.initial_points == 6  # default 3 + 6, cut to a quarter of 24
+    assert opt.ref_point is not None and list(opt.ref_point) == [0.0, 0.0, 0.0]  # accuracies' worst, minimised
+    first = opt.ask(4, [])
+    np.testing.assert_array_equal(np.asarray(first[:3]), one_hot_points(space))
+    assert opt.surrogate_reports([]) == []
