@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 #: the largest id, offset or count a request may carry (PostgreSQL's `integer`)
 MAX_ID = 2**31 - 1
@@ -19,6 +21,8 @@ MAX_ID = 2**31 - 1
 MAX_METRIC = 1e15
 #: how deep free-form settings may nest
 MAX_DEPTH = 32
+#: the pattern the schema gives every free string: no NUL character
+NO_NUL = r"^[^\x00]*$"
 
 Metric = Annotated[float, Field(ge=-MAX_METRIC, le=MAX_METRIC, allow_inf_nan=False)]
 
@@ -58,3 +62,25 @@ class CleanModel(BaseModel):
         if problem is not None:
             raise ValueError(problem)
         return value
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """The schema says what the validator checks: every string of the model is free of NUL characters."""
+        schema = handler(core_schema)
+        for prop in handler.resolve_ref_schema(schema).get("properties", {}).values():
+            _no_nul(prop)
+        return schema
+
+
+def _no_nul(schema: dict[str, Any]) -> None:
+    """Give the strings `schema` allows (its own, its alternatives', its items' and its keys') the NO_NUL pattern."""
+    if schema.get("type") == "string" and not {"pattern", "enum", "const", "format"} & schema.keys():
+        schema["pattern"] = NO_NUL
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for option in schema.get(key, []):
+            _no_nul(option)
+    if isinstance(schema.get("items"), dict):
+        _no_nul(schema["items"])
+    if isinstance(schema.get("additionalProperties"), dict):
+        _no_nul(schema["additionalProperties"])
+        schema.setdefault("propertyNames", {"pattern": NO_NUL})

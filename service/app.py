@@ -14,7 +14,7 @@ from mergefront.plugins import Registry
 from mergefront.service.auth import Authorized
 from mergefront.service.db import make_engine, make_session_factory, upgrade_database
 from mergefront.service.guards import install_guards
-from mergefront.service.http_errors import install_error_handlers
+from mergefront.service.http_errors import GUARDED, install_error_handlers
 from mergefront.service.routes import dashboard, dashboard_api, decide, evaluations, evaluators, jobs, tokens
 from mergefront.service.settings import Settings, get_settings
 
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     install_guards(app, settings)
     for router in (jobs.router, evaluations.router, dashboard_api.router, decide.router, evaluators.router,
                    tokens.router):
-        app.include_router(router, dependencies=[Authorized])  # tokens: admin on top
+        app.include_router(router, dependencies=[Authorized], responses=GUARDED)  # tokens: admin on top
     app.include_router(dashboard.router)  # the pages and plotly.js: static files, no token
     app.mount("/static", dashboard.static_files, name="static")
 

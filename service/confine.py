@@ -21,6 +21,7 @@ from mergefront.service.settings import Settings
 from mergefront.spec import HF_SCHEME, JobSpec, check_spec
 from mergefront.suites import BENCH_SCHEME
 
+NAME_MAX = 255  # bytes in one folder or file name (Linux, macOS)
 _PATH_SETTINGS = ("data", "include_path")  # settings of built-in evaluators that name a file or folder
 
 
@@ -35,6 +36,8 @@ def confine(value: str, roots: Sequence[Path], *, what: str, setting: str, loc: 
                                f"relative to it (its operator sets MERGEFRONT_{setting.upper()})", loc)
     if "\x00" in value:
         raise outside
+    if any(len(part.encode()) > NAME_MAX for part in Path(value).parts):
+        raise InvalidSpecError(f"a folder or file name in {value[:80]!r}... is longer than {NAME_MAX} bytes", loc)
     candidates = [Path(os.path.normpath(root / value)) for root in roots]
     candidates = [p for p, root in zip(candidates, roots, strict=True) if _inside(p, root)]
     if not candidates:

@@ -13,9 +13,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import compile_path
 
 from mergefront.errors import (
     AuthenticationError,
@@ -47,12 +51,26 @@ class ErrorOut(BaseModel):
 
 
 _RETRY_HEADER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}}
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut, "description": "no such job or evaluation"}}
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": ErrorOut, "description": "the request conflicts with the stored state"}}
+
+
+def _error(description: str, **more: Any) -> dict[str, Any]:
+    """An error response for the schema: `{"detail": ...}` as JSON, also on routes that answer text or files."""
+    return {"model": ErrorOut, "description": description, **more,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("no such job or evaluation")}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: _error("the request conflicts with the stored state")}
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorOut, "headers": _RETRY_HEADER,
-          "description": "the database failed; nothing was acknowledged. Retry after `Retry-After` seconds"}}
+    503: _error("the database failed; nothing was acknowledged. Retry after `Retry-After` seconds",
+                headers=_RETRY_HEADER)}
+#: what every route behind a token may answer before it runs
+GUARDED: dict[int | str, dict[str, Any]] = {
+    400: _error("the body could not be read as JSON"),
+    401: _error("no token, or one that is unknown, revoked or expired",
+                headers={"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}),
+    403: _error("the token's scope does not allow this request"),
+    413: _error("the request body is larger than the server accepts (setting max_body_bytes)")}
 #: what every route that reads or writes the database may answer besides its success (422 FastAPI adds itself)
 STORED = {**NOT_FOUND, **CONFLICT, **UNAVAILABLE}
 
@@ -111,6 +129,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"})
+
+
+async def _handle_http(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (404 for no route, 405, 400 for a body that is not JSON), with a 405's `Allow` naming
+    every method of the path (Starlette names only those of the first route that matched it)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        methods = {method.upper() for template, operations in request.app.openapi()["paths"].items()
+                   if compile_path(template)[0].match(request.url.path) for method in operations
+                   if method.upper() in _METHODS}
+        if methods:
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+    return await http_exception_handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MergefrontError, _handle_error)
     app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(HTTPException, _handle_http)

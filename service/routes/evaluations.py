@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.background import BackgroundTask
 
 from mergefront.bounds import CleanModel, Metric
@@ -41,6 +41,12 @@ class CheckpointOut(BaseModel):
 
 
 class TellRequest(CleanModel):
+    """Either `metrics` or `error`, not both."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["metrics"], "properties": {"metrics": {"type": "object"}, "error": {"type": "null"}}},
+        {"required": ["error"], "properties": {"error": {"type": "string"}, "metrics": {"type": "null"}}}]})
+
     metrics: dict[str, Metric] | None = Field(None, max_length=16, description="a value for every objective of "
                                               "the job")
     error: str | None = Field(None, min_length=1, max_length=4000, description="why the candidate could not be "

@@ -8,9 +8,11 @@ from mergefront.schemas import NewTokenOut, TokenCreate, TokenOut
 from mergefront.service import tokens
 from mergefront.service.auth import Admin
 from mergefront.service.deps import SessionDep
+from mergefront.service.http_errors import STORED
 from mergefront.service.models import TokenScope
+from mergefront.service.routes.params import TokenId
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"], dependencies=[Admin])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], dependencies=[Admin], responses=STORED)
 
 
 @router.post("", status_code=201)
@@ -28,6 +30,6 @@ def list_tokens(session: SessionDep) -> list[TokenOut]:
 
 
 @router.delete("/{token_id}")
-def revoke_token(token_id: int, session: SessionDep) -> TokenOut:
+def revoke_token(token_id: TokenId, session: SessionDep) -> TokenOut:
     """Revoke a token: the next request with it is refused."""
     return TokenOut.model_validate(tokens.revoke_token(session=session, token_id=token_id))
