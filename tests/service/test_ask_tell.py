@@ -206,3 +206,19 @@ def test_cli_run_refuses_an_external_spec_and_stores_nothing(settings: Settings,
     assert "ask" in capsys.readouterr().err
     with session_scope(sessions) as s:
         assert repo.list_jobs(session=s)[0] == 0
+
+
+@pytest.mark.parametrize("value", [1e308, -1e16, "NaN"])
+def test_a_metric_out_of_range_is_a_422_and_the_job_goes_on(http: TestClient, external_spec: dict,
+                                                            value: object) -> None:
+    job_id = http.post("/v1/jobs", json=external_spec).json()["id"]
+    candidate = http.post(f"/v1/jobs/{job_id}/ask", json={"n": 1}).json()[0]
+    metric = value if isinstance(value, str) else repr(value)
+    bad = http.post(f"/v1/evaluations/{candidate['id']}/tell", headers={"content-type": "application/json"},
+                    content=f'{{"metrics": {{"size": {metric}, "distance": 0.5}}}}')
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:3] == ["body", "metrics", "size"], bad.text
+    good = http.post(f"/v1/evaluations/{candidate['id']}/tell", json={"metrics": toy(candidate["params"])})
+    assert good.status_code == 200 and good.json()["state"] == "completed", good.text
+    hv = http.get(f"/v1/jobs/{job_id}").json()["hypervolume"]
+    assert hv is None or math.isfinite(hv)
+    assert http.post(f"/v1/jobs/{job_id}/ask", json={"n": 1}).status_code == 200
