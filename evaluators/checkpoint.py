@@ -8,6 +8,7 @@ index when large, plus the config, generation config and tokenizer files of a te
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -106,21 +107,40 @@ def save_checkpoint(tensors: Mapping[str, torch.Tensor], out_dir: Path, *, templ
     out_dir.mkdir(parents=True, exist_ok=True)
     shards = _shard(tensors, max_shard_bytes)
     if len(shards) == 1:
-        save_file(_contiguous(shards[0]), out_dir / "model.safetensors", metadata={"format": "pt"})
+        _save_shard(shards[0], out_dir / "model.safetensors")
     else:
         weight_map: dict[str, str] = {}
         for i, shard in enumerate(shards, start=1):
             name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            save_file(_contiguous(shard), out_dir / name, metadata={"format": "pt"})
+            _save_shard(shard, out_dir / name)
             weight_map.update(dict.fromkeys(shard, name))
         total = sum(t.numel() * t.element_size() for t in tensors.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (out_dir / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2))
     if template is not None and Path(template).is_dir():
         for name in SIDE_FILES:
-            if (Path(template) / name).exists():
-                shutil.copy2(Path(template) / name, out_dir / name)
+            if (Path(template) / name).exists():  # the contents only: a new file's mode, not the template's
+                shutil.copyfile(Path(template) / name, out_dir / name)
     return out_dir
+
+
+def _save_shard(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """One safetensors file, with the mode any new file gets here (0666 less the umask; safetensors makes 0600)."""
+    save_file(_contiguous(tensors), path, metadata={"format": "pt"})
+    path.chmod(0o666 & ~current_umask())
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells (Linux), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _shard(tensors: Mapping[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,20 @@ def test_hub_reference_without_network_is_a_clear_error(tmp_path: Path, monkeypa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InvalidSpecError, match="cannot fetch hf://org/model"):
         resolve("hf://org/model@main", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_get_the_usual_mode_under_the_umask(tmp_path: Path, umask: int) -> None:
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "config.json").write_text('{"model_type": "llama"}')
+    (template / "config.json").chmod(0o600)  # a private template file: its copy still gets the usual mode
+    before = os.umask(umask)
+    try:
+        one = save_checkpoint(_tensors(), tmp_path / "one", template=template)
+        sharded = save_checkpoint(_tensors(), tmp_path / "sharded", max_shard_bytes=100)
+    finally:
+        os.umask(before)
+    files = [*one.iterdir(), *sharded.iterdir()]
+    assert len(files) == 2 + 3
+    assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o666 & ~umask for p in files}

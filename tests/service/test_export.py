@@ -11,7 +11,7 @@ import yaml
 from mergekit.config import MergeConfiguration, evaluate_setting
 
 from mergefront.cli import main as cli_main
-from mergefront.evaluators.checkpoint import load_checkpoint
+from mergefront.evaluators.checkpoint import current_umask, load_checkpoint
 from mergefront.evaluators.suites.digits import DigitsEvaluator, suite_dir
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS
@@ -104,6 +104,13 @@ def test_exported_checkpoint_scores_as_the_job_reported(api, settings, sessions,
     url = settings.resolved_database_url
     assert cli_main(["export", "--job", str(job_id), "--best", "parity_accuracy", "--mergekit", "-", "--db", url]) == 0
     assert "merge_method: ties" in capsys.readouterr().out
+    # exported files get the mode any new file gets here (0666 less the umask), not safetensors' private 0600
+    usual = 0o666 & ~current_umask()
+    yaml_file = tmp_path / "best.yaml"
+    assert cli_main(["export", "--job", str(job_id), "--best", "parity_accuracy", "--mergekit", str(yaml_file),
+                     "--db", url]) == 0
+    for written in (settings.resolved_export_root / "m" / "model.safetensors", yaml_file):
+        assert written.stat().st_mode & 0o777 == usual, (written.name, oct(written.stat().st_mode))
 
 
 def test_granularity_labels_cover_every_tensor_once() -> None:
