@@ -22,6 +22,8 @@ from mergefront.spec import HF_SCHEME, JobSpec, check_spec
 from mergefront.suites import BENCH_SCHEME
 
 NAME_MAX = 255  # bytes in one folder or file name (Linux, macOS)
+#: a path of names of at most NAME_MAX characters, no NUL, for the schema (the check counts bytes)
+NAMES_PATTERN = rf"^/*(?:[^/\x00]{{1,{NAME_MAX}}}/+)*[^/\x00]{{0,{NAME_MAX}}}$"
 _PATH_SETTINGS = ("data", "include_path")  # settings of built-in evaluators that name a file or folder
 
 

@@ -17,7 +17,7 @@ from mergefront.errors import ConflictError
 from mergefront.schemas import EvaluationOut
 from mergefront.service import repository as repo
 from mergefront.service.auth import Admin
-from mergefront.service.confine import confine, display_path
+from mergefront.service.confine import NAMES_PATTERN, confine, display_path
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState, utcnow
@@ -31,7 +31,8 @@ router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], responses=STO
 
 class CheckpointRequest(CleanModel):
     out_dir: str = Field(min_length=1, max_length=1000, description="a directory under the server's export root "
-                         "(relative to it; created)")
+                         "(relative to it; created); each folder name at most 255 bytes",
+                         json_schema_extra={"pattern": NAMES_PATTERN})
     overwrite: bool = Field(False, description="replace the files of an existing, non-empty directory")
 
 
@@ -77,11 +78,16 @@ def tell(evaluation_id: EvaluationId, body: TellRequest, session: SessionDep) ->
                                              error=body.error))
 
 
-@router.get("/{evaluation_id}/export/mergekit", response_class=PlainTextResponse)
-def export_mergekit(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> PlainTextResponse:
+class YamlResponse(PlainTextResponse):
+    media_type = "application/yaml"
+
+
+@router.get("/{evaluation_id}/export/mergekit", response_class=YamlResponse, responses={200: {"content": {
+    "application/yaml": {"schema": {"type": "object", "description": "a mergekit configuration (mergekit-yaml)"}}}}})
+def export_mergekit(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> YamlResponse:
     """The evaluation's merge as a mergekit YAML."""
     source = _source(evaluation_id, session, request)
-    return PlainTextResponse(source.mergekit_yaml(request.app.state.settings), media_type="application/yaml")
+    return YamlResponse(source.mergekit_yaml(request.app.state.settings))
 
 
 @router.post("/{evaluation_id}/export/checkpoint", dependencies=[Admin])
