@@ -195,6 +195,8 @@ def main() -> None:
                 rows = results.setdefault(kind, [])
                 for n in sizes:
                     mf = summary(run_mergefront(address, token, n))
+                    print(f"{kind:10} n={n:6d}  mergefront {mf['per_second']:7.1f}/s ({mf['ms_mean']:.2f} ms mean, "
+                          f"{mf['ms_last_tenth']:.2f} ms last tenth); Optuna next", flush=True)
                     op = summary(run_optuna(fresh(f"optuna{n}"), n))
                     rows.append({"n": n, "mergefront": mf, "optuna": op, "ratio": mf["per_second"] / op["per_second"]})
                     print(_line(kind, rows, n), flush=True)
