@@ -3,15 +3,21 @@
 For each method and placement (`mergefront.evaluators.stores`): our `ResidentMerger.merge` per candidate (the
 first merge, which also compiles kernels and ranks magnitudes, apart), the bytes it must move, and their rate
 against the link that bounds it, measured in the same run:
-  - resident: base, task vectors and output in device memory: (k + 2) x n x s bytes read and written per merge,
-    against the device's copy bandwidth (torch `copy_`, read + write);
+  - resident: base, task vectors and output in device memory: (k + 2) x n x s bytes read and written per merge
+    (plus the kept ranks, k x n x 4, for TIES, breadcrumbs and DELLA), against the device's copy bandwidth (torch
+    `copy_`, read + write). TIES, breadcrumbs and DELLA run twice: with ranks kept ("kept") and without
+    ("select": each merge selects TIES' and breadcrumbs' magnitude cuts and ranks DELLA's rows, tensor by tensor),
+    the trade-off between seconds per merge and memory;
   - stream: base and task vectors cross from pinned host memory each merge: (k + 1) x n x s bytes, against the
-    host-to-device copy bandwidth (bytes copied per second). On a CPU the host block is the device's memory and
-    is read in place; `stream-staged` also times the copy a GPU makes (into staging buffers, no overlap on a CPU);
-  - mmap: the same bytes read from the memory-mapped files (page cache) each merge.
-Plus the peak device memory (CUDA: the allocator's peak; CPU: the process's peak resident set growth) per
-placement. Models are the synthetic Llama of `synthetic_llama.py`, generated on the fly (`--size 1b` and up for
-a GPU), in memory for resident and stream, as files for mmap.
+    host-to-device copy bandwidth (bytes copied per second). On a CPU there is no such link: the host block is the
+    device's memory and is read in place, so the bound is the memory bus, as for resident ((k + 2) x n x s bytes
+    against the read + write copy bandwidth); `stream-staged` times the copy a GPU makes (into staging buffers,
+    with no overlap on a CPU), against the host-to-device copy (on a CPU, one host buffer to another);
+  - mmap: the same (k + 1) x n x s bytes read from the memory-mapped files (page cache) each merge, against the
+    host-to-device copy.
+Plus the peak device memory (CUDA: the allocator's peak; CPU: the process's peak resident set growth, which is
+also the host's) per placement. Models are the synthetic Llama of `synthetic_llama.py`, generated on the fly
+(`--size 1b` and up for a GPU), in memory for resident and stream, as files for mmap.
 
     .venv/bin/python benchmarks/placement_throughput.py [--device cuda] [--size 1b] [--dtype bfloat16]
         [--methods task_arithmetic,ties] [--placements resident,stream,stream-staged,mmap] [--out FILE]
@@ -135,7 +141,7 @@ def bench(args: argparse.Namespace, placement: str, cand: Candidate, merger: Res
           links: dict[str, float], device: torch.device, host_before: int) -> Row:
     first, best = best_time(lambda: merger.merge(cand.ours(seed=1)), device, args.repeats)
     n, s, k = merger.out.numel(), merger.out.element_size(), cand.n_experts
-    if placement == "resident":
+    if placement == "resident" or (placement == "stream" and device.type == "cpu"):  # read in place on a CPU
         moved, link = (k + 2) * n * s + (k * n * 4 if merger.ranks and cand.method in RANKED else 0), "device copy"
     else:
         moved, link = (k + 1) * n * s, "host-to-device copy"
@@ -181,7 +187,7 @@ def _placement_rows(args: argparse.Namespace, placement: str, methods: list[str]
                     continue
                 row = bench(args, placement, CANDIDATES[m], merger, links, device, host_before)
                 rows.append(row)
-                print(f"  {placement:<13} {m:<17} {'ranks' if row.ranks else '':<6}{row.seconds:8.4f} s  "
+                print(f"  {placement:<13} {m:<17} {_ranks(row):<7}{row.seconds:8.4f} s  "
                       f"{row.gbps:7.2f} GB/s  {row.pct_link:5.1f} % of {row.link}  first {row.first_seconds:.2f} s",
                       flush=True)
             del merger
@@ -194,12 +200,23 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+def _ranks(row: Row) -> str:
+    """Kept ranks, cuts selected / rows ranked per merge, or nothing to rank."""
+    return "kept" if row.ranks else "select" if row.method in RANKED else "-"
+
+
+def _gb(nbytes: int | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / GB:.2f}"
+
+
 def print_table(rows: list[Row]) -> None:
-    head = f"{'placement':<14}{'method':<18}{'ranks':<7}{'s/merge':>9}{'GB/s':>8}{'% link':>8}  link"
+    head = (f"{'placement':<14}{'method':<18}{'ranks':<7}{'s/merge':>9}{'first s':>9}{'GB/s':>8}{'% link':>8}"
+            f"{'peak dev GB':>12}{'peak host GB':>13}  link")
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
-        print(f"{r.placement:<14}{r.method:<18}{'kept' if r.ranks else '-':<7}{r.seconds:>9.4f}{r.gbps:>8.2f}"
-              f"{r.pct_link:>7.1f}%  {r.link} ({r.link_gbps:.1f} GB/s)")
+        print(f"{r.placement:<14}{r.method:<18}{_ranks(r):<7}{r.seconds:>9.4f}{r.first_seconds:>9.2f}{r.gbps:>8.2f}"
+              f"{r.pct_link:>7.1f}%{_gb(r.peak_device_bytes):>12}{_gb(r.peak_host_bytes):>13}  "
+              f"{r.link} ({r.link_gbps:.1f} GB/s)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

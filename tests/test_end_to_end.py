@@ -106,6 +106,7 @@ def test_cli_run_twice_with_the_same_seed_stores_the_same_evaluations(settings, 
     assert cli_main(["run", str(spec_path), "--db", url]) == 0
     assert cli_main(["run", str(spec_path), "--db", url]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("memory plan (3 experts")  # the plan per worker first, before anything starts
     assert "Pareto front of job 1" in out and "Pareto front of job 2" in out and "search space: 6 dimensions" in out
     sessions = make_session_factory(make_engine(url))
     first, second = stored_evaluations(sessions, 1), stored_evaluations(sessions, 2)

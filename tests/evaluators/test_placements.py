@@ -137,6 +137,23 @@ def test_device_memory_limits_force_stream_then_mmap_on_the_synthetic_llama(llam
     assert f"stream needs device {stream.device_bytes / 1e9:.3g} GB" in str(info.value)  # the numbers
 
 
+@pytest.mark.parametrize("name", ["resident", "stream"])
+def test_the_evaluators_model_runs_in_the_checkpoints_dtype_on_the_merge_output(llama: Path, mergers: dict,
+                                                                                 name: str) -> None:
+    from mergefront.evaluators.objectives.model import bind, load_model
+
+    merger = mergers[(name, 4)]
+    merged = merger.merge(MergeConfig("ties", params=PARAMS, seed=1))
+    model, _ = load_model(llama / "base", torch.device("cpu"), merged)
+    binding = bind(model, merged)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16} and not binding.copies
+    state = model.state_dict()
+    assert all(state[key].data_ptr() == t.data_ptr() for key, t in merged.items())  # views of the output
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert logits.dtype == torch.bfloat16 and bool(torch.isfinite(logits.float()).all())
+
+
 def test_stream_keeps_no_task_vectors_on_the_device(llama: Path) -> None:
     merger = _merger(llama, 4, placement="stream", staging=True)
     with pytest.raises(ValueError, match="placement 'stream' keeps no base or task vectors"):
