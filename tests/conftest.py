@@ -37,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--long", action="store_true", default=False,
                      help="run the long differential test against mergekit: thousands of generated cases, largest "
                           "differences written to benchmarks/results/mergekit_differential.json")
+    parser.addoption("--long-range", default=None, metavar="FIRST:STOP",
+                     help="with --long, run only the long draw's cases FIRST to STOP - 1 (a long run in slices; "
+                          "every slice's cases are recorded and counted in the result)")
 
 
 def _pg_conninfo(url: str) -> str:

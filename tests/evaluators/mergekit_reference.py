@@ -68,6 +68,7 @@ class Result:
     exact: bool = True  # whether this case's tensors had to be equal bit for bit
     tensors: int = 0
     failures: list[str] = field(default_factory=list)
+    cosines: list[float] = field(default_factory=list)  # SLERP: each tensor's base-expert cosine (ours, float64)
 
 
 def run_case(case: Case, folder: Path) -> Result:
@@ -93,6 +94,7 @@ def run_case(case: Case, folder: Path) -> Result:
     random_drop = case.method in RANDOM and any(bool((v.density < 1).any()) for v in values.values())
     theirs = run_mergekit(parse(text), text, folder / "mergekit", our_draws(merger, masks) if random_drop else None)
     result.exact = _exact(case, values)
+    result.cosines = [d.cosine for d in merger._data if d.cosine is not None]
     for key in ours:
         _compare(result, key, ours[key], theirs[key], [t[key] for t in inputs], values[key])
     if masks is not None:

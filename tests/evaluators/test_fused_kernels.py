@@ -53,16 +53,40 @@ def test_compiled_weighted_sums_match_the_eager_sum(merger: ResidentMerger, meth
     assert not torch.allclose(compiled, merger.base[: compiled.numel()].view(SHAPE), atol=1e-4)  # it merged
 
 
-def test_sign_elections_on_near_ties_agree_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sign_elections_on_near_ties_agree_on_both_paths(dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One tie rule: the sign elected is that of the experts' weighted deltas summed and rounded to the dtype, a
+    zero sum elects + (and deltas of 0 agree with neither sign), on the compiled kernel as on the eager path, as in
+    mergekit's `get_mask`."""
     gen = torch.Generator().manual_seed(1)
     n = 70_000
-    base = torch.randn(n, generator=gen).to(torch.bfloat16)
-    first = (0.01 * torch.randn(n, generator=gen)).to(torch.bfloat16)
-    # the second expert cancels the first exactly or to its last bit, the third adds a tie-sized remainder
-    second = -(first.float() * (1 + (torch.randint(-1, 2, (n,), generator=gen) * 2 ** -8))).to(torch.bfloat16)
-    third = (first.float() * 2 ** -9 * torch.randint(-1, 2, (n,), generator=gen)).to(torch.bfloat16)
+    base = torch.randn(n, generator=gen).to(dtype)
+    first = (0.01 * torch.randn(n, generator=gen)).to(dtype)
+    # the second expert cancels the first exactly or to its last bit, the third adds a tie-sized remainder or 0
+    second = -(first.float() * (1 + (torch.randint(-1, 2, (n,), generator=gen) * 2 ** -8))).to(dtype)
+    third = (first.float() * 2 ** -9 * torch.randint(-1, 2, (n,), generator=gen)).to(dtype)
     experts = [{"w": base + tau} for tau in (first, second, third)]
     merger = ResidentMerger({"w": base}, experts, ["w"])
-    config = MergeConfig("ties", (0.6, 0.6, 0.3), (1.0, 1.0, 1.0))
-    eager, compiled = _both(merger, config, monkeypatch, key="w")
+    weights = (0.6, 0.6, 0.3)
+    eager, compiled = _both(merger, MergeConfig("ties", weights, (1.0, 1.0, 1.0)), monkeypatch, key="w")
     assert torch.equal(eager, compiled)
+    reference, sums = _mergekit_ties(base, [e["w"] for e in experts], weights)
+    assert int((sums == 0).sum()) > 1_000  # exact ties: every expert's delta cancels or is 0
+    one_unit = sums.abs() <= torch.finfo(dtype).eps * first.abs()
+    assert int((one_unit & (sums != 0)).sum()) > 300  # near ties: a sum of a unit or less of the deltas
+    assert torch.equal(compiled, reference)
+
+
+def _mergekit_ties(base: torch.Tensor, experts: list[torch.Tensor], weights: tuple[float, ...]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """mergekit 0.1.5's TIES at density 1 (its generalized task arithmetic, with its own `get_mask`), and the
+    weighted deltas' rounded sums whose signs it elects."""
+    from mergekit.merge_methods.generalized_task_arithmetic import get_mask
+
+    deltas = torch.stack([e - base for e in experts])  # k x n
+    w = torch.tensor(weights, dtype=base.dtype).unsqueeze(-1)
+    deltas.mul_(w)
+    mask = get_mask(deltas, method="sum", mask_dtype=base.dtype)
+    divisor = (w * mask).sum(dim=0)
+    divisor[divisor == 0] = 1
+    return base + (deltas * mask).sum(dim=0) / divisor, deltas.sum(dim=0)
