@@ -58,6 +58,81 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         return address is not None
 
 
+def shutdown_ray() -> None:
+    """Leave Ray: disconnect from a cluster joined by address; stop a local Ray and every process it started, its
+    agents included (each by its pid, should `ray.shutdown` leave one behind)."""
+    with _init_lock:
+        if not ray.is_initialized():
+            return
+        processes = [] if _joined and _joined[0] else _local_ray_processes()
+        ray.shutdown()
+        _joined.clear()
+    _stop_processes(processes)
+
+
+def _local_ray_processes() -> list[Any]:
+    """This process's local Ray: the processes it started and their children (the raylet's agents), as psutil
+    processes (which know a pid used again by another process from their own)."""
+    import psutil
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    started = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos
+               if info.process is not None]
+    found: dict[int, Any] = {}
+    for pid in started:
+        try:
+            process = psutil.Process(pid)
+            found.update({p.pid: p for p in (process, *process.children(recursive=True))})
+        except psutil.Error:
+            continue
+    found.pop(os.getpid(), None)
+    return list(found.values())
+
+
+def _local_raylet() -> Any:
+    """The psutil process of this process's local raylet; None when Ray is a cluster joined by address."""
+    import psutil
+
+    if _joined and _joined[0]:
+        return None
+    node = getattr(ray._private.worker, "_global_node", None)
+    for info in getattr(node, "all_processes", {}).get("raylet", []):
+        try:
+            return psutil.Process(info.process.pid)
+        except psutil.Error:
+            continue
+    return None
+
+
+def _alive(process: Any) -> bool:
+    import psutil
+
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _stop_processes(processes: list[Any], grace: float = 5.0) -> None:
+    """SIGTERM each of `processes` still running, SIGKILL those still running `grace` seconds later."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running():
+                process.terminate()
+                alive.append(process)
+        except psutil.Error:
+            continue
+    _, left = psutil.wait_procs(alive, timeout=grace)
+    for process in left:
+        try:
+            process.kill()
+        except psutil.Error:
+            continue
+
+
 def _init_in_keeper_thread(address: str | None, kwargs: dict[str, Any]) -> None:
     started = threading.Event()
     errors: list[BaseException] = []
@@ -149,6 +224,7 @@ class WorkerPool:
         self._idle: list[_Worker] = [self._start(i) for i in range(n_workers)]
         self._running: dict[Any, _Task] = {}  # ObjectRef -> task
         self._queue: list[tuple[Callable[[Any, Any], Any], Any, Any]] = []
+        self._raylet = _local_raylet()  # None on a cluster joined by address
 
     @property
     def n_running(self) -> int:
@@ -163,6 +239,7 @@ class WorkerPool:
         """Wait for one task; None when `timeout` passes first or nothing is running."""
         if not self._running:
             return None
+        self._check_ray()
         overdue = self._overdue()
         if overdue is not None:
             return self._stop(*overdue)
@@ -174,6 +251,7 @@ class WorkerPool:
             result = Finished(task.tag, value=ray.get(ready[0]))
             self._idle.append(task.worker)
         except ray.exceptions.RayActorError as exc:
+            self._check_ray(actor_died=True)
             self._idle.append(self._start(task.worker.bundle))  # never hand out a dead actor
             result = Finished(task.tag, error=exc)
         except ray.exceptions.RayTaskError as exc:
@@ -187,13 +265,25 @@ class WorkerPool:
         return result
 
     def shutdown(self) -> None:
-        for worker in self._idle + [t.worker for t in self._running.values()]:
-            ray.kill(worker.actor)
+        if ray.is_initialized():  # else Ray itself stopped (see _check_ray), and the workers with it
+            for worker in self._idle + [t.worker for t in self._running.values()]:
+                ray.kill(worker.actor)
+            release(self._group)
         self._idle.clear()
         self._running.clear()
         self._queue.clear()
-        release(self._group)
         self._group = None
+
+    def _check_ray(self, actor_died: bool = False) -> None:
+        """ClusterUnavailableError when Ray is gone: the local raylet stopped (it is then shut down whole, so that
+        the next job starts a fresh one), or, after a worker died, the cluster has no node left alive."""
+        if self._raylet is not None and not _alive(self._raylet):
+            shutdown_ray()
+            raise ClusterUnavailableError("Ray's node manager (raylet) on this machine stopped, and the job's "
+                                          "workers with it; the job waits and resumes on a fresh local Ray")
+        if actor_died and self._raylet is None and not any(n.get("Alive") for n in ray.nodes()):
+            raise ClusterUnavailableError("the Ray cluster has no node left alive; the job waits and is resumed "
+                                          "when the cluster is back")
 
     def _start(self, bundle: int) -> _Worker:
         assert self._group is not None, "the pool was shut down"

@@ -7,8 +7,11 @@ on a server (--url, or $MERGEFRONT_URL) or, by default, on the local database th
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from mergefront import __version__
@@ -22,7 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv); return the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _stops_on_sigterm(whole_process=argv is None):
+            return int(args.func(args) or 0)
     except MergefrontError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -34,6 +38,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; a stored job resumes with `mergefront serve` or `mergefront run --resume JOB`",
               file=sys.stderr)
         return 130
+
+
+@contextmanager
+def _stops_on_sigterm(whole_process: bool) -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (its job released); when the command is the whole process (not a
+    call from Python), Ray and every process it started stop with it, Ray's agents included. `serve` leaves
+    SIGTERM to uvicorn, which stops the same way."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if not whole_process or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        if "ray" in sys.modules:
+            from mergefront.evaluators.pool import shutdown_ray
+
+            shutdown_ray()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     with session_scope(sessions) as s:
         job = repo.get_job(session=s, job_id=job_id)
         print(format_front(repo.pareto_out(session=s, job=job)))
+        if state == "running":  # this runner was paused past its lease: another one holds the job now
+            raise MergefrontError(f"job {job_id} continues on another runner, which took it over when this one "
+                                  "stopped renewing its lease")
         if state != "completed":
             raise MergefrontError(f"job {job_id} ended {state}" + (f": {job.error}" if job.error else ""))
     return 0

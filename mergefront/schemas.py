@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from mergefront.bounds import CleanModel
 from mergefront.errors import public_message
@@ -61,6 +61,15 @@ class JobUpdate(CleanModel):
     notes: str | None = Field(None, max_length=20000)
 
 
+class AttemptError(BaseModel):
+    """One failed attempt of an evaluation: which try, what went wrong, on which node, when."""
+
+    attempt: int
+    error: PublicError = None
+    node: str | None = None
+    at: Timestamp
+
+
 class EvaluationOut(_Out):
     id: int
     job_id: int
@@ -69,6 +78,8 @@ class EvaluationOut(_Out):
     params: dict[str, float]
     metrics: dict[str, float] | None = None
     error: PublicError = None
+    # every failed try, oldest first, kept after a retry succeeds
+    errors: Annotated[list[AttemptError], BeforeValidator(lambda v: v or [])] = Field(default_factory=list)
     attempts: int
     worker: str | None = None  # the worker's host and device
     node: str | None = None  # the Ray node that ran it: its name (`ray start --node-name`), else its address

@@ -73,6 +73,8 @@ class Job(Base):
     revision: Mapped[str] = mapped_column(String(32), default="", server_default="")  # new on each ask/tell write
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # since when the cluster has not started the job's workers (set when it is first deferred, cleared once they run)
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -95,6 +97,8 @@ class Evaluation(Base):
     params: Mapped[dict[str, float]] = mapped_column(JsonType)
     metrics: Mapped[dict[str, float] | None] = mapped_column(JsonType, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # every failed attempt, oldest first ({attempt, error, node, at}); kept when a retry succeeds
+    errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JsonType, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     node: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the Ray node's name (or address)

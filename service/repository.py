@@ -129,12 +129,14 @@ def lease_job(*, session: Session, owner: str, seconds: float, job_id: int | Non
     """Take the lease of a pending job, or of a running job whose runner stopped renewing; return its id.
 
     External jobs are never leased: their candidates are evaluated outside, through ask/tell. A job deferred
-    (`defer_job`) waits its time unless it is asked for by id.
+    (`defer_job`) waits its time unless it is asked for by id; a failed job is taken only when asked for by id
+    (resumed once its cause is fixed: the rest of its budget is evaluated).
     """
     now = utcnow()
     waited = true() if job_id is not None else or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now)
     free = (Job.external == false()) & or_(
         (Job.state == JobState.pending) & waited,
+        (Job.state == JobState.failed) & (true() if job_id is not None else false()),
         (Job.state == JobState.running) & (or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < now,
                                                Job.lease_owner == owner)))
     query = select(Job.id).where(free).order_by(Job.id).limit(1)
@@ -146,7 +148,7 @@ def lease_job(*, session: Session, owner: str, seconds: float, job_id: int | Non
     return session.scalar(
         update(Job).where(Job.id == candidate, free)
         .values(state=JobState.running, lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds),
-                started_at=func.coalesce(Job.started_at, now), error=None)
+                started_at=func.coalesce(Job.started_at, now), finished_at=None, error=None)
         .returning(Job.id).execution_options(synchronize_session=False)
     )
 
@@ -163,9 +165,17 @@ def renew_lease(*, session: Session, job_id: int, owner: str, seconds: float) ->
 def defer_job(*, session: Session, job_id: int, owner: str, reason: str, seconds: float) -> None:
     """Put a job that could not run now back to pending, saying why; no runner takes it for `seconds` (a pending
     job's lease expiry is the time before which it waits)."""
+    now = utcnow()
     session.execute(update(Job).where(Job.id == job_id, Job.lease_owner == owner)
                     .values(state=JobState.pending, lease_owner=None, error=f"waiting: {reason}",
-                            lease_expires_at=utcnow() + timedelta(seconds=seconds))
+                            lease_expires_at=now + timedelta(seconds=seconds),
+                            waiting_since=func.coalesce(Job.waiting_since, now))
+                    .execution_options(synchronize_session=False))
+
+
+def workers_started(*, session: Session, job_id: int) -> None:
+    """The cluster started the job's workers: it no longer waits (its start deadline starts again next time)."""
+    session.execute(update(Job).where(Job.id == job_id).values(waiting_since=None)
                     .execution_options(synchronize_session=False))
 
 
@@ -222,6 +232,12 @@ def add_evaluations(*, session: Session, job_id: int, points: Sequence[tuple[lis
     return rows
 
 
+def evaluations_from(*, session: Session, job_id: int, number: int) -> list[Evaluation]:
+    """A job's evaluations numbered `number` and on, in order."""
+    return list(session.scalars(select(Evaluation).where(Evaluation.job_id == job_id, Evaluation.number >= number)
+                                .order_by(Evaluation.number)).all())
+
+
 def list_evaluations(*, session: Session, job_id: int, state: str | None = None, offset: int = 0,
                      limit: int | None = None) -> tuple[int, list[Evaluation]]:
     where: list[Any] = [Evaluation.job_id == job_id]
@@ -273,16 +289,38 @@ def complete_evaluation(*, session: Session, evaluation_id: int, metrics: dict[s
 
 def fail_evaluation(*, session: Session, evaluation_id: int, error: str, final: bool, node: str | None = None,
                     node_id: str | None = None) -> None:
-    """Record an error (and the node it happened on, when known); a final failure ends the evaluation, otherwise
-    it waits to be retried."""
+    """Record an error (and the node it happened on, when known) in the evaluation's error history; a final
+    failure ends the evaluation, otherwise it waits to be retried."""
     row = get_evaluation(session=session, evaluation_id=evaluation_id)
     if row.state == EvaluationState.cancelled:
         return
+    now = utcnow()
     row.error, row.node, row.node_id = error, node, node_id
+    row.errors = [*(row.errors or []), {"attempt": row.attempts, "error": error, "node": node,
+                                        "at": now.isoformat()}]
     if final:
-        row.state, row.finished_at = EvaluationState.failed, utcnow()
+        row.state, row.finished_at = EvaluationState.failed, now
     else:
         row.state = EvaluationState.pending
+
+
+def requeue_running(*, session: Session, job_id: int) -> int:
+    """Put a job's running evaluations back to pending (its runner stopped them); return how many."""
+    result = session.execute(
+        update(Evaluation).where(Evaluation.job_id == job_id, Evaluation.state == EvaluationState.running)
+        .values(state=EvaluationState.pending).execution_options(synchronize_session="fetch"))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def first_failures(*, session: Session, job_id: int) -> tuple[int, set[str]]:
+    """How many of a job's evaluations ended failed while none completed, and their distinct errors ((0, set())
+    once one completed)."""
+    if session.scalar(select(func.count()).select_from(Evaluation).where(
+            Evaluation.job_id == job_id, Evaluation.state == EvaluationState.completed)):
+        return 0, set()
+    errors = session.scalars(select(Evaluation.error).where(Evaluation.job_id == job_id,
+                                                            Evaluation.state == EvaluationState.failed)).all()
+    return len(errors), {e or "" for e in errors}
 
 
 def get_evaluation(*, session: Session, evaluation_id: int) -> Evaluation:

@@ -15,12 +15,14 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mergefront.errors import ClusterUnavailableError, ConflictError
+from mergefront.errors import ClusterUnavailableError, ConflictError, EvaluationFailedError, MergefrontError
+from mergefront.evaluators.failures import classify
 from mergefront.optimizers import (
     Optimizer,
     SearchSpace,
@@ -28,10 +30,11 @@ from mergefront.optimizers import (
 )
 from mergefront.optimizers.base import History
 from mergefront.service import repository as repo
-from mergefront.service.db import session_scope
+from mergefront.service.cluster_fit import check_fits_known_cluster
+from mergefront.service.db import session_scope, transaction
 from mergefront.service.front import FrontState, record_result, update_front
 from mergefront.service.manage import abandon_candidates
-from mergefront.service.models import DONE_JOB_STATES, Evaluation, EvaluationState, JobState
+from mergefront.service.models import DONE_JOB_STATES, Evaluation, EvaluationState, JobState, utcnow
 from mergefront.service.settings import Settings
 from mergefront.service.space import (
     ModelFiles,
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from mergefront.evaluators.pool import Finished, WorkerPool
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,53 @@ class _JobRun:
 
 class JobCancelled(Exception):  # noqa: N818 (a signal to stop, not an error)
     """The job was cancelled while this runner held it."""
+
+
+class LeaseLost(Exception):  # noqa: N818 (a signal to stop, not an error)
+    """Another runner holds the job now (this one stopped renewing for longer than the lease): this runner stops
+    working on it and changes nothing more."""
+
+
+class _Heartbeat:
+    """Renews a job's lease from its own thread every quarter lease, while the job is prepared and while it runs.
+
+    It notices a lease taken by another runner and a cancelled job; the runner asks `check()` between steps. A
+    database error only skips a beat: the next one tries again.
+    """
+
+    def __init__(self, runner: JobRunner, job_id: int) -> None:
+        self.runner, self.job_id = runner, job_id
+        self.lost, self.cancelled, self._done = threading.Event(), threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-job-{job_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=30)
+
+    def check(self) -> None:
+        """Raise LeaseLost or JobCancelled once the heartbeat has seen either."""
+        if self.lost.is_set():
+            raise LeaseLost(self.job_id)
+        if self.cancelled.is_set():
+            raise JobCancelled(self.job_id)
+
+    def _beat(self) -> None:
+        interval = self.runner.settings.lease_seconds / 4
+        while not self._done.wait(interval):
+            try:
+                self.runner.renew(self.job_id)
+            except LeaseLost:
+                self.lost.set()
+                return
+            except JobCancelled:
+                self.cancelled.set()
+                return
+            except MergefrontError as exc:  # the database: the lease still runs, the next beat tries again
+                log.warning("job %s: lease not renewed this time: %s", self.job_id, exc)
 
 
 PoolFactory = Callable[["WorkerSetup", JobSpec], "WorkerPool"]
@@ -115,35 +166,45 @@ class JobRunner:
         with session_scope(self.sessions) as s:
             if repo.lease_job(session=s, owner=self.owner, seconds=self.settings.lease_seconds,
                               job_id=job_id) is None:
-                state = repo.get_job(session=s, job_id=job_id).state
-                if state in DONE_JOB_STATES:
-                    return state
-                raise ConflictError(f"job {job_id} is leased by another runner")
+                job = repo.get_job(session=s, job_id=job_id)
+                if job.state in DONE_JOB_STATES:
+                    return job.state
+                raise ConflictError(_leased_message(job_id, job.lease_expires_at))
         return self._run_leased(job_id, **kwargs)
 
     def _run_leased(self, job_id: int, progress: Callable[[Progress], None] | None = None,
                     stop: threading.Event | None = None) -> str:
         run: _JobRun | None = None
         try:
-            run = self._prepare(job_id)
-            finished = self._loop(run, progress, stop or threading.Event())
-        except ClusterUnavailableError as exc:  # not the job's fault: it waits, and is tried again
-            log.warning("job %s waits %g s: %s", job_id, self.settings.cluster_retry_seconds, exc)
-            with session_scope(self.sessions) as s:
-                repo.defer_job(session=s, job_id=job_id, owner=self.owner, reason=str(exc),
-                               seconds=self.settings.cluster_retry_seconds)
-            return JobState.pending
+            with _Heartbeat(self, job_id) as beat:
+                run = self._prepare(job_id)
+                finished = self._loop(run, beat, progress, stop or threading.Event())
+            if finished:
+                self._owned(job_id, lambda s: repo.finish_job(session=s, job_id=job_id, state=JobState.completed))
+                return JobState.completed
+            self._owned(job_id, lambda s: repo.release_lease(session=s, job_id=job_id, owner=self.owner))
+            return JobState.running
+        except LeaseLost:
+            log.warning("job %s: its lease passed to another runner; this runner stops working on it", job_id)
+            return JobState.running
+        except ClusterUnavailableError as exc:  # not the job's fault: it waits, and is tried again, for a while
+            unavailable = exc
+            return self._quietly(job_id, JobState.pending, lambda s: self._wait_or_fail(s, job_id, unavailable))
         except JobCancelled:
             log.info("job %s cancelled; its running candidates are abandoned", job_id)
-            with session_scope(self.sessions) as s:
+            def abandon(s: Session) -> None:
                 abandon_candidates(session=s, job_id=job_id)  # any proposed after the cancel
                 repo.release_lease(session=s, job_id=job_id, owner=self.owner)
-            return JobState.cancelled
+
+            return self._quietly(job_id, JobState.cancelled, abandon)
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            with session_scope(self.sessions) as s:
-                repo.finish_job(session=s, job_id=job_id, state=JobState.failed, error=f"{type(exc).__name__}: {exc}")
-            return JobState.failed
+            error = str(exc) if isinstance(exc, EvaluationFailedError) else f"{type(exc).__name__}: {exc}"
+            def fail(s: Session) -> None:
+                repo.requeue_running(session=s, job_id=job_id)  # none left running: a resume evaluates them
+                repo.finish_job(session=s, job_id=job_id, state=JobState.failed, error=error)
+
+            return self._quietly(job_id, JobState.failed, fail)
         except BaseException:  # Ctrl-C: leave the job to be resumed at once, not after its lease expires
             with session_scope(self.sessions) as s:
                 repo.release_lease(session=s, job_id=job_id, owner=self.owner)
@@ -151,12 +212,40 @@ class JobRunner:
         finally:
             if run is not None:
                 run.pool.shutdown()
-        with session_scope(self.sessions) as s:
-            if finished:
-                repo.finish_job(session=s, job_id=job_id, state=JobState.completed)
-                return JobState.completed
-            repo.release_lease(session=s, job_id=job_id, owner=self.owner)
+
+    def _owned(self, job_id: int, work: Callable[[Session], T]) -> T:
+        """`work` in one transaction that holds the job's lease (renewed first): LeaseLost, with nothing written,
+        when another runner holds it. Transient database errors are retried for up to a lease."""
+
+        def guarded(session: Session) -> T:
+            if not repo.renew_lease(session=session, job_id=job_id, owner=self.owner,
+                                    seconds=self.settings.lease_seconds):
+                raise LeaseLost(job_id)
+            return work(session)
+
+        return transaction(self.sessions, guarded, retry_seconds=self.settings.lease_seconds)
+
+    def _wait_or_fail(self, session: Session, job_id: int, exc: ClusterUnavailableError) -> None:
+        """Defer a job the cluster could not start, or fail it once it has waited past the start deadline."""
+        since = repo.get_job(session=session, job_id=job_id).waiting_since
+        deadline = self.settings.start_deadline
+        if since is not None and (utcnow() - since).total_seconds() >= deadline:
+            repo.finish_job(session=session, job_id=job_id, state=JobState.failed, error=(
+                f"the Ray cluster did not start the job's workers within {deadline:g} s "
+                f"(MERGEFRONT_START_DEADLINE): {exc}"))
+            return
+        log.warning("job %s waits %g s: %s", job_id, self.settings.cluster_retry_seconds, exc)
+        repo.defer_job(session=session, job_id=job_id, owner=self.owner, reason=str(exc),
+                       seconds=self.settings.cluster_retry_seconds)
+
+    def _quietly(self, job_id: int, state: str, work: Callable[[Session], Any]) -> str:
+        """`state` after `work` as the job's owner; `running` (someone else's now) when the lease was lost."""
+        try:
+            self._owned(job_id, work)
+        except LeaseLost:
+            log.warning("job %s: its lease passed to another runner; left as that runner leaves it", job_id)
             return JobState.running
+        return state
 
     def _prepare(self, job_id: int) -> _JobRun:
         from mergefront.evaluators.pool import init_ray
@@ -174,6 +263,8 @@ class JobRunner:
         for line in space_notes(spec, space):
             log.info("job %s: %s", job_id, line)
         cluster = init_ray(self.settings.ray_address)
+        if not cluster:  # a local Ray never grows: workers it cannot hold fail the job now, not after a deadline
+            check_fits_known_cluster(spec)
         setup = self._worker_setup(spec, files, cluster)  # plans the job's memory: one that cannot fit fails here
         with session_scope(self.sessions) as s:
             front = update_front(session=s, job_id=job_id)  # and any step a runner that stopped did not store
@@ -197,28 +288,33 @@ class JobRunner:
         return replace(setup, workload=job_memory(spec, files).workload, device_memory=r.device_memory,
                        host_memory=r.host_memory, placement=r.placement)
 
-    def _loop(self, run: _JobRun, progress: Callable[[Progress], None] | None, stop: threading.Event) -> bool:
+    def _loop(self, run: _JobRun, beat: _Heartbeat, progress: Callable[[Progress], None] | None,
+              stop: threading.Event) -> bool:
         """Drive the job until its budget is spent (True) or `stop` is set (False)."""
-        self._renew(run.job_id)  # cancelled while the workers started?
+        self.renew(run.job_id)  # cancelled, or taken over, while the workers started?
+        self._owned(run.job_id, lambda s: repo.workers_started(session=s, job_id=run.job_id))
         self._dispatch_orphans(run)
         if progress is not None:  # the workers are up: a progress display may start its clock now
             progress(self._progress(run))
         while not stop.is_set():
+            beat.check()
             self._propose(run)
             if not run.in_flight:
                 return True
             finished = run.pool.next_finished(timeout=min(5.0, self.settings.lease_seconds / 3))
-            self._renew(run.job_id)
+            beat.check()
             if finished is not None:
                 self._record(run, finished)
                 if progress is not None:
                     progress(self._progress(run))
         return False
 
-    def _renew(self, job_id: int) -> None:
+    def renew(self, job_id: int) -> None:
+        """Extend this runner's lease of `job_id`; LeaseLost when another runner holds it, JobCancelled when the
+        job was cancelled."""
         with session_scope(self.sessions) as s:
             if not repo.renew_lease(session=s, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds):
-                raise ConflictError(f"job {job_id}: lease lost to another runner")
+                raise LeaseLost(job_id)
             if repo.get_job(session=s, job_id=job_id).state == JobState.cancelled:
                 raise JobCancelled(job_id)
 
@@ -244,10 +340,16 @@ class JobRunner:
         if n <= 0 or run.history is None:
             return
         pending = [tuple(r.x) for r in run.in_flight.values()]
-        points = run.optimizer.ask(n, run.history, pending)
-        with session_scope(self.sessions) as s:
-            new = repo.add_evaluations(session=s, job_id=run.job_id,
-                                       points=[(list(x), run.space.decode(x)) for x in points])
+        points = [(list(x), run.space.decode(x)) for x in run.optimizer.ask(n, run.history, pending)]
+        n_created = run.n_created
+
+        def add(s: Session) -> list[Evaluation]:
+            ours = repo.evaluations_from(session=s, job_id=run.job_id, number=n_created)
+            if ours:  # an earlier try of this transaction committed, though its answer was lost
+                return ours
+            return repo.add_evaluations(session=s, job_id=run.job_id, points=points)
+
+        new = self._owned(run.job_id, add)
         run.n_created += len(new)
         for row in new:
             self._dispatch(run, row)
@@ -255,9 +357,11 @@ class JobRunner:
     def _dispatch(self, run: _JobRun, row: Evaluation) -> None:
         from mergefront.evaluators.evaluation import Candidate
 
-        with session_scope(self.sessions) as s:
+        def start(s: Session) -> Evaluation:
             repo.start_evaluation(session=s, evaluation_id=row.id)
-            row = repo.get_evaluation(session=s, evaluation_id=row.id)
+            return repo.get_evaluation(session=s, evaluation_id=row.id)
+
+        row = self._owned(run.job_id, start)
         run.in_flight[row.id] = row
         seed = candidate_seed(run.spec, row.number)
         candidate = Candidate(row.id, merge_config(run.spec, row.params, run.space, seed))
@@ -265,28 +369,49 @@ class JobRunner:
 
     def _record(self, run: _JobRun, finished: Finished) -> None:
         row = run.in_flight.pop(finished.tag)
-        final = finished.error is None or row.attempts > run.spec.resources.max_retries
-        with session_scope(self.sessions) as s:  # the result and the front's change: one transaction
-            if finished.error is None:
+        failure = None if finished.error is None else classify(finished.error)
+        final = failure is None or not failure.transient or row.attempts > run.spec.resources.max_retries
+        if failure is not None:
+            log.warning("evaluation %s failed (attempt %s, %s): %s", row.id, row.attempts,
+                        "transient" if failure.transient else "not retried", finished.error)
+
+        def record(s: Session) -> tuple[FrontState, Any] | None:  # the result and the front's change: one transaction
+            if failure is None:
                 r = finished.value
                 repo.complete_evaluation(session=s, evaluation_id=row.id, metrics=r.metrics, worker=r.worker,
                                          merge_seconds=r.merge_seconds, eval_seconds=r.eval_seconds,
                                          node=finished.node, node_id=finished.node_id)
             else:
-                log.warning("evaluation %s failed (attempt %s): %s", row.id, row.attempts, finished.error)
-                repo.fail_evaluation(session=s, evaluation_id=row.id, error=_describe(finished.error), final=final,
+                repo.fail_evaluation(session=s, evaluation_id=row.id, error=failure.text, final=final,
                                      node=finished.node, node_id=finished.node_id)
             stored = repo.get_evaluation(session=s, evaluation_id=row.id)
-            done = final and stored.state in (EvaluationState.completed, EvaluationState.failed)  # not cancelled
-            if done:
-                front = record_result(session=s, job=repo.get_job(session=s, job_id=run.job_id), front=run.front,
-                                      evaluation_id=row.id, metrics=stored.metrics)
-                observed = observation(run.spec, stored)
+            if not final or stored.state not in (EvaluationState.completed, EvaluationState.failed):  # cancelled
+                return None
+            front = record_result(session=s, job=repo.get_job(session=s, job_id=run.job_id), front=run.front,
+                                  evaluation_id=row.id, metrics=stored.metrics)
+            return front, observation(run.spec, stored)
+
+        recorded = self._owned(run.job_id, record)
         if not final:
             self._dispatch(run, row)
-        elif done and run.history is not None:  # committed: memory follows the database
-            run.front = front
+            return
+        if recorded is not None and run.history is not None:  # committed: memory follows the database
+            run.front, observed = recorded
             run.history.add(row.number, observed)
+        if failure is not None:
+            self._stop_if_every_first_failed(run, failure.text)
+
+    def _stop_if_every_first_failed(self, run: _JobRun, error: str) -> None:
+        """EvaluationFailedError when the job's first evaluations (settings.failures_to_stop, at most its budget)
+        all failed with this same error: the next ones would too."""
+        n = min(self.settings.failures_to_stop, run.spec.optimizer.budget)
+        with session_scope(self.sessions) as s:
+            failed, errors = repo.first_failures(session=s, job_id=run.job_id)
+        if failed >= n and errors == {error}:
+            raise EvaluationFailedError(
+                f"its first {failed} evaluations all failed with the same error, so the job stopped with "
+                f"{run.spec.optimizer.budget - failed} of its {run.spec.optimizer.budget} evaluations unspent; fix "
+                f"the cause and resume it (`mergefront run --resume {run.job_id}`). The error: {error}")
 
     def _progress(self, run: _JobRun) -> Progress:
         finished = len(run.history) if run.history is not None else 0
@@ -316,6 +441,11 @@ def _cluster_setup(spec: JobSpec, files: ModelFiles, suite_dir: Path | None,
                        modules=pack("modules", *map(Path, modules)) if modules else None)
 
 
-def _describe(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
-    return text if len(text) <= 4000 else text[:4000] + " ..."
+def _leased_message(job_id: int, expires: datetime | None) -> str:
+    if expires is None:
+        return f"job {job_id} is leased by another runner"
+    left = (expires - utcnow()).total_seconds()
+    return (f"job {job_id} is leased by another runner until {expires:%Y-%m-%d %H:%M:%S} UTC ({max(left, 0):.0f} s "
+            "from now, unless that runner renews it); try again after that")
+
+

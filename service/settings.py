@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     evaluation_timeout: float = Field(3600.0, gt=0, le=7 * 86400, description="seconds one evaluation may run; "
                                       "after it its worker is stopped and the evaluation retried as "
                                       "resources.max_retries allows")
+    start_deadline: float = Field(3600.0, gt=0, le=30 * 86400, description="seconds a job may wait for a Ray "
+                                  "cluster that cannot start its workers (unreachable, no room) before it fails "
+                                  "saying why")
+    failures_to_stop: int = Field(4, ge=1, le=10_000, description="a job whose first evaluations (this many, or its "
+                                  "whole budget if smaller) all fail with the same error stops as failed with that "
+                                  "error, the rest of its budget unspent")
     cluster_retry_seconds: float = Field(30.0, gt=0, le=86400, description="how long a job that the Ray cluster "
                                          "could not run (unreachable, no room) waits before a runner tries again")
 

@@ -76,22 +76,26 @@ def test_job_resumes_after_a_restart_exactly_as_if_uninterrupted(sessions, setti
     assert resumed == stored_evaluations(sessions, reference)
 
 
-def test_failed_evaluations_are_retried_then_recorded_without_killing_the_job(sessions, settings,
-                                                                             spec_data: dict) -> None:
+def test_a_job_whose_first_evaluations_all_fail_alike_stops_failed_with_its_budget_unspent(sessions, settings,
+                                                                                         spec_data: dict) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA: the failure is asking for a GPU that is not there")
     spec_data["resources"] = {"workers": 1, "device": "cuda", "max_retries": 1}
-    spec_data["optimizer"].update(budget=2, batch_size=2)
+    spec_data["optimizer"].update(budget=8, batch_size=2)
     with session_scope(sessions) as s:
         job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
-    assert JobRunner(session_factory=sessions, settings=settings).run(job_id) == "completed"
+    assert JobRunner(session_factory=sessions, settings=settings).run(job_id) == "failed"
     with session_scope(sessions) as s:
+        job = repo.get_job(session=s, job_id=job_id)
         _, rows = repo.list_evaluations(session=s, job_id=job_id)
-        assert [(r.state, r.attempts) for r in rows] == [("failed", 2), ("failed", 2)]
-        assert all("CUDA" in (r.error or "") for r in rows)
-        assert repo.pareto_out(session=s, job=repo.get_job(session=s, job_id=job_id)).members == []
+        # each tried twice (a worker that could not start may start elsewhere), then the job stopped: 4 of 8 spent
+        assert [(r.state, r.attempts, len(r.errors or [])) for r in rows] == [("failed", 2, 2)] * 4
+        assert all("no CUDA device" in (r.error or "") for r in rows)
+        assert job.state == "failed" and "first 4 evaluations all failed with the same error" in (job.error or "")
+        assert "4 of its 8 evaluations unspent" in (job.error or "") and "no CUDA device" in (job.error or "")
+        assert repo.pareto_out(session=s, job=job).members == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

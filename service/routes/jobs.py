@@ -22,6 +22,7 @@ from mergefront.schemas import (
     SurrogatesOut,
 )
 from mergefront.service import repository as repo
+from mergefront.service.cluster_fit import check_fits_known_cluster
 from mergefront.service.confine import confine_spec, public_spec
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
@@ -41,6 +42,7 @@ class AskRequest(CleanModel):
 def submit_job(spec: JobSpec, session: SessionDep, request: Request) -> JobOut:
     """Validate a job spec and queue the job (local paths under the server's roots, plug-ins registered there)."""
     spec = confine_spec(spec, request.app.state.settings, request.app.state.registry)
+    check_fits_known_cluster(spec)  # workers the cluster can never place: 422, not a job that waits for ever
     job = repo.create_job(session=session, spec=spec, origin="network")
     return _out(session, job, request)
 
