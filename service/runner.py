@@ -225,27 +225,30 @@ class JobRunner:
 
         return transaction(self.sessions, guarded, retry_seconds=self.settings.lease_seconds)
 
-    def _wait_or_fail(self, session: Session, job_id: int, exc: ClusterUnavailableError) -> None:
-        """Defer a job the cluster could not start, or fail it once it has waited past the start deadline."""
+    def _wait_or_fail(self, session: Session, job_id: int, exc: ClusterUnavailableError) -> str:
+        """Defer a job the cluster could not start, or fail it once it has waited past the start deadline; return
+        its state."""
         since = repo.get_job(session=session, job_id=job_id).waiting_since
         deadline = self.settings.start_deadline
         if since is not None and (utcnow() - since).total_seconds() >= deadline:
             repo.finish_job(session=session, job_id=job_id, state=JobState.failed, error=(
                 f"the Ray cluster did not start the job's workers within {deadline:g} s "
                 f"(MERGEFRONT_START_DEADLINE): {exc}"))
-            return
+            return JobState.failed
         log.warning("job %s waits %g s: %s", job_id, self.settings.cluster_retry_seconds, exc)
         repo.defer_job(session=session, job_id=job_id, owner=self.owner, reason=str(exc),
                        seconds=self.settings.cluster_retry_seconds)
+        return JobState.pending
 
     def _quietly(self, job_id: int, state: str, work: Callable[[Session], Any]) -> str:
-        """`state` after `work` as the job's owner; `running` (someone else's now) when the lease was lost."""
+        """`state` (or the state `work` returns) after `work` as the job's owner; `running` (someone else's now)
+        when the lease was lost."""
         try:
-            self._owned(job_id, work)
+            result = self._owned(job_id, work)
         except LeaseLost:
             log.warning("job %s: its lease passed to another runner; left as that runner leaves it", job_id)
             return JobState.running
-        return state
+        return result if isinstance(result, str) else state
 
     def _prepare(self, job_id: int) -> _JobRun:
         from mergefront.evaluators.pool import init_ray

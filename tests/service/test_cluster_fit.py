@@ -57,3 +57,35 @@ def test_gpus_the_local_ray_lacks_are_a_422_and_fail_a_local_run_at_once(api, se
     assert time.monotonic() - started < 60  # not the placement timeout, nor for ever
     with session_scope(sessions) as s:
         assert "gpus_per_worker" in (repo.get_job(session=s, job_id=job_id).error or "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_job_the_cluster_cannot_start_waits_then_fails_after_the_start_deadline(sessions, settings: Settings,
+                                                                                  spec_data: dict) -> None:
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from mergefront.evaluators.pool import init_ray
+
+    init_ray()
+    hog = placement_group([{"CPU": 1.0}] * int(ray.available_resources()["CPU"]))  # another job holds every CPU
+    assert hog.wait(timeout_seconds=60)
+    try:
+        spec_data["resources"]["workers"] = 1
+        with session_scope(sessions) as s:
+            job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+        runner = JobRunner(session_factory=sessions,
+                           settings=settings.model_copy(update={"placement_timeout": 1.0, "start_deadline": 3.0}))
+        assert runner.run(job_id) == "pending"
+        with session_scope(sessions) as s:
+            job = repo.get_job(session=s, job_id=job_id)
+            assert job.lease_owner is None and job.waiting_since is not None
+            assert (job.error or "").startswith("waiting: the Ray cluster did not place")
+        time.sleep(3.0)
+        assert runner.run(job_id) == "failed"
+        with session_scope(sessions) as s:
+            error = repo.get_job(session=s, job_id=job_id).error or ""
+        assert "did not start the job's workers within 3 s (MERGEFRONT_START_DEADLINE)" in error
+    finally:
+        remove_placement_group(hog)
