@@ -37,5 +37,8 @@ def choose(space: SearchSpace, n_objectives: int, budget: int, *, noisy: bool = 
     if d > experts and experts >= 4:
         return Choice("map", f"{d} dimensions over {experts} experts: pairs of experts first (Nested MAP)",
                       {"nested": True})
+    if all(p.kind == "weight" for p in space.parameters) and d == experts:
+        return Choice("hybrid", f"{d} expert weights: MAP's one-hot start, then the GPs (qLogNEHVI), which keep "
+                      "climbing where the quadratics level off")
     return Choice("map", f"{d} dimensions: MAP's one-hot design and quadratics lead at every budget up to "
                   f"{budget}")

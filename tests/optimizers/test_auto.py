@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mergefront.optimizers import (
+    HybridOptimizer,
     MAPOptimizer,
     NestedMAPOptimizer,
     NSGA2Optimizer,
@@ -29,6 +30,13 @@ def test_auto_is_the_default_and_picks_by_the_space(spec_data: dict) -> None:
     spec_data["merge"]["method"] = "dare_ties"  # random masks: noisy objectives
     spec, space = _spec(spec_data)
     assert isinstance(make_optimizer(spec, space), QNEHVIOptimizer)
+
+
+def test_auto_takes_the_hybrid_for_expert_weights_alone(spec_data: dict) -> None:
+    spec_data["merge"] = {"method": "task_arithmetic", "weight": {"low": 0.0, "high": 1.0}}
+    spec, space = _spec(spec_data)  # 3 weights
+    assert isinstance(make_optimizer(spec, space), HybridOptimizer)
+    assert "optimizer auto: hybrid" in budget_notes(spec, space)[0]
 
 
 def test_auto_takes_nested_map_for_four_experts_with_densities(spec_data: dict) -> None:
