@@ -15,13 +15,12 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from mergefront.errors import ClusterUnavailableError, ConflictError, EvaluationFailedError, MergefrontError
+from mergefront.errors import ClusterUnavailableError, ConflictError, EvaluationFailedError
 from mergefront.evaluators.failures import classify
 from mergefront.optimizers import (
     Optimizer,
@@ -33,6 +32,7 @@ from mergefront.service import repository as repo
 from mergefront.service.cluster_fit import check_fits_known_cluster
 from mergefront.service.db import session_scope, transaction
 from mergefront.service.front import FrontState, record_result, update_front
+from mergefront.service.lease import Heartbeat, JobCancelled, LeaseLost, leased_message
 from mergefront.service.manage import abandon_candidates
 from mergefront.service.models import DONE_JOB_STATES, Evaluation, EvaluationState, JobState, utcnow
 from mergefront.service.settings import Settings
@@ -80,57 +80,6 @@ class _JobRun:
     in_flight: dict[int, Evaluation] = field(default_factory=dict)
 
 
-class JobCancelled(Exception):  # noqa: N818 (a signal to stop, not an error)
-    """The job was cancelled while this runner held it."""
-
-
-class LeaseLost(Exception):  # noqa: N818 (a signal to stop, not an error)
-    """Another runner holds the job now (this one stopped renewing for longer than the lease): this runner stops
-    working on it and changes nothing more."""
-
-
-class _Heartbeat:
-    """Renews a job's lease from its own thread every quarter lease, while the job is prepared and while it runs.
-
-    It notices a lease taken by another runner and a cancelled job; the runner asks `check()` between steps. A
-    database error only skips a beat: the next one tries again.
-    """
-
-    def __init__(self, runner: JobRunner, job_id: int) -> None:
-        self.runner, self.job_id = runner, job_id
-        self.lost, self.cancelled, self._done = threading.Event(), threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-job-{job_id}", daemon=True)
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=30)
-
-    def check(self) -> None:
-        """Raise LeaseLost or JobCancelled once the heartbeat has seen either."""
-        if self.lost.is_set():
-            raise LeaseLost(self.job_id)
-        if self.cancelled.is_set():
-            raise JobCancelled(self.job_id)
-
-    def _beat(self) -> None:
-        interval = self.runner.settings.lease_seconds / 4
-        while not self._done.wait(interval):
-            try:
-                self.runner.renew(self.job_id)
-            except LeaseLost:
-                self.lost.set()
-                return
-            except JobCancelled:
-                self.cancelled.set()
-                return
-            except MergefrontError as exc:  # the database: the lease still runs, the next beat tries again
-                log.warning("job %s: lease not renewed this time: %s", self.job_id, exc)
-
-
 PoolFactory = Callable[["WorkerSetup", JobSpec], "WorkerPool"]
 
 
@@ -169,14 +118,14 @@ class JobRunner:
                 job = repo.get_job(session=s, job_id=job_id)
                 if job.state in DONE_JOB_STATES:
                     return job.state
-                raise ConflictError(_leased_message(job_id, job.lease_expires_at))
+                raise ConflictError(leased_message(job_id, job.lease_expires_at))
         return self._run_leased(job_id, **kwargs)
 
     def _run_leased(self, job_id: int, progress: Callable[[Progress], None] | None = None,
                     stop: threading.Event | None = None) -> str:
         run: _JobRun | None = None
         try:
-            with _Heartbeat(self, job_id) as beat:
+            with Heartbeat(job_id, self.renew, self.settings.lease_seconds) as beat:
                 run = self._prepare(job_id)
                 finished = self._loop(run, beat, progress, stop or threading.Event())
             if finished:
@@ -291,7 +240,7 @@ class JobRunner:
         return replace(setup, workload=job_memory(spec, files).workload, device_memory=r.device_memory,
                        host_memory=r.host_memory, placement=r.placement)
 
-    def _loop(self, run: _JobRun, beat: _Heartbeat, progress: Callable[[Progress], None] | None,
+    def _loop(self, run: _JobRun, beat: Heartbeat, progress: Callable[[Progress], None] | None,
               stop: threading.Event) -> bool:
         """Drive the job until its budget is spent (True) or `stop` is set (False)."""
         self.renew(run.job_id)  # cancelled, or taken over, while the workers started?
@@ -442,13 +391,5 @@ def _cluster_setup(spec: JobSpec, files: ModelFiles, suite_dir: Path | None,
     return WorkerSetup(names[0], tuple(names[1:]), files.merged_keys, objectives, spec.suite, None,
                        spec.resources.device, suite_files=suite_files,
                        modules=pack("modules", *map(Path, modules)) if modules else None)
-
-
-def _leased_message(job_id: int, expires: datetime | None) -> str:
-    if expires is None:
-        return f"job {job_id} is leased by another runner"
-    left = (expires - utcnow()).total_seconds()
-    return (f"job {job_id} is leased by another runner until {expires:%Y-%m-%d %H:%M:%S} UTC ({max(left, 0):.0f} s "
-            "from now, unless that runner renews it); try again after that")
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mergefront.service import repository as repo
 from mergefront.service.db import session_scope
 from mergefront.service.models import EvaluationState, JobState
@@ -21,6 +23,18 @@ def test_lease_is_exclusive_until_it_expires(sessions, spec_data: dict) -> None:
         assert repo.lease_job(session=s, owner="b", seconds=30) == job_id  # a stopped runner loses its job
         assert not repo.renew_lease(session=s, job_id=job_id, owner="a", seconds=30)
         assert repo.get_job(session=s, job_id=job_id).state == JobState.running
+
+
+def test_a_job_leased_elsewhere_is_refused_saying_when_its_lease_runs_out(sessions, settings, spec_data: dict) -> None:
+    from mergefront.errors import ConflictError
+    from mergefront.service.runner import JobRunner
+
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+        repo.lease_job(session=s, owner="elsewhere", seconds=45)
+    with pytest.raises(ConflictError, match=rf"job {job_id} is leased by another runner until 20\d\d-\d\d-\d\d "
+                                            r"\d\d:\d\d:\d\d UTC \(4[45] s from now"):
+        JobRunner(session_factory=sessions, settings=settings).run(job_id)
 
 
 def test_evaluations_are_numbered_and_finished_jobs_are_not_leased(sessions, spec_data: dict) -> None:
