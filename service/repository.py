@@ -153,13 +153,15 @@ def lease_job(*, session: Session, owner: str, seconds: float, job_id: int | Non
     )
 
 
-def renew_lease(*, session: Session, job_id: int, owner: str, seconds: float) -> bool:
-    renewed = session.scalar(
+def renew_lease(*, session: Session, job_id: int, owner: str, seconds: float) -> str | None:
+    """Extend `owner`'s lease of a job by `seconds` from now; the job's state, or None when `owner` does not hold
+    it (it was taken over, or it ended)."""
+    state: str | None = session.scalar(
         update(Job).where(Job.id == job_id, Job.lease_owner == owner)
         .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
-        .returning(Job.id).execution_options(synchronize_session=False)
+        .returning(Job.state).execution_options(synchronize_session=False)
     )
-    return renewed is not None
+    return state
 
 
 def defer_job(*, session: Session, job_id: int, owner: str, reason: str, seconds: float) -> None:

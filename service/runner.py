@@ -162,14 +162,18 @@ class JobRunner:
             if run is not None:
                 run.pool.shutdown()
 
-    def _owned(self, job_id: int, work: Callable[[Session], T]) -> T:
+    def _owned(self, job_id: int, work: Callable[[Session], T], *, cancelled_ok: bool = False) -> T:
         """`work` in one transaction that holds the job's lease (renewed first): LeaseLost, with nothing written,
-        when another runner holds it. Transient database errors are retried for up to a lease."""
+        when another runner holds it; JobCancelled when the job was cancelled (unless `cancelled_ok`). Transient
+        database errors are retried for up to a lease."""
 
         def guarded(session: Session) -> T:
-            if not repo.renew_lease(session=session, job_id=job_id, owner=self.owner,
-                                    seconds=self.settings.lease_seconds):
+            state = repo.renew_lease(session=session, job_id=job_id, owner=self.owner,
+                                     seconds=self.settings.lease_seconds)
+            if state is None:
                 raise LeaseLost(job_id)
+            if state == JobState.cancelled and not cancelled_ok:
+                raise JobCancelled(job_id)
             return work(session)
 
         return transaction(self.sessions, guarded, retry_seconds=self.settings.lease_seconds)
@@ -193,7 +197,7 @@ class JobRunner:
         """`state` (or the state `work` returns) after `work` as the job's owner; `running` (someone else's now)
         when the lease was lost."""
         try:
-            result = self._owned(job_id, work)
+            result = self._owned(job_id, work, cancelled_ok=True)
         except LeaseLost:
             log.warning("job %s: its lease passed to another runner; left as that runner leaves it", job_id)
             return JobState.running
@@ -265,10 +269,11 @@ class JobRunner:
         """Extend this runner's lease of `job_id`; LeaseLost when another runner holds it, JobCancelled when the
         job was cancelled."""
         with session_scope(self.sessions) as s:
-            if not repo.renew_lease(session=s, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds):
-                raise LeaseLost(job_id)
-            if repo.get_job(session=s, job_id=job_id).state == JobState.cancelled:
-                raise JobCancelled(job_id)
+            state = repo.renew_lease(session=s, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds)
+        if state is None:
+            raise LeaseLost(job_id)
+        if state == JobState.cancelled:
+            raise JobCancelled(job_id)
 
     def _dispatch_orphans(self, run: _JobRun) -> None:
         """Read the job's evaluations once; those left pending or running by a runner that stopped are evaluated
