@@ -137,7 +137,8 @@ class EvaluationTable(BaseModel):
 class FrontPoints(BaseModel):
     """Completed evaluations as plot columns: every front member, dominated ones thinned to a bound.
 
-    `values[k][i]` is objective `objectives[k]` of point `i`; `ids`, `numbers`, `on_front` are per point.
+    `values[k][i]` is objective `objectives[k]` of point `i`, `params[j][i]` its parameter `parameters[j]`;
+    `ids`, `numbers`, `on_front` are per point.
     """
 
     job_id: int
@@ -151,6 +152,8 @@ class FrontPoints(BaseModel):
     numbers: list[int]
     on_front: list[bool]
     values: list[list[float]]
+    parameters: list[str] = Field(default_factory=list)
+    params: list[list[float]] = Field(default_factory=list)
 
 
 class HypervolumePoint(BaseModel):
@@ -287,3 +290,38 @@ class CompareOut(BaseModel):
     mergekit: list[str | None] = Field(description="each one's mergekit YAML (null: not exportable, see notes)")
     diffs: list[str] = Field(description="unified diff of each YAML after the first against the first's")
     notes: list[str] = Field(default_factory=list)
+
+
+class ParameterEffectOut(BaseModel):
+    parameter: str
+    effect: float = Field(description="range of the parameter's main-effect curve, in the objective's own units")
+    share: float = Field(description="this effect over the sum of every parameter's effect on the objective")
+    grid: list[float] = Field(description="the parameter's values along its range")
+    curve: list[float] = Field(description="the surrogate's mean prediction at each value, the other parameters "
+                               "averaged over the space")
+
+
+class ObjectiveSensitivityOut(BaseModel):
+    objective: str
+    r2: float | None = Field(description="the surrogate's leave-one-out R² on this objective (<= 0: no better "
+                             "than the mean; null when the values do not vary); read the effects beside it")
+    parameters: list[ParameterEffectOut] = Field(description="largest effect first")
+
+
+class PredictedFrontOut(BaseModel):
+    values: list[list[float]] = Field(description="`values[k][i]`: objective k of predicted point i")
+    params: list[dict[str, float]]
+
+
+class SensitivityOut(BaseModel):
+    """What a job's surrogates say about each parameter, and the front they predict (MAP only)."""
+
+    job_id: int
+    optimizer: str
+    surrogate: str | None = Field(description="the surrogate's kind; null before enough evaluations completed")
+    own: bool = Field(description="true when the optimizer itself uses this surrogate")
+    n_points: int = Field(description="completed evaluations it was fitted on")
+    note: str
+    objectives: list[ObjectiveSensitivityOut]
+    predicted_front: PredictedFrontOut | None = Field(description="the surrogate's predicted Pareto front, where the "
+                                                      "optimizer has one (MAP)")

@@ -60,6 +60,8 @@ def resolve_column(*, columns: Sequence[str], name: str, loc: str) -> str:
         if candidate in columns:
             return candidate
     typed = [typed_name(c) for c in columns]
-    close = difflib.get_close_matches(name, typed, n=3, cutoff=0.5)
+    # names that start with what was typed, then names that hold it, then names spelt alike
+    close = list(dict.fromkeys([*(t for t in typed if t.startswith(name)), *(t for t in typed if name in t),
+                                *difflib.get_close_matches(name, typed, n=3, cutoff=0.5)]))[:3]
     hint = f"did you mean {' or '.join(close)}?" if close else f"the columns are {', '.join(typed)}"
     raise InvalidSpecError(f"this job has no column {name!r}; {hint}", (loc,))

@@ -458,9 +458,11 @@ def front_points(*, session: Session, job: Job, max_dominated: int) -> FrontPoin
     """Every front member and at most `max_dominated` dominated evaluations (evenly thinned), as plot columns."""
     front = front_member_ids(session=session, job_id=job.id)
     keys = list(job.objectives)
+    names = [c.removeprefix("params.") for c in table_columns(session=session, job=job) if c.startswith("params.")]
     metrics = [Evaluation.metrics[k].as_float() for k in keys]  # read in SQL: no JSON decoding per row
+    params = [Evaluation.params[k].as_float() for k in names]
     rows = [r for r in session.execute(
-        select(Evaluation.id, Evaluation.number, *metrics)
+        select(Evaluation.id, Evaluation.number, *metrics, *params)
         .where(Evaluation.job_id == job.id, Evaluation.state == EvaluationState.completed)
         .order_by(Evaluation.number)).all() if None not in r]
     dominated = [r for r in rows if r.id not in front]
@@ -471,7 +473,8 @@ def front_points(*, session: Session, job: Job, max_dominated: int) -> FrontPoin
                        n_front=len(rows) - len(dominated), n_dominated=len(dominated),
                        n_dominated_shown=len(shown_dominated), ids=[r.id for r in kept],
                        numbers=[r.number for r in kept], on_front=[r.id in front for r in kept],
-                       values=[[float(r[2 + k]) for r in kept] for k in range(len(keys))])
+                       values=[[float(r[2 + k]) for r in kept] for k in range(len(keys))], parameters=names,
+                       params=[[float(r[2 + len(keys) + j]) for r in kept] for j in range(len(names))])
 
 
 def hypervolume_history(*, session: Session, job: Job, max_points: int) -> HypervolumeHistory:

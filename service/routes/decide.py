@@ -10,12 +10,22 @@ from pydantic import Field
 
 from mergefront.bounds import MAX_ID
 from mergefront.errors import ConflictError, InvalidSpecError
-from mergefront.schemas import CompareOut, EvaluationOut, RankedOut, RankingOut
+from mergefront.schemas import (
+    CompareOut,
+    EvaluationOut,
+    ObjectiveSensitivityOut,
+    ParameterEffectOut,
+    PredictedFrontOut,
+    RankedOut,
+    RankingOut,
+    SensitivityOut,
+)
 from mergefront.service import repository as repo
 from mergefront.service.columns import parse_filter
 from mergefront.service.decide import TIE_RULE, rank
 from mergefront.service.deps import SessionDep
 from mergefront.service.http_errors import STORED
+from mergefront.service.models import EvaluationState
 from mergefront.service.routes.params import JobId
 
 router = APIRouter(prefix="/v1/jobs", tags=["decide"], responses=STORED)
@@ -81,3 +91,38 @@ def compare(job_id: JobId, session: SessionDep, request: Request,
              for row, y in zip(rows[1:], yamls[1:], strict=True)]
     return CompareOut(job_id=job_id, items=[EvaluationOut.model_validate(r) for r in rows], mergekit=yamls,
                       diffs=diffs, notes=notes)
+
+
+@router.get("/{job_id}/sensitivity")
+def sensitivity(job_id: JobId, session: SessionDep, request: Request) -> SensitivityOut:
+    """Each parameter's effect on each objective, read from the job's surrogates refitted on its completed
+    evaluations (with each one's held-out R² beside it), and the surrogates' predicted front where the optimizer
+    has one (MAP). Jobs whose optimizer keeps no surrogate get the quadratic MAP would fit, and are told so."""
+    from mergefront.optimizers import resolved  # the optimizers stay out of the API's start-up
+    from mergefront.optimizers.history import training_data
+    from mergefront.service.insight import MIN_POINTS, effects, fit_surrogate, predicted_front_values
+    from mergefront.service.space import job_space, observation
+    from mergefront.spec import JobSpec
+
+    job = repo.get_job(session=session, job_id=job_id)
+    spec = JobSpec.model_validate(job.spec)
+    space = job_space(spec, request.app.state.settings)
+    opt = resolved(spec, space)[0]
+    name = opt.name
+    _, rows = repo.list_evaluations(session=session, job_id=job_id, state=EvaluationState.completed)
+    train_X, train_Y = training_data([observation(spec, r) for r in rows], space.dim, len(spec.objectives))
+    if train_X.shape[0] < MIN_POINTS:
+        return SensitivityOut(job_id=job_id, optimizer=name, surrogate=None, own=False, n_points=train_X.shape[0],
+                              note=f"no surrogate before {MIN_POINTS} evaluations completed", objectives=[],
+                              predicted_front=None)
+    surrogate = fit_surrogate(spec, space, train_X, train_Y, name, spec.optimizer.seed, bool(opt.nested))
+    per_objective = effects(surrogate.predict, space, spec.optimizer.seed)
+    values, params = predicted_front_values(surrogate, space)
+    note = (f"{surrogate.kind} surrogate of each objective, fitted on {train_X.shape[0]} completed evaluations; "
+            "effects are main effects (the other parameters averaged over the space)")
+    return SensitivityOut(
+        job_id=job_id, optimizer=name, surrogate=surrogate.kind, own=surrogate.own, n_points=train_X.shape[0],
+        note=note, predicted_front=PredictedFrontOut(values=values, params=params) if values else None,
+        objectives=[ObjectiveSensitivityOut(objective=o, r2=r2, parameters=[
+            ParameterEffectOut(parameter=e.parameter, effect=e.effect, share=e.share, grid=e.grid, curve=e.curve)
+            for e in rows_k]) for o, r2, rows_k in zip(job.objectives, surrogate.r2, per_objective, strict=True)])

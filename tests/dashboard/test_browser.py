@@ -65,18 +65,25 @@ def test_a_running_job_fills_its_page_live_and_a_clicked_point_shows_its_evaluat
     points = httpx.get(f"{live_server}/v1/jobs/{job_id}/points").json()
     assert len(points["ids"]) == 12
     traces = browser.find_elements(By.CSS_SELECTOR, "#front .scatterlayer .trace")
-    counts = [len(t.find_elements(By.CSS_SELECTOR, "path.point")) for t in traces]
-    assert sum(counts) == len(points["ids"]) and counts[1] == points["n_front"] >= 1
+    drawn = traces[0].find_elements(By.CSS_SELECTOR, "path.point")
+    assert len(drawn) == len(points["ids"])
+    colors = browser.execute_script("return document.getElementById('front').data[0].marker.color")
+    assert colors.count("#d62728") == points["n_front"] >= 1  # front members in red, one trace for all points
     assert "12 completed" in browser.find_element(By.ID, "front-caption").text
     assert browser.execute_script("return document.getElementById('hv').data[0].x.length") >= 1
     assert "(reference point [0, 0])" in browser.find_element(By.ID, "summary").text  # beside the hypervolume
     browser.save_screenshot(str(screenshots / "job-2-objectives.png"))
 
-    target = traces[1].find_elements(By.CSS_SELECTOR, "path.point")[0]
-    clicked = browser.execute_script("return document.getElementById('front').data[1].customdata[0]")
-    ActionChains(browser).move_to_element(target).click().perform()
-    shown = _details(browser, clicked)
+    first = colors.index("#d62728")
+    clicked = browser.execute_script(f"return document.getElementById('front').data[0].customdata[{first}]")
+    hover = browser.execute_script(f"return document.getElementById('front').data[0].text[{first}]")
     evaluation = httpx.get(f"{live_server}/v1/evaluations/{clicked}").json()
+    assert f"evaluation #{evaluation['number']}" in hover  # the hover reads values, not only "#16"
+    assert all(f"{k}: {v:.4f}" in hover for k, v in evaluation["metrics"].items())
+    assert all(f"{k}: {v:.3f}" in hover for k, v in evaluation["params"].items())
+    assert browser.find_element(By.ID, "details-card").get_attribute("hidden")  # no empty card before a pick
+    ActionChains(browser).move_to_element(drawn[first]).click().perform()
+    shown = _details(browser, clicked)
     assert shown == {k: _fmt(v) for k, v in evaluation["metrics"].items()}
     params = browser.find_element(By.CSS_SELECTOR, "#details table.params").text
     assert all(f"{k} {_fmt(v)}" in params for k, v in evaluation["params"].items())
@@ -96,8 +103,9 @@ def test_many_objectives_show_a_scatter_matrix_and_parallel_coordinates_and_the_
     assert front == ["splom", 4, len(points["ids"])]
     _wait(browser, "return document.getElementById('parcoords').dataset.drawn === '600'")
     pc = browser.execute_script("const d = document.getElementById('parcoords').data[0];"
-                                "return [d.type, d.dimensions.length, d.dimensions[3].values.length]")
-    assert pc == ["parcoords", 4, min(points["n_front"], 600)]
+                                "return [d.type, d.dimensions.map((x) => x.label), d.dimensions[3].values.length]")
+    assert pc == ["parcoords", [k.removesuffix("_accuracy") for k in points["objectives"]] + points["parameters"],
+                  len(points["ids"])]  # objectives and parameters
     assert browser.find_element(By.ID, "parcoords").is_displayed()
     assert browser.find_elements(By.CSS_SELECTOR, "#parcoords canvas")
 

@@ -63,3 +63,57 @@ def test_rank_and_compare_over_rest(api, sessions) -> None:
         assert all(y.startswith("merge_method: ties") or "merge_method" in y for y in compared["mergekit"])
         assert compared["diffs"][0].startswith("--- evaluation ") and "\n-" in compared["diffs"][0]
         assert client.get(f"/v1/jobs/{job_id}/compare", params={"id": ids[:1]}).status_code == 422
+
+
+def test_main_effects_rank_the_parameters_a_function_depends_on() -> None:
+    from mergefront.optimizers.space import Parameter, SearchSpace
+    from mergefront.service.insight import GRID, effects
+
+    space = SearchSpace((Parameter("p", 0.0, 2.0, "p"), Parameter("q", 0.0, 1.0, "q"), Parameter("r", 0.0, 1.0, "r")))
+
+    def predict(X):  # type: ignore[no-untyped-def]
+        import numpy as np
+
+        return np.stack([3 * X[:, 0] + 0.5 * X[:, 1], (X[:, 2] - 0.5) ** 2], axis=-1)
+
+    first, second = effects(predict, space, seed=0)
+    assert [e.parameter for e in first] == ["p", "q", "r"]
+    assert first[0].effect == pytest.approx(3.0) and first[1].effect == pytest.approx(0.5)
+    assert first[2].effect == pytest.approx(0.0, abs=1e-12) and sum(e.share for e in first) == pytest.approx(1.0)
+    assert first[0].grid[0] == 0.0 and first[0].grid[-1] == 2.0 and len(first[0].curve) == GRID  # its own units
+    assert second[0].parameter == "r" and second[0].effect == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sensitivity_over_rest_finds_what_the_objectives_depend_on(api, sessions) -> None:
+    import numpy as np
+
+    from mergefront.service import repository as repo
+    from mergefront.service.db import session_scope
+    from mergefront.service.models import JobState
+    from mergefront.spec import parse_spec
+    from tests.dashboard.synthetic import synthetic_spec
+
+    rng = np.random.default_rng(0)
+    with session_scope(sessions) as s:
+        job = repo.create_job(session=s, spec=parse_spec(synthetic_spec(2, 30)))  # random search: no surrogate
+        job_id = job.id
+        x = rng.random((30, 4))  # weight.rotated, weight.inverted, density.rotated, density.inverted
+        names = ["weight.rotated", "weight.inverted", "density.rotated", "density.inverted"]
+        rows = repo.add_evaluations(session=s, job_id=job_id,
+                                    points=[(list(p), dict(zip(names, map(float, p), strict=True))) for p in x])
+        for row, p in zip(rows, x, strict=True):
+            repo.start_evaluation(session=s, evaluation_id=row.id)
+            metrics = {"rotated_accuracy": 0.1 + 0.8 * p[0] * p[2], "inverted_accuracy": 0.9 - 0.6 * p[1]}
+            repo.complete_evaluation(session=s, evaluation_id=row.id, metrics=metrics, worker="t", merge_seconds=0.0,
+                                     eval_seconds=0.0)
+        repo.finish_job(session=s, job_id=job_id, state=JobState.completed)
+    with api(run_jobs=False) as client:
+        out = client.get(f"/v1/jobs/{job_id}/sensitivity").json()
+    assert out["surrogate"].startswith("quadratic (fitted for this view") and out["own"] is False
+    assert out["n_points"] == 30 and out["predicted_front"] is None  # random search predicts no front
+    rotated, inverted = out["objectives"]
+    assert {p["parameter"] for p in rotated["parameters"][:2]} == {"weight.rotated", "density.rotated"}
+    assert inverted["parameters"][0]["parameter"] == "weight.inverted"
+    assert inverted["parameters"][0]["effect"] == pytest.approx(0.6, rel=0.1)  # through the logit warp
+    assert rotated["r2"] > 0.9 and inverted["r2"] > 0.9

@@ -62,22 +62,44 @@ MF.fetch = async function (url, options = {}) {
 // Downloads go through fetch (a plain link would carry no token).
 MF.download = async function (url, filename) {
   const response = await MF.fetch(url);
-  if (!response.ok) throw new Error(`${url}: ${response.status}`);
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = MF.words((await response.json()).detail) || detail; } catch (_) { /* not JSON */ }
+    throw new MF.ApiError(response.status, detail);
+  }
   const link = MF.el("a", { href: URL.createObjectURL(await response.blob()), download: filename });
   document.body.append(link);
   link.click();
   setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
 };
 
-MF.getJson = async function (url) {
-  const response = await MF.fetch(url, { headers: { Accept: "application/json" } });
+// An API error: its status and its message in words (a 422's field errors joined, never raw JSON).
+MF.ApiError = class extends Error {
+  constructor(status, words) { super(words); this.status = status; }
+};
+
+MF.words = function (detail) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    return detail.map((d) => {
+      const where = (d.loc || []).filter((p) => !["body", "query", "path"].includes(p)).join(".");
+      return (where && !String(d.msg).includes(where) ? `${where}: ` : "") + String(d.msg).replace(/^Value error, /, "");
+    }).join("; ");
+  }
+  return detail ? JSON.stringify(detail) : "";
+};
+
+MF.request = async function (url, options = {}) {
+  const response = await MF.fetch(url, { ...options, headers: { Accept: "application/json", ...(options.headers || {}) } });
   if (!response.ok) {
     let detail = response.statusText;
-    try { detail = JSON.stringify((await response.json()).detail); } catch (_) { /* not JSON */ }
-    throw new Error(`${url}: ${response.status} ${detail}`);
+    try { detail = MF.words((await response.json()).detail) || detail; } catch (_) { /* not JSON */ }
+    throw new MF.ApiError(response.status, detail);
   }
-  return response.json();
+  return response.status === 204 ? null : response.json();
 };
+
+MF.getJson = (url) => MF.request(url);
 
 MF.fmt = function (value, digits = 4) {
   if (value === null || value === undefined) return "–";
@@ -94,9 +116,17 @@ MF.seconds = function (value) {
   return value === null || value === undefined ? "–" : `${value.toFixed(3)} s`;
 };
 
-// Stored times are naive UTC.
+// Stored times are naive UTC (the API adds +00:00).
 MF.parseTime = function (text) {
   return text ? new Date(/[zZ]|[+-]\d\d:\d\d$/.test(text) ? text : `${text}Z`) : null;
+};
+
+// A time as people read it: to the second, in this browser's zone, with the zone named.
+MF.time = function (text) {
+  const when = MF.parseTime(text);
+  if (!when) return "–";
+  return when.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric", hour: "2-digit",
+    minute: "2-digit", second: "2-digit", timeZoneName: "short" });
 };
 
 MF.age = function (text) {
@@ -109,14 +139,19 @@ MF.age = function (text) {
   return `${(s / 86400).toFixed(1)} days ago`;
 };
 
-MF.isDone = (job) => job.state === "completed" || job.state === "failed";
+MF.isDone = (job) => ["completed", "failed", "cancelled"].includes(job.state);
 
 MF.stateBadge = (state) => MF.el("span", { class: `badge state-${state}` }, state);
 
+// The bar and its count say the same thing: finished (completed + failed) of the budget.
 MF.progress = function (job) {
   const finished = job.n_completed + job.n_failed;
   const pct = job.budget ? Math.min(100, (100 * finished) / job.budget) : 0;
   return MF.el("span", { class: "progress", title: `${job.n_completed} completed, ${job.n_failed} failed` },
     MF.el("span", { class: "bar" }, MF.el("span", { class: "fill", style: `width:${pct.toFixed(1)}%` })),
-    MF.el("span", { class: "count" }, `${finished} / ${job.budget}`));
+    MF.el("span", { class: "count" }, `${finished} / ${job.budget}`,
+      job.n_failed ? MF.el("span", { class: "muted" }, ` (${job.n_failed} failed)`) : ""));
 };
+
+// An objective or parameter as the table and filters show it: the name a user types (no metrics./params.).
+MF.typed = (column) => column.replace(/^metrics\./, "").replace(/^params\./, "");

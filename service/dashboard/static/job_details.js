@@ -34,20 +34,26 @@ MF.details = (function () {
 
   async function show(id) {
     current = id;
+    const card = document.getElementById("details-card");
     const target = document.getElementById("details");
+    card.hidden = false;
+    document.getElementById("panels").classList.add("has-pick");
     let ev;
     try { ev = await MF.getJson(`/v1/evaluations/${id}`); } catch (err) {
-      target.replaceChildren(MF.el("p", { class: "error" }, String(err)));
+      target.replaceChildren(MF.el("p", { class: "error" }, String(err.message)));
       return;
     }
     if (current !== id) return;
     const timings = { "merge": MF.seconds(ev.merge_seconds), "evaluate": MF.seconds(ev.eval_seconds),
-      "worker": ev.worker || "–", "node": ev.node ? `${ev.node} (${ev.node_id.slice(0, 8)})` : "–", "attempts": ev.attempts, "started": ev.started_at || "–",
-      "finished": ev.finished_at || "–" };
+      "worker": ev.worker || "–", "node": ev.node ? `${ev.node} (${ev.node_id.slice(0, 8)})` : "–",
+      "attempts": ev.attempts, "started": MF.time(ev.started_at), "finished": MF.time(ev.finished_at) };
+    const compared = MF.view.compare.includes(ev.id);
     target.replaceChildren(...[
       MF.el("p", { class: "picked", id: "picked", dataset: { evaluationId: ev.id } },
         MF.el("strong", {}, `Evaluation #${ev.number}`), " ", MF.stateBadge(ev.state),
-        MF.el("span", { class: "muted" }, ` id ${ev.id}`)),
+        MF.el("span", { class: "muted" }, ` id ${ev.id}`), " ",
+        MF.el("button", { type: "button", id: "details-compare", disabled: compared || MF.view.compare.length >= 4,
+          onclick: () => { MF.decide.addCompare(ev.id, ev.number); } }, compared ? "in compare" : "compare")),
       ev.error ? MF.el("pre", { class: "error" }, ev.error) : null,
       ...pairs("metrics", ev.metrics, "metrics"), ...pairs("configuration", ev.params, "params"),
       ...pairs("timings", timings, "timings")].filter(Boolean));
@@ -55,7 +61,14 @@ MF.details = (function () {
     if (current === id) target.append(block);
   }
 
-  return { show };
+  function close() {
+    current = null;
+    document.getElementById("details-card").hidden = true;
+    document.getElementById("panels").classList.remove("has-pick");
+  }
+
+  document.getElementById("details-close").addEventListener("click", close);
+  return { show, close };
 })();
 
 MF.onPick = (id) => MF.details.show(id);

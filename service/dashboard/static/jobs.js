@@ -1,46 +1,78 @@
-// The jobs page: every job with state, progress, optimizer, best hypervolume and age; refreshes while any runs.
+// The jobs page: every job with state, progress, optimizer, best hypervolume and creation time; searched and
+// sorted on the server. It keeps polling (faster while a job runs), so a newly submitted job appears by itself.
 "use strict";
 
 (function () {
   const PAGE = 50;
-  let offset = 0;
+  const RUNNING_MS = 2000;
+  const IDLE_MS = 5000;
+  const state = { offset: 0, search: "", filter: "", sort: "id", descending: true };
   let timer = null;
 
   function row(job) {
-    return MF.el("tr", { class: "job-row", dataset: { jobId: job.id } },
+    return MF.el("tr", { class: "job-row", dataset: { jobId: job.id, state: job.state } },
       MF.el("td", {}, MF.el("a", { href: `/jobs/${job.id}` }, `#${job.id}`)),
-      MF.el("td", {}, MF.el("a", { href: `/jobs/${job.id}` }, job.name)),
+      MF.el("td", {}, MF.el("a", { href: `/jobs/${job.id}` }, job.name),
+        job.notes ? MF.el("div", { class: "muted" }, job.notes) : null),
       MF.el("td", {}, MF.stateBadge(job.state)),
       MF.el("td", {}, MF.progress(job)),
       MF.el("td", {}, job.optimizer),
       MF.el("td", { class: "num" }, MF.fmt(job.hypervolume, 6),
         MF.el("div", { class: "muted" }, `ref ${MF.refPoint(job.reference_point)}`)),
       MF.el("td", { class: "num" }, job.objectives.length),
-      MF.el("td", { title: job.created_at }, MF.age(job.created_at)));
+      MF.el("td", { title: MF.time(job.created_at) }, MF.age(job.created_at)));
+  }
+
+  function headers() {
+    document.querySelectorAll("#jobs th.sortable").forEach((th) => {
+      const arrow = th.dataset.sort === state.sort ? (state.descending ? " ▼" : " ▲") : "";
+      th.textContent = th.textContent.replace(/ [▲▼]$/, "") + arrow;
+    });
   }
 
   async function load() {
     clearTimeout(timer);
+    const params = new URLSearchParams({ offset: state.offset, limit: PAGE, sort: state.sort,
+      descending: state.descending });
+    if (state.search) params.set("search", state.search);
+    if (state.filter) params.set("state", state.filter);
     try {
-      const page = await MF.getJson(`/v1/jobs?offset=${offset}&limit=${PAGE}`);
+      const page = await MF.getJson(`/v1/jobs?${params}`);
       const body = document.getElementById("jobs-body");
       body.replaceChildren(...page.items.map(row));
-      document.getElementById("empty").hidden = page.total > 0;
+      document.getElementById("empty").hidden = page.total > 0 || state.search || state.filter;
       document.getElementById("jobs-count").textContent =
-        page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total} jobs` : "";
-      document.getElementById("prev").disabled = offset === 0;
-      document.getElementById("next").disabled = offset + PAGE >= page.total;
+        page.total ? `${state.offset + 1}–${state.offset + page.items.length} of ${page.total} jobs`
+          : state.search || state.filter ? "no job matches" : "";
+      document.getElementById("prev").disabled = state.offset === 0;
+      document.getElementById("next").disabled = state.offset + PAGE >= page.total;
       document.getElementById("error").hidden = true;
-      if (page.items.some((job) => !MF.isDone(job))) timer = setTimeout(load, 2000);
+      headers();
+      document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
+      timer = setTimeout(load, page.items.some((job) => !MF.isDone(job)) ? RUNNING_MS : IDLE_MS);
     } catch (err) {
       const box = document.getElementById("error");
-      box.textContent = String(err);
+      box.textContent = String(err.message || err);
       box.hidden = false;
-      timer = setTimeout(load, 5000);
+      timer = setTimeout(load, IDLE_MS);
     }
   }
 
-  document.getElementById("prev").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); load(); });
-  document.getElementById("next").addEventListener("click", () => { offset += PAGE; load(); });
+  document.getElementById("jobs-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target;
+    state.search = form.elements.search.value.trim();
+    state.filter = form.elements.state.value;
+    state.offset = 0;
+    load();
+  });
+  document.querySelectorAll("#jobs th.sortable").forEach((th) => th.addEventListener("click", () => {
+    state.descending = th.dataset.sort === state.sort ? !state.descending : th.dataset.sort !== "name";
+    state.sort = th.dataset.sort;
+    state.offset = 0;
+    load();
+  }));
+  document.getElementById("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); load(); });
+  document.getElementById("next").addEventListener("click", () => { state.offset += PAGE; load(); });
   load();
 })();
