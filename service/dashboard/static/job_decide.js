@@ -24,7 +24,7 @@ MF.decide = (function () {
 
   async function rank() {
     const form = document.getElementById("decide-form");
-    const params = new URLSearchParams({ limit: 50 });
+    const params = new URLSearchParams({ limit: 20 });
     const text = form.elements.constraints.value;
     text.split(",").map((s) => s.trim()).filter(Boolean).forEach((c) => params.append("constraint", c));
     form.querySelectorAll("input.weight").forEach((input) => {
