@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,19 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path, cache_dir: Path) -> 
     assert front, printed[-3000:]
     assert int(front.group(1)) >= 2 and float(front.group(2)) > 0
     assert "copy_loss  reverse_exact_match  storage_mb" in printed
+
+
+def test_readme_demo_output_is_what_a_fresh_run_prints(tmp_path: Path, cache_dir: Path) -> None:
+    """The demo's quoted front (its size, hypervolume and rows, abridged with "...") is a fresh run's output."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```\n(Pareto front of job 1: \d+ of 64 completed evaluations.*?)```", readme, re.S)
+    assert block, "README quotes no demo front"
+    quoted = block.group(1).splitlines()
+    env = {**os.environ, "MERGEFRONT_HOME": str(tmp_path), "MERGEFRONT_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run([str(Path(sys.executable).parent / "mergefront"), "run", "examples/digits.yaml"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    printed = out.stdout.splitlines()
+    assert quoted[0] in printed, f"README: {quoted[0]}\nprinted: {[p for p in printed if 'Pareto' in p]}"
+    for row in quoted[1:]:  # the header and rows, cut at " ..."
+        assert any(line.startswith(row.removesuffix(" ...").rstrip()) for line in printed), (row, printed[-40:])

@@ -36,8 +36,11 @@ MF.details = (function () {
     current = id;
     const card = document.getElementById("details-card");
     const target = document.getElementById("details");
-    card.hidden = false;
-    document.getElementById("panels").classList.add("has-pick");
+    if (card.hidden) {
+      card.hidden = false;
+      document.getElementById("panels").classList.add("has-pick");
+      window.dispatchEvent(new Event("resize")); // the front plot gives the card its width
+    }
     let ev;
     try { ev = await MF.getJson(`/v1/evaluations/${id}`); } catch (err) {
       target.replaceChildren(MF.el("p", { class: "error" }, String(err.message)));
@@ -65,6 +68,7 @@ MF.details = (function () {
     current = null;
     document.getElementById("details-card").hidden = true;
     document.getElementById("panels").classList.remove("has-pick");
+    window.dispatchEvent(new Event("resize"));
   }
 
   document.getElementById("details-close").addEventListener("click", close);
