@@ -80,8 +80,9 @@ def compare(job_id: JobId, session: SessionDep, request: Request,
     notes: list[str] = []
     for row in rows:
         try:
-            yamls.append(export_source(session=session, evaluation_id=row.id,
-                                       settings=request.app.state.settings).mergekit_yaml())
+            settings = request.app.state.settings  # models named as the spec names them, never by server paths
+            yamls.append(export_source(session=session, evaluation_id=row.id, settings=settings)
+                         .mergekit_yaml(settings))
         except ConflictError as exc:
             yamls.append(None)
             notes.append(str(exc))

@@ -155,6 +155,7 @@ def test_two_to_four_points_compare_side_by_side_with_their_yaml_diff(browser: A
             assert f"{ev['metrics'][key]:.4f}" in body
     diff = browser.find_element(By.CSS_SELECTOR, "#compare pre.diff").text
     assert expected["diffs"][0] and diff.strip() == expected["diffs"][0].strip()
+    assert "bench://digits/rotated" in expected["mergekit"][0] and "safetensors" not in diff  # no server paths
 
 
 def test_importance_with_held_out_r2_and_the_predicted_front(browser: Any, job: dict[str, Any]) -> None:
