@@ -60,3 +60,16 @@ def test_readme_demo_output_is_what_a_fresh_run_prints(tmp_path: Path, cache_dir
     assert quoted[0] in printed, f"README: {quoted[0]}\nprinted: {[p for p in printed if 'Pareto' in p]}"
     for row in quoted[1:]:  # the header and rows, cut at " ..."
         assert any(line.startswith(row.removesuffix(" ...").rstrip()) for line in printed), (row, printed[-40:])
+
+
+def test_the_digits_build_table_in_the_docs_is_what_a_fresh_build_prints(tmp_path: Path) -> None:
+    """docs/suites.md quotes the table `python -m mergefront.evaluators.suites.digits DIR` prints (seed 0)."""
+    page = (ROOT / "docs" / "suites.md").read_text()
+    block = re.search(r"```\n(task +base +expert +merge 1/N +merge sum\nrotated .*?)```", page, re.S)
+    assert block, "docs/suites.md quotes no digits build table"
+    out = subprocess.run([sys.executable, "-m", "mergefront.evaluators.suites.digits", str(tmp_path / "digits")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    printed = [line.rstrip() for line in out.stdout.splitlines()]
+    for line in block.group(1).splitlines():
+        assert line.rstrip() in printed, (line, out.stdout[-2000:])
