@@ -30,7 +30,7 @@ from mergefront.optimizers import (
 from mergefront.optimizers.base import History
 from mergefront.service import repository as repo
 from mergefront.service.cluster_fit import check_fits_known_cluster
-from mergefront.service.db import session_scope, transaction
+from mergefront.service.db import transaction
 from mergefront.service.front import FrontState, record_result, update_front
 from mergefront.service.lease import Heartbeat, JobCancelled, LeaseLost, leased_message
 from mergefront.service.manage import abandon_candidates
@@ -104,22 +104,25 @@ class JobRunner:
 
     def run_next(self, **kwargs: Any) -> int | None:
         """Lease the oldest runnable job and run it; return its id, or None when there is none."""
-        with session_scope(self.sessions) as s:
-            job_id = repo.lease_job(session=s, owner=self.owner, seconds=self.settings.lease_seconds)
+        job_id = self._read(lambda s: repo.lease_job(session=s, owner=self.owner,
+                                                     seconds=self.settings.lease_seconds), "leasing a job")
         if job_id is not None:
             self._run_leased(job_id, **kwargs)
         return job_id
 
     def run(self, job_id: int, **kwargs: Any) -> str:
         """Lease job `job_id` and run it to its end (or until `stop` is set); return its state."""
-        with session_scope(self.sessions) as s:
+        def lease(s: Session) -> str | None:
             if repo.lease_job(session=s, owner=self.owner, seconds=self.settings.lease_seconds,
                               job_id=job_id) is None:
                 job = repo.get_job(session=s, job_id=job_id)
                 if job.state in DONE_JOB_STATES:
-                    return job.state
+                    return str(job.state)
                 raise ConflictError(leased_message(job_id, job.lease_expires_at))
-        return self._run_leased(job_id, **kwargs)
+            return None
+
+        done = self._read(lease, f"leasing job {job_id}")
+        return done if done is not None else self._run_leased(job_id, **kwargs)
 
     def _run_leased(self, job_id: int, progress: Callable[[Progress], None] | None = None,
                     stop: threading.Event | None = None) -> str:
@@ -155,12 +158,18 @@ class JobRunner:
 
             return self._quietly(job_id, JobState.failed, fail)
         except BaseException:  # Ctrl-C: leave the job to be resumed at once, not after its lease expires
-            with session_scope(self.sessions) as s:
-                repo.release_lease(session=s, job_id=job_id, owner=self.owner)
+            self._read(lambda s: repo.release_lease(session=s, job_id=job_id, owner=self.owner),
+                       f"releasing job {job_id}", retry_seconds=5)
             raise
         finally:
             if run is not None:
                 run.pool.shutdown()
+
+    def _read(self, work: Callable[[Session], T], doing: str, retry_seconds: float | None = None) -> T:
+        """`work` in one transaction that needs no lease (leasing, reading), transient database errors retried for
+        up to a lease (db.transaction), or `retry_seconds`."""
+        return transaction(self.sessions, work, doing=doing,
+                           retry_seconds=self.settings.lease_seconds if retry_seconds is None else retry_seconds)
 
     def _owned(self, job_id: int, work: Callable[[Session], T], *, cancelled_ok: bool = False) -> T:
         """`work` in one transaction that holds the job's lease (renewed first): LeaseLost, with nothing written,
@@ -176,7 +185,8 @@ class JobRunner:
                 raise JobCancelled(job_id)
             return work(session)
 
-        return transaction(self.sessions, guarded, retry_seconds=self.settings.lease_seconds)
+        return transaction(self.sessions, guarded, retry_seconds=self.settings.lease_seconds,
+                           doing=f"recording the progress of job {job_id}")
 
     def _wait_or_fail(self, session: Session, job_id: int, exc: ClusterUnavailableError) -> str:
         """Defer a job the cluster could not start, or fail it once it has waited past the start deadline; return
@@ -206,9 +216,11 @@ class JobRunner:
     def _prepare(self, job_id: int) -> _JobRun:
         from mergefront.evaluators.pool import init_ray
 
-        with session_scope(self.sessions) as s:
+        def read(s: Session) -> tuple[JobSpec, str]:
             job = repo.get_job(session=s, job_id=job_id)
-            spec, origin = JobSpec.model_validate(job.spec), job.origin
+            return JobSpec.model_validate(job.spec), job.origin
+
+        spec, origin = self._read(read, f"reading job {job_id}")
         if origin == "network":  # the roots and plug-ins it was admitted under may have changed since
             from mergefront.plugins import Registry
             from mergefront.service.confine import confine_paths
@@ -222,8 +234,8 @@ class JobRunner:
         if not cluster:  # a local Ray never grows: workers it cannot hold fail the job now, not after a deadline
             check_fits_known_cluster(spec)
         setup = self._worker_setup(spec, files, cluster)  # plans the job's memory: one that cannot fit fails here
-        with session_scope(self.sessions) as s:
-            front = update_front(session=s, job_id=job_id)  # and any step a runner that stopped did not store
+        # the front, with any step a runner that stopped did not store
+        front = self._read(lambda s: update_front(session=s, job_id=job_id), f"reading job {job_id}'s front")
         return _JobRun(job_id, spec, space, make_optimizer(spec, space), self.pool_factory(setup, spec), front)
 
     def _worker_setup(self, spec: JobSpec, files: ModelFiles, cluster: bool) -> WorkerSetup:
@@ -268,8 +280,10 @@ class JobRunner:
     def renew(self, job_id: int) -> None:
         """Extend this runner's lease of `job_id`; LeaseLost when another runner holds it, JobCancelled when the
         job was cancelled."""
-        with session_scope(self.sessions) as s:
-            state = repo.renew_lease(session=s, job_id=job_id, owner=self.owner, seconds=self.settings.lease_seconds)
+        # retried for a quarter lease: the heartbeat tries again at its next beat
+        state = self._read(lambda s: repo.renew_lease(session=s, job_id=job_id, owner=self.owner,
+                                                      seconds=self.settings.lease_seconds),
+                           f"renewing the lease of job {job_id}", retry_seconds=self.settings.lease_seconds / 4)
         if state is None:
             raise LeaseLost(job_id)
         if state == JobState.cancelled:
@@ -278,9 +292,9 @@ class JobRunner:
     def _dispatch_orphans(self, run: _JobRun) -> None:
         """Read the job's evaluations once; those left pending or running by a runner that stopped are evaluated
         again."""
-        with session_scope(self.sessions) as s:
-            run.n_created, rows = repo.list_evaluations(session=s, job_id=run.job_id)
-            orphans = [r for r in rows if r.state in (EvaluationState.pending, EvaluationState.running)]
+        run.n_created, rows = self._read(lambda s: repo.list_evaluations(session=s, job_id=run.job_id),
+                                         f"reading job {run.job_id}'s evaluations")
+        orphans = [r for r in rows if r.state in (EvaluationState.pending, EvaluationState.running)]
         run.history = History(run.space.dim, len(run.spec.objectives))
         for r in rows:
             if r.state in (EvaluationState.completed, EvaluationState.failed):
@@ -362,8 +376,8 @@ class JobRunner:
         """EvaluationFailedError when the job's first evaluations (settings.failures_to_stop, at most its budget)
         all failed with this same error: the next ones would too."""
         n = min(self.settings.failures_to_stop, run.spec.optimizer.budget)
-        with session_scope(self.sessions) as s:
-            failed, errors = repo.first_failures(session=s, job_id=run.job_id)
+        failed, errors = self._read(lambda s: repo.first_failures(session=s, job_id=run.job_id),
+                                    f"reading job {run.job_id}'s failures")
         if failed >= n and errors == {error}:
             raise EvaluationFailedError(
                 f"its first {failed} evaluations all failed with the same error, so the job stopped with "

@@ -25,10 +25,10 @@ CLIENTS, JOBS_PER_CLIENT = 4, 15
 SQL_WORDS = ("INSERT", "SELECT", "UPDATE", "[SQL", "parameters", "psycopg", "sqlalche")
 
 
-def _kill_backends(url: str, stop: threading.Event, kills: list[int]) -> None:
-    """Terminate every other connection to the database at `url`, again and again until `stop`."""
+def _kill_backends(url: str, stop: threading.Event, kills: list[int], every: float = KILL_EVERY) -> None:
+    """Terminate every other connection to the database at `url`, every `every` seconds until `stop`."""
     with psycopg.connect(_pg_conninfo(url), autocommit=True) as admin:
-        while not stop.wait(KILL_EVERY):
+        while not stop.wait(every):
             killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
             kills.append(int(killed[0]) if killed else 0)
