@@ -37,6 +37,22 @@ def _error(ref) -> BaseException:  # type: ignore[no-untyped-def]
     return error.as_instanceof_cause() if isinstance(error, ray.exceptions.RayTaskError) else error
 
 
+def _dead(actor) -> BaseException:  # type: ignore[no-untyped-def]
+    """The error of a call on a killed actor: `ray.kill` is asynchronous, so a call made at once may still run."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.score.remote("ok"), timeout=60)
+        except ray.exceptions.RayError as error:
+            return error
+        time.sleep(0.2)
+    raise AssertionError("the killed actor still answers after 60 s")
+
+
 def test_errors_of_the_jobs_code_are_deterministic_and_dead_workers_transient() -> None:
     import ray
 
@@ -55,7 +71,7 @@ def test_errors_of_the_jobs_code_are_deterministic_and_dead_workers_transient() 
     assert (typed.transient, missing.transient, memory.transient) == (False, False, True)
     assert typed.text.startswith("TypeError") and missing.text.startswith("FileNotFoundError")
     ray.kill(worker)
-    died = classify(_error(worker.score.remote("ok")))  # type: ignore[attr-defined]
+    died = classify(_dead(worker))
     assert died.transient and "Actor" in died.text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -30,4 +31,6 @@ def test_the_server_imports_the_optimizers_as_it_starts_not_on_the_first_ask(tmp
             "with TestClient(app):\n"
             f"    print(before, sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert out.strip() == "[] ['botorch', 'mergefront.optimizers', 'pymoo', 'torch']"
+    before, after = out.strip().split(" ", 1)
+    assert before == "[]"  # creating the app imports nothing heavy; its start imports what asks and tells need
+    assert {"botorch", "mergefront.optimizers", "pymoo", "torch"} <= set(ast.literal_eval(after))
