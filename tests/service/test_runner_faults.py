@@ -120,7 +120,7 @@ def _can_write(url: str, job_id: int) -> bool:
         engine.dispose()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the same on PostgreSQL; one keeps CI short
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that_finishes_it(
         settings: Settings, sessions: Any, spec_data: dict, stored_evaluations: Callable[..., list],
         tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that
     _assert_exact_budget(sessions, job_id, 16, stored_evaluations)
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # production's database; SQLite: above
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_a_server_killed_mid_job_leaves_the_job_to_the_next_server_which_finishes_it(
         settings: Settings, sessions: Any, spec_data: dict, stored_evaluations: Callable[..., list],
         tmp_path: Path) -> None:
