@@ -66,7 +66,9 @@ def test_model_paths_outside_the_roots_are_refused_alike_and_at_once(client: Tes
     for base in ("/etc", str(tmp_path / "outside"), str(tmp_path / "no-such-folder"), "../outside", "a/../../x"):
         start = time.monotonic()
         messages[base] = _refusal(client.post("/v1/jobs", json=_own(spec_data, base)), ["models", "base"])
-        assert time.monotonic() - start < 1.0
+        # refused before anything is read: reading /etc as a model folder took 18 s; the bound is far above a
+        # loaded CI machine's request time (1.2 s seen) and far below a folder walk
+        assert time.monotonic() - start < 10.0
     assert set(messages.values()) == {"P is outside the model folder(s) of this server: give a path relative to it "
                                       "(its operator sets MERGEFRONT_MODEL_ROOTS)"}, messages
     # "~" means nothing special here: a folder of that name inside the root
