@@ -1,17 +1,20 @@
 """Sample efficiency: hypervolume reached per evaluation by our optimizers and the peers a user would pick instead.
 
-On bench://digits, two search spaces: task arithmetic with 4 expert weights (`task_arithmetic-4`) and TIES with
-4 weights and 4 densities (`ties-8`); four objectives, each task's validation accuracy, and the same spaces with
-two (`-2obj`: the first two tasks' accuracies, the four experts still merged). A dense reference front
-(a grid, a 3,000-evaluation NSGA-II run, then NSGA-II rounds started from the front until one adds less than
-0.5 % hypervolume) is computed once and kept, with every run's accuracies, in benchmarks/results/sample_efficiency/
-(in git, so a fresh clone reports and resumes without recomputing).
+The problems (benchmarks/search_problems.py): on bench://digits, task arithmetic with 4 expert weights
+(`task_arithmetic-4`) and TIES with 4 weights and 4 densities (`ties-8`), four objectives (each task's validation
+accuracy) or two (`-2obj`: the first two tasks', the four experts still merged); a noisy variant of task
+arithmetic, DARE (`dare_linear-4-2obj`: half of each task vector dropped at random, each candidate with its own
+mask seed as in a job, runs scored on the mean over 4 fixed mask seeds); and on bench://tinylm (a 2-layer Llama)
+TIES per component (`tinylm-ties-32-2obj`: 32 dimensions, two tasks' answer-token losses, reference point 3.0).
+A dense reference front (a grid or a Sobol sample, a long NSGA-II run, then NSGA-II rounds started from the front
+until one adds less than 0.5 % hypervolume) is computed once and kept, with every run's metrics, in
+benchmarks/results/sample_efficiency/ (in git, so a fresh clone reports and resumes without recomputing).
 Then every method runs 64 evaluations per seed through the same evaluation function:
   - ours, through `make_optimizer` exactly as a job builds them, in batches of 4 (the job default);
   - Optuna's NSGAIISampler (population as ours: max(8, 2 d)), TPESampler and GPSampler (their defaults), and
     our Sobol random search, one trial at a time (which favours them).
 No method knows the budget, so the hypervolume after 16 and 32 evaluations is read off the same run as after 64.
-Hypervolume (reference point 0 for every accuracy, the job default) is reported as a fraction of the reference
+Hypervolume (the job's reference point: 0 for every accuracy) is reported as a fraction of the reference
 front's, with the evaluations each method needs to reach 95 % of it. Each run is cached, so an interrupted
 benchmark continues; runs of an earlier report that this one does not make (other methods, problems or seeds)
 are carried over, their fractions rescaled to this report's reference front (a run's own hypervolume does not
@@ -37,13 +40,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from digits_problems import (  # noqa: E402
+from search_problems import (  # noqa: E402
     PROBLEMS,
-    DigitsProblem,
+    Problem,
     open_problem,
     problem_spec,
     reference_front,
-    reference_hypervolume,
+    reference_path,
 )
 
 from mergefront.optimizers import Observation, make_optimizer  # noqa: E402
@@ -53,10 +56,11 @@ CACHE = HERE / "results" / "sample_efficiency"
 RESULTS = HERE / "results"
 BUDGETS = (16, 32, 48, 64)
 TARGET = 0.95
-OURS = ("hybrid", "qnehvi", "map", "map-nested", "saea", "nsga2", "random")
+OURS = ("auto", "hybrid", "qnehvi", "map", "map-nested", "saea", "nsga2", "random")
 # benchmark names that are not optimizer names: the spec's optimizer, then attributes set on the optimizer built
-OPTIMIZERS = {"map-nested": {"name": "map", "nested": True}, "hybrid-prior": {"name": "hybrid"},
-              "hybrid-prior-design": {"name": "hybrid"}}
+OPTIMIZERS: dict[str, dict[str, object]] = {"map-nested": {"name": "map", "nested": True},
+                                            "hybrid-prior": {"name": "hybrid"},
+                                            "hybrid-prior-design": {"name": "hybrid"}}
 VARIANTS: dict[str, dict[str, object]] = {  # measured and not kept as the default (docs/optimizers.md says why)
     "hybrid-prior": {"prior_mean": True},  # the R² switch, then GPs whose prior mean is the fitted quadratic
     "hybrid-prior-design": {"switch": "design", "prior_mean": True},  # those GPs right after MAP's design
@@ -65,20 +69,22 @@ PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
 BATCH = 4
 
 
-def run_ours(problem: DigitsProblem, name: str, seed: int, budget: int) -> tuple[np.ndarray, float]:
-    """Accuracies (`budget x m`) in evaluation order, and the seconds spent proposing."""
+def run_ours(problem: Problem, name: str, seed: int, budget: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The metrics the run saw (`budget x m`) in evaluation order, and the seconds spent proposing."""
     spec = problem_spec(problem.name, {**OPTIMIZERS.get(name, {"name": name}), "seed": seed, "batch_size": BATCH})
     opt = make_optimizer(spec, problem.space)
     for attribute, value in VARIANTS.get(name, {}).items():
         setattr(opt, attribute, value)
+    sign = np.where(problem.maximize, -1.0, 1.0)  # optimizers minimise
     history: list[Observation] = []
     proposing = 0.0
     while len(history) < budget:
         start = time.perf_counter()
         points = opt.ask(min(BATCH, budget - len(history)), history)
         proposing += time.perf_counter() - start
-        history += [Observation(x, tuple(-v for v in problem.evaluate(x))) for x in points]
-    return -np.asarray([o.values for o in history]), proposing
+        history += [Observation(x, tuple(sign * np.asarray(problem.observe(x, seed, len(history) + i))))
+                    for i, x in enumerate(points)]
+    return np.asarray([o.x for o in history]), sign * np.asarray([o.values for o in history]), proposing
 
 
 def _optuna_sampler(name: str, seed: int, dim: int):  # type: ignore[no-untyped-def]
@@ -93,22 +99,23 @@ def _optuna_sampler(name: str, seed: int, dim: int):  # type: ignore[no-untyped-
     raise ValueError(f"unknown peer {name!r}")
 
 
-def run_peer(problem: DigitsProblem, name: str, seed: int, budget: int) -> tuple[np.ndarray, float]:
+def run_peer(problem: Problem, name: str, seed: int, budget: int) -> tuple[np.ndarray, np.ndarray, float]:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["maximize"] * len(problem.spec.objectives),
+    study = optuna.create_study(directions=["maximize" if up else "minimize" for up in problem.maximize],
                                 sampler=_optuna_sampler(name, seed, problem.space.dim))
-    rows, proposing = [], 0.0
-    for _ in range(budget):
+    points, rows, proposing = [], [], 0.0
+    for number in range(budget):
         start = time.perf_counter()
         trial = study.ask()
         x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(problem.space.dim)]
         proposing += time.perf_counter() - start
-        y = problem.evaluate(x)
+        y = problem.observe(x, seed, number)
         study.tell(trial, list(y))
+        points.append(x)
         rows.append(y)
-    return np.asarray(rows), proposing
+    return np.asarray(points), np.asarray(rows), proposing
 
 
 def run_path(problem: str, method: str, seed: int) -> Path:
@@ -116,19 +123,26 @@ def run_path(problem: str, method: str, seed: int) -> Path:
     return CACHE / "runs" / f"{problem}-{method}-{seed}.json"
 
 
-def cached_run(problem: DigitsProblem, method: str, seed: int, budget: int, again: bool = False) -> dict:
+def cached_run(problem: Problem, method: str, seed: int, budget: int, again: bool = False) -> dict:
+    """A run's record: `Y`, the metrics it is scored on (`budget x m`, in evaluation order), and the seconds spent
+    proposing; for a noisy problem also `observed`, the one draw per candidate the optimizer saw (`Y` is then the
+    truth at the same points)."""
     path = run_path(problem.name, method, seed)
     if path.exists() and not again:
         return dict(json.loads(path.read_text()))
-    runner: Callable[..., tuple[np.ndarray, float]] = run_peer if method.startswith("optuna") else run_ours
-    Y, proposing = runner(problem, method, seed, budget)
+    runner: Callable[..., tuple[np.ndarray, np.ndarray, float]] = (
+        run_peer if method.startswith("optuna") else run_ours)
+    X, Y, proposing = runner(problem, method, seed, budget)
     record = {"Y": Y.tolist(), "proposal_seconds": proposing}
+    if problem.noisy:
+        record = {"Y": [list(problem.truth(x)) for x in X], "observed": Y.tolist(), "proposal_seconds": proposing}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     return record
 
 
-def best_subsets(ref_Y: np.ndarray, ref_hv: float, sizes: tuple[int, ...] = BUDGETS) -> dict[str, float]:
+def best_subsets(problem: Problem, ref_Y: np.ndarray, ref_hv: float,
+                 sizes: tuple[int, ...] = BUDGETS) -> dict[str, float]:
     """Hypervolume fraction of the best `b` points of the reference front itself, per budget `b` (greedy).
 
     No method can do better with `b` evaluations than the best `b`-point subset of the true front, so this is the
@@ -139,7 +153,10 @@ def best_subsets(ref_Y: np.ndarray, ref_hv: float, sizes: tuple[int, ...] = BUDG
     out: dict[str, float] = {}
     current = 0.0
     for size in range(1, max(sizes) + 1):
-        gains = [-1.0 if i in chosen else reference_hypervolume(ref_Y[[*chosen, i]]) for i in range(len(ref_Y))]
+        if size > len(ref_Y):  # the whole front fits in the budget
+            out.update({str(b): 1.0 for b in sizes if b >= size})
+            break
+        gains = [-1.0 if i in chosen else problem.hypervolume(ref_Y[[*chosen, i]]) for i in range(len(ref_Y))]
         best = int(np.argmax(gains))
         chosen.append(best)
         current = gains[best]
@@ -148,9 +165,9 @@ def best_subsets(ref_Y: np.ndarray, ref_hv: float, sizes: tuple[int, ...] = BUDG
     return out
 
 
-def hv_curve(Y: np.ndarray, ref_hv: float) -> list[float]:
+def hv_curve(problem: Problem, Y: np.ndarray, ref_hv: float) -> list[float]:
     """Hypervolume fraction after each evaluation (`n`)."""
-    return [reference_hypervolume(Y[: k + 1]) / ref_hv for k in range(len(Y))]
+    return [problem.hypervolume(Y[: k + 1]) / ref_hv for k in range(len(Y))]
 
 
 def evaluations_to(curve: list[float], target: float) -> int | None:
@@ -199,13 +216,18 @@ def _seeds_to_run(problem: str, method: str, seeds: int, cached_only: bool) -> l
 def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bool = False,
             earlier: list[dict] | None = None, rerun: tuple[str, ...] = ()) -> dict:
     settings = Settings()
-    report: dict = {"reference_point": 0.0, "target": TARGET, "budgets": list(BUDGETS), "problems": {}}
+    report: dict = {"target": TARGET, "budgets": list(BUDGETS), "problems": {}}
     for name in problems:
         problem = open_problem(name, settings.resolved_cache_dir)
-        _, ref_Y = reference_front(problem, CACHE)
-        ref_hv = reference_hypervolume(ref_Y)
-        entry: dict = {"dim": problem.space.dim, "objectives": problem.n_objectives, "reference_hypervolume": ref_hv,
-                       "reference_front_size": len(ref_Y), "best_subset": best_subsets(ref_Y, ref_hv), "methods": {}}
+        if cached_only and not reference_path(CACHE, name).exists():
+            print(f"{name}: no kept reference front ({reference_path(CACHE, name)}), not reported", flush=True)
+            continue
+        ref_X, ref_Y = reference_front(problem, CACHE)
+        ref_hv = problem.hypervolume(ref_Y)
+        entry: dict = {"dim": int(ref_X.shape[1]), "objectives": problem.n_objectives,
+                       "reference_point": problem.ref_point, "noisy": problem.noisy, "reference_hypervolume": ref_hv,
+                       "reference_front_size": len(ref_Y), "best_subset": best_subsets(problem, ref_Y, ref_hv),
+                       "methods": {}}
         print(f"{name}: reference hypervolume {ref_hv:.6f} ({len(ref_Y)} points); its best b points cover "
               + ", ".join(f"{v:.3f} (b = {b})" for b, v in entry["best_subset"].items()), flush=True)
         kept: dict[str, dict[int, tuple[list[float], float]]] = {}
@@ -218,7 +240,7 @@ def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bo
                 if seed in runs and not run_path(name, method, seed).exists():
                     continue  # carried over from an earlier report; a kept run file is newer and wins
                 r = cached_run(problem, method, seed, BUDGETS[-1], again=method in rerun)
-                runs[seed] = (hv_curve(np.asarray(r["Y"]), ref_hv), r["proposal_seconds"])
+                runs[seed] = (hv_curve(problem, np.asarray(r["Y"]), ref_hv), r["proposal_seconds"])
             if not runs:
                 continue
             order = sorted(runs)
