@@ -268,7 +268,9 @@ class Job:
 
     def pareto(self, n_completed: int | None = None) -> ParetoOut:
         """The latest Pareto front: its members (parameters and metrics) and its hypervolume; with `n_completed`,
-        the front as it was after that many completed evaluations.
+        the front as it was after that many completed evaluations. A member evaluated more than once
+        (`optimizer.reevaluate`) has the mean over its evaluations as `metrics`, with `metrics_std`, `metrics_min`,
+        `metrics_max`, `n_evaluations` and `evaluation_ids`.
 
             best = max(job.pareto().members, key=lambda m: m.metrics["parity_accuracy"])
             early = job.pareto(n_completed=20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from mergefront.schemas import JobOut, ParetoOut, RankingOut
+from mergefront.schemas import FrontMember, JobOut, ParetoOut, RankingOut
 
 
 def format_space(rows: Sequence[tuple[str, float, float, str]]) -> str:
@@ -17,19 +17,28 @@ def format_space(rows: Sequence[tuple[str, float, float, str]]) -> str:
 
 
 def format_front(front: ParetoOut, max_rows: int = 40) -> str:
-    """The front as a table: one row per member, its objectives then its merge parameters."""
+    """The front as a table: one row per member, its objectives then its merge parameters. Where a point was
+    evaluated more than once (`optimizer.reevaluate`) its objectives are the mean ± the standard deviation over its
+    evaluations, and a column says how many."""
     if not front.members:
         return "no completed evaluation yet"
     params = list(front.members[0].params)
-    header = ["#", *front.objectives, *params]
+    repeated = any(m.n_evaluations > 1 for m in front.members)
+    header = ["#", *(["evals"] if repeated else []), *front.objectives, *params]
     sign = [1.0 if mx else -1.0 for mx in front.maximize]
     first = front.objectives[0]
     members = sorted(front.members, key=lambda m: -sign[0] * (m.metrics or {}).get(first, 0.0))
-    rows = [[str(m.number), *(f"{(m.metrics or {}).get(k, float('nan')):.4f}" for k in front.objectives),
+
+    def value(m: FrontMember, k: str) -> str:
+        mean = f"{(m.metrics or {}).get(k, float('nan')):.4f}"
+        return f"{mean}±{(m.metrics_std or {}).get(k, 0.0):.4f}" if repeated else mean
+
+    rows = [[str(m.number), *([str(m.n_evaluations)] if repeated else []), *(value(m, k) for k in front.objectives),
              *(f"{m.params[p]:.3f}" for p in params)] for m in members[:max_rows]]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     lines = [f"Pareto front of job {front.job_id}: {len(front.members)} of {front.n_completed} completed "
-             f"evaluations, hypervolume {front.hypervolume:.6g} (reference point {front.reference_point})",
+             f"evaluations, hypervolume {front.hypervolume:.6g} (reference point {front.reference_point})"
+             + ("; objectives: mean ± std over each point's evaluations" if repeated else ""),
              "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     if len(members) > max_rows:

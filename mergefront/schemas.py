@@ -90,16 +90,31 @@ class EvaluationOut(_Out):
     started_at: Timestamp | None = None
     finished_at: Timestamp | None = None
     expires_at: Timestamp | None = None  # external jobs: an untold candidate expires then
+    repeat_of: int | None = None  # optimizer.reevaluate: the id of the first evaluation of the same point
+
+
+class FrontMember(EvaluationOut):
+    """A point on the front: its first evaluation, whose `metrics` are the mean over every completed evaluation of
+    the point (evaluated again with new mask seeds: `optimizer.reevaluate`), with their spread."""
+
+    n_evaluations: int = 1
+    evaluation_ids: list[int] = Field(default_factory=list)
+    metrics_std: dict[str, float] | None = None  # standard deviation over the evaluations (0 for one)
+    metrics_min: dict[str, float] | None = None
+    metrics_max: dict[str, float] | None = None
 
 
 class ParetoOut(BaseModel):
+    """A job's front over points: a member evaluated more than once is there with its mean, and the
+    hypervolume is that of the means."""
+
     job_id: int
     objectives: list[str]
     maximize: list[bool]
     reference_point: list[float | None]
     n_completed: int
     hypervolume: float
-    members: list[EvaluationOut]
+    members: list[FrontMember]
 
 
 class Page(BaseModel):
@@ -135,7 +150,8 @@ class EvaluationTable(BaseModel):
 
 
 class FrontPoints(BaseModel):
-    """Completed evaluations as plot columns: every front member, dominated ones thinned to a bound.
+    """Completed points as plot columns: every front member, dominated ones thinned to a bound (a point evaluated
+    more than once is one column, with its mean).
 
     `values[k][i]` is objective `objectives[k]` of point `i`, `params[j][i]` its parameter `parameters[j]`;
     `ids`, `numbers`, `on_front` are per point.
@@ -154,6 +170,10 @@ class FrontPoints(BaseModel):
     values: list[list[float]]
     parameters: list[str] = Field(default_factory=list)
     params: list[list[float]] = Field(default_factory=list)
+    # per point, its number of completed evaluations (more than one: optimizer.reevaluate; `values` are then the
+    # means) and `spread[k][i]`, objective k's standard deviation over them
+    counts: list[int] = Field(default_factory=list)
+    spread: list[list[float]] = Field(default_factory=list)
 
 
 class HypervolumePoint(BaseModel):

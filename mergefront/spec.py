@@ -134,6 +134,9 @@ class OptimizerSpec(_Strict):
     bayesian: bool = Field(False, description="map: sample where the surrogates' held-out error is largest")
     nested: bool = Field(False, description="map: merge pairs of experts, then merge the merges (Nested MAP)")
     screening_factor: int | None = Field(None, ge=1, le=100, description="saea: offspring bred per evaluated one")
+    reevaluate: float = Field(0.0, ge=0.0, le=0.5, description="share of the budget spent evaluating front members "
+                              "again with new mask seeds (0: none; at most 0.5); the front is then taken on each "
+                              "point's mean, with its spread and number of evaluations")
 
     @model_validator(mode="after")
     def _options_match_optimizer(self) -> OptimizerSpec:

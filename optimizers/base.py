@@ -41,8 +41,14 @@ class Optimizer(ABC):
     - Proposals lie in `[0, 1]^d`, are distinct from each other, from every point in the history and from
       every pending point.
     - Failed evaluations (values None) are never treated as good points, and are not proposed again.
+    - A point may be in the history more than once (evaluated again with a new mask seed, see
+      `mergefront.optimizers.repeats`): optimizers with `averages` set see one observation per point, the mean
+      of its completed evaluations (and no pending repeat of it); the others (GP-based: they learn the noise
+      level from the repeats) see every observation.
     - Raises ValueError for malformed input (wrong dimensions, n < 1).
     """
+
+    averages = True  # see each repeated point once, with its mean values
 
     def __init__(self, space: SearchSpace, n_objectives: int, seed: int) -> None:
         if n_objectives < 1:
@@ -66,6 +72,8 @@ class Optimizer(ABC):
                     raise ValueError(f"observation has {len(obs.values)} values, expected {self.n_objectives}")
         for p in pending:
             self._check_point(p)
+        if self.averages:
+            history, pending = averaged(history), new_points(history, pending)
         return self._ask(n, history, pending)
 
     @abstractmethod
@@ -90,6 +98,20 @@ class History(Sequence[Observation]):
         self._keys: list[int] = []
         self._items: list[Observation] = []
         self._points = np.empty((64, dim))
+        self._first: dict[Point, int] = {}  # each point's first key
+
+    @property
+    def repeats(self) -> int:
+        """How many observations are of a point already in the history before them (evaluated again)."""
+        return len(self._items) - len(self._first)
+
+    def first(self, x: Point) -> int | None:
+        """The key of point `x`'s first observation, or None when the history does not hold it."""
+        return self._first.get(tuple(x))
+
+    def __contains__(self, x: object) -> bool:
+        """Whether the history holds point `x` (a tuple)."""
+        return isinstance(x, tuple) and x in self._first
 
     def add(self, key: int, obs: Observation) -> None:
         """Add an observation; `key` (the evaluation's number) orders the history."""
@@ -104,6 +126,7 @@ class History(Sequence[Observation]):
         if n == self._points.shape[0]:
             self._points = np.concatenate([self._points, np.empty_like(self._points)])
         self._points[n] = obs.x
+        self._first[tuple(obs.x)] = min(key, self._first.get(tuple(obs.x), key))
 
     def points(self) -> np.ndarray:
         """Every observation's point (`n x d`), in the order they were added."""
@@ -123,6 +146,37 @@ class History(Sequence[Observation]):
 
     def __iter__(self) -> Iterator[Observation]:
         return iter(self._items)
+
+
+def averaged(history: Sequence[Observation]) -> Sequence[Observation]:
+    """One observation per point, in the order the points first came: the mean of its completed evaluations, or
+    a failed one when none completed. The history itself when no point is in it twice."""
+    if isinstance(history, History) and history.repeats == 0:
+        return history
+    values: dict[Point, list[tuple[float, ...]]] = {}
+    for obs in history:
+        done = values.setdefault(tuple(obs.x), [])
+        if obs.values is not None:
+            done.append(obs.values)
+    if len(values) == len(history):
+        return history
+    return [Observation(x, tuple(float(v) for v in np.mean(done, axis=0)) if done else None)
+            for x, done in values.items()]
+
+
+def new_points(history: Sequence[Observation], pending: Sequence[Point]) -> list[Point]:
+    """The pending points that are not in the history (nor earlier in `pending`): in-flight repeats left out."""
+    seen: History | set[Point] = history if isinstance(history, History) else {tuple(o.x) for o in history}
+    out: list[Point] = []
+    for p in pending:
+        if tuple(p) not in seen and tuple(p) not in out:
+            out.append(tuple(p))
+    return out
+
+
+def n_distinct(known: np.ndarray) -> int:
+    """How many different points (rows) `known` (`k x d`) holds."""
+    return int(np.unique(known, axis=0).shape[0]) if known.shape[0] > 1 else known.shape[0]
 
 
 def known_points(history: Sequence[Observation], pending: Sequence[Point], dim: int) -> np.ndarray:

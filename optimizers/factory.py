@@ -121,8 +121,24 @@ def budget_notes(spec: JobSpec, space: SearchSpace) -> list[str]:
     elif given is None and sizes.capped:
         notes.append(f"{opt.name}: {what} of {sizes.used} evaluations (default {sizes.default}, cut to "
                      f"{INITIAL_SHARE:.0%} of the budget {opt.budget})")
+    if opt.reevaluate > 0:
+        notes.append(reevaluate_note(spec))
     if opt.budget < 2 * (space.dim + 1):
         notes.append(f"warning: a budget of {opt.budget} is small for {space.dim} dimensions (less than "
                      f"2 x (d + 1) = {2 * (space.dim + 1)}): expect a rough front; search fewer parameters "
                      "(a coarser granularity) or raise optimizer.budget")
     return notes
+
+
+def reevaluate_note(spec: JobSpec) -> str:
+    """What `optimizer.reevaluate` spends, and a warning when the job's evaluations are not noisy."""
+    from mergefront.optimizers.repeats import repeats_due
+
+    opt = spec.optimizer
+    total = repeats_due(opt.reevaluate, opt.budget, opt.budget, 0, opt.budget)
+    note = (f"reevaluate: up to {total} of the {opt.budget} evaluations go to front members again with new mask "
+            "seeds, spread over the second half of the budget; the front is on each point's mean")
+    if not spec.noisy and not spec.external:
+        note += (f"; warning: {spec.merge.method} draws no random masks, so a repeat scores the same unless the "
+                 "objectives themselves are noisy")
+    return note

@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points
+from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points, n_distinct
 from mergefront.optimizers.history import (
     SurrogateReport,
     as_points,
@@ -57,10 +57,12 @@ class HybridOptimizer(Optimizer):
         self.prior_mean = prior_mean
         self.settings = settings or AcquisitionSettings()
 
+    averages = False  # the GPs fit every evaluation of a repeated point (the quadratics too: a weighted fit)
+
     def _ask(self, n: int, history: Sequence[Observation], pending: Sequence[Point]) -> list[Point]:
         d = self.space.dim
         known = known_points(history, pending, d)
-        out = drop_known(self.map.initial_design()[len(known):], known)[:n]  # the design's rows not yet reached
+        out = drop_known(self.map.initial_design()[n_distinct(known):], known)[:n]  # the design's rows not reached
         train_X, train_Y = training_data(history, d, self.n_objectives)
         seed = int(self._rng(history, pending).integers(2**31))
         if out.shape[0] < n and train_X.shape[0] >= 3:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points
+from mergefront.optimizers.base import Observation, Optimizer, Point, drop_known, known_points, n_distinct
 from mergefront.optimizers.history import (
     SurrogateReport,
     as_points,
@@ -60,12 +60,15 @@ class QNEHVIOptimizer(Optimizer):
         self.uncertainty_screening = uncertainty_screening
         self.settings = settings or AcquisitionSettings()
 
+    averages = False  # the GPs fit every evaluation of a repeated point: that is how they learn the noise level
+
     def _ask(self, n: int, history: Sequence[Observation], pending: Sequence[Point]) -> list[Point]:
         d = self.space.dim
         known = known_points(history, pending, d)
         train_X, train_Y = training_data(history, d, self.n_objectives)
-        n_sobol = n if train_X.shape[0] < 2 else max(0, min(n, self.initial_points - len(known)))
-        out = drop_known(sobol_points(d, self.seed, len(known), n_sobol), known)
+        reached = n_distinct(known)  # repeats of a point are not design points
+        n_sobol = n if train_X.shape[0] < 2 else max(0, min(n, self.initial_points - reached))
+        out = drop_known(sobol_points(d, self.seed, reached, n_sobol), known)
         if out.shape[0] < n:
             seed = int(self._rng(history, pending).integers(2**31))
             in_flight = np.vstack([np.asarray(pending, dtype=float).reshape(len(pending), d), out])  # k x d

@@ -25,6 +25,7 @@ from mergefront.bounds import MAX_METRIC
 from mergefront.errors import ConflictError, InvalidSpecError
 from mergefront.optimizers import SearchSpace, make_optimizer
 from mergefront.optimizers.base import History, Point
+from mergefront.optimizers.repeats import ask_with_repeats
 from mergefront.service import repository as repo
 from mergefront.service.front import FrontState, load_front, record_result
 from mergefront.service.models import Evaluation, EvaluationState, Job, JobState, utcnow
@@ -130,9 +131,12 @@ def ask(*, session: Session, job_id: int, n: int, settings: Settings) -> list[Ev
     space = known.space(settings)
     if not known.history.dim:
         known.history = History(space.dim, len(spec.objectives))
-    points = make_optimizer(spec, space).ask(n, known.history, known.pending())
+    opt = spec.optimizer
+    points = ask_with_repeats(make_optimizer(spec, space), n, known.history, known.pending(), share=opt.reevaluate,
+                              budget=opt.budget)
     new = repo.add_evaluations(session=session, job_id=job_id, start=known.next_number,
-                               points=[(list(x), space.decode(x)) for x in points])
+                               points=[(list(x), space.decode(x)) for x in points],
+                               repeats=[known.history.first(x) for x in points])
     for row in new:
         repo.start_evaluation(session=session, evaluation_id=row.id, deadline_seconds=spec.resources.ask_timeout)
     repo.start_job(session=session, job_id=job_id)
@@ -174,7 +178,8 @@ def tell(*, session: Session, evaluation_id: int, metrics: Mapping[str, float] |
     known.history.add(row.number, observation(spec, row))
     known.n_finished += 1
     # the front's change, in this transaction; a commit that fails leaves the job's revision older than ours
-    known.front = record_result(session=session, job=job, front=known.front, evaluation_id=row.id, metrics=told)
+    known.front = record_result(session=session, job=job, front=known.front, evaluation_id=row.id, metrics=told,
+                                point=row.repeat_of)
     if known.n_finished >= spec.optimizer.budget:
         repo.finish_job(session=session, job_id=job_id, state=JobState.completed)
     return row

@@ -87,7 +87,8 @@ class Evaluation(Base):
     __tablename__ = "evaluations"
     __table_args__ = (UniqueConstraint("job_id", "number", name="uq_evaluations_job_number"),
                       Index("ix_evaluations_job_state", "job_id", "state"),
-                      Index("ix_evaluations_job_on_front", "job_id", "on_front"))
+                      Index("ix_evaluations_job_on_front", "job_id", "on_front"),
+                      Index("ix_evaluations_repeat_of", "repeat_of"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -110,6 +111,8 @@ class Evaluation(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # external: the tell's deadline
     on_front: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # on the latest front
+    # an evaluation of a point evaluated before (optimizer.reevaluate): the id of that point's first evaluation
+    repeat_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     job: Mapped[Job] = relationship(back_populates="evaluations")
 

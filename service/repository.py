@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
+import numpy as np
 from sqlalchemy import case, false, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from mergefront.errors import InvalidSpecError, NotFoundError
 from mergefront.schemas import (
-    EvaluationOut,
     FrontPoints,
     HypervolumeHistory,
     HypervolumePoint,
@@ -22,6 +22,7 @@ from mergefront.schemas import (
     ParetoOut,
 )
 from mergefront.service.columns import OPS, ColumnFilter, resolve_column
+from mergefront.service.evidence import evidence, front_member
 from mergefront.service.models import (
     Evaluation,
     EvaluationState,
@@ -221,14 +222,20 @@ def finish_job(*, session: Session, job_id: int, state: JobState, error: str | N
 
 
 def add_evaluations(*, session: Session, job_id: int, points: Sequence[tuple[list[float], dict[str, float]]],
-                    start: int | None = None) -> list[Evaluation]:
+                    start: int | None = None, repeats: Sequence[int | None] = ()) -> list[Evaluation]:
     """Record proposed candidates (unit-cube point, named parameters) as pending evaluations, numbered on (from
-    `start` when the caller knows the next number: the unique (job, number) index still guards it)."""
+    `start` when the caller knows the next number: the unique (job, number) index still guards it). `repeats`,
+    per point: the number of the point's first evaluation when it is evaluated again, else None."""
     if start is None:
         last = session.scalar(select(func.max(Evaluation.number)).where(Evaluation.job_id == job_id))
         start = 0 if last is None else last + 1  # read from the (job, number) index: no count of every row
+    firsts = [r for r in repeats if r is not None]
+    ids = dict(session.execute(select(Evaluation.number, Evaluation.id)
+                               .where(Evaluation.job_id == job_id, Evaluation.number.in_(firsts))).tuples().all()
+               ) if firsts else {}
+    of = [None if r is None else ids[r] for r in repeats] + [None] * (len(points) - len(repeats))
     rows = [Evaluation(job_id=job_id, number=start + i, state=EvaluationState.pending, x=list(x), params=params,
-                       attempts=0) for i, (x, params) in enumerate(points)]
+                       attempts=0, repeat_of=of[i]) for i, (x, params) in enumerate(points)]
     session.add_all(rows)
     session.flush()
     return rows
@@ -381,7 +388,8 @@ def best_on_front(*, session: Session, job_id: int, objective: str) -> Evaluatio
     if not members:
         raise NotFoundError(f"job {job_id} has no completed evaluation yet")
     sign = 1.0 if job.maximize[job.objectives.index(objective)] else -1.0
-    return max(members, key=lambda m: sign * (m.metrics or {})[objective])
+    found = evidence(session=session, points=members, keys=job.objectives)  # a point evaluated again: its mean
+    return max(members, key=lambda m: sign * found[m.id].mean[objective])
 
 
 def latest_snapshot(*, session: Session, job_id: int, n_completed: int | None = None) -> ParetoSnapshot | None:
@@ -398,10 +406,12 @@ def pareto_out(*, session: Session, job: Job, n_completed: int | None = None) ->
     step is stored)."""
     snap = latest_snapshot(session=session, job_id=job.id, n_completed=n_completed)
     members = front_members(session=session, job_id=job.id, n_completed=n_completed) if snap else []
+    until = snap.created_at if snap is not None and n_completed is not None else None
+    found = evidence(session=session, points=members, keys=job.objectives, until=until)
     return ParetoOut(job_id=job.id, objectives=job.objectives, maximize=job.maximize,
                      reference_point=job.reference_point, n_completed=snap.n_completed if snap else 0,
                      hypervolume=snap.hypervolume if snap else 0.0,
-                     members=[EvaluationOut.model_validate(m) for m in members])
+                     members=[front_member(m, found.get(m.id)) for m in members])
 
 
 # --- dashboard reads: sorted/filtered pages, plot columns, hypervolume history -----------------------------------
@@ -461,20 +471,29 @@ def front_points(*, session: Session, job: Job, max_dominated: int) -> FrontPoin
     names = [c.removeprefix("params.") for c in table_columns(session=session, job=job) if c.startswith("params.")]
     metrics = [Evaluation.metrics[k].as_float() for k in keys]  # read in SQL: no JSON decoding per row
     params = [Evaluation.params[k].as_float() for k in names]
-    rows = [r for r in session.execute(
-        select(Evaluation.id, Evaluation.number, *metrics, *params)
+    read = [r for r in session.execute(
+        select(Evaluation.id, Evaluation.number, *metrics, *params, Evaluation.repeat_of)
         .where(Evaluation.job_id == job.id, Evaluation.state == EvaluationState.completed)
-        .order_by(Evaluation.number)).all() if None not in r]
+        .order_by(Evaluation.number)).all() if None not in r[:-1]]
+    m = len(keys)
+    rows = [r for r in read if r[-1] is None]  # one row per point: its first evaluation
+    again: dict[int, list[Sequence[float]]] = {}  # the points evaluated more than once: their repeats' values
+    for r in read:
+        if r[-1] is not None:
+            again.setdefault(r[-1], []).append(r[2:2 + m])
     dominated = [r for r in rows if r.id not in front]
     stride = max(1, math.ceil(len(dominated) / max_dominated)) if max_dominated > 0 else 0
     shown_dominated = {r.id for r in dominated[::stride]} if stride else set()
     kept = [r for r in rows if r.id in front or r.id in shown_dominated]
-    return FrontPoints(job_id=job.id, objectives=job.objectives, maximize=job.maximize, n_completed=len(rows),
+    seen = [np.asarray([r[2:2 + m], *again.get(r.id, [])], dtype=float) for r in kept]  # per point: e x m
+    return FrontPoints(job_id=job.id, objectives=job.objectives, maximize=job.maximize, n_completed=len(read),
                        n_front=len(rows) - len(dominated), n_dominated=len(dominated),
                        n_dominated_shown=len(shown_dominated), ids=[r.id for r in kept],
                        numbers=[r.number for r in kept], on_front=[r.id in front for r in kept],
-                       values=[[float(r[2 + k]) for r in kept] for k in range(len(keys))], parameters=names,
-                       params=[[float(r[2 + len(keys) + j]) for r in kept] for j in range(len(names))])
+                       values=[[float(v[:, k].mean()) for v in seen] for k in range(m)], parameters=names,
+                       params=[[float(r[2 + m + j]) for r in kept] for j in range(len(names))],
+                       counts=[v.shape[0] for v in seen], spread=[[float(v[:, k].std()) for v in seen]
+                                                                   for k in range(m)])
 
 
 def hypervolume_history(*, session: Session, job: Job, max_points: int) -> HypervolumeHistory:

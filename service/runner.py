@@ -28,6 +28,7 @@ from mergefront.optimizers import (
     make_optimizer,
 )
 from mergefront.optimizers.base import History
+from mergefront.optimizers.repeats import ask_with_repeats
 from mergefront.service import repository as repo
 from mergefront.service.cluster_fit import check_fits_known_cluster
 from mergefront.service.db import transaction
@@ -311,14 +312,17 @@ class JobRunner:
         if n <= 0 or run.history is None:
             return
         pending = [tuple(r.x) for r in run.in_flight.values()]
-        points = [(list(x), run.space.decode(x)) for x in run.optimizer.ask(n, run.history, pending)]
+        history = run.history
+        xs = ask_with_repeats(run.optimizer, n, history, pending, share=opt.reevaluate, budget=opt.budget)
+        points = [(list(x), run.space.decode(x)) for x in xs]
+        repeats = [history.first(x) for x in xs]  # a front member evaluated again: its first evaluation's number
         n_created = run.n_created
 
         def add(s: Session) -> list[Evaluation]:
             ours = repo.evaluations_from(session=s, job_id=run.job_id, number=n_created)
             if ours:  # an earlier try of this transaction committed, though its answer was lost
                 return ours
-            return repo.add_evaluations(session=s, job_id=run.job_id, points=points)
+            return repo.add_evaluations(session=s, job_id=run.job_id, points=points, repeats=repeats)
 
         new = self._owned(run.job_id, add)
         run.n_created += len(new)
@@ -359,7 +363,7 @@ class JobRunner:
             if not final or stored.state not in (EvaluationState.completed, EvaluationState.failed):  # cancelled
                 return None
             front = record_result(session=s, job=repo.get_job(session=s, job_id=run.job_id), front=run.front,
-                                  evaluation_id=row.id, metrics=stored.metrics)
+                                  evaluation_id=row.id, metrics=stored.metrics, point=stored.repeat_of)
             return front, observation(run.spec, stored)
 
         recorded = self._owned(run.job_id, record)

@@ -39,6 +39,35 @@ def test_incremental_front_is_the_full_recomputation_at_every_step(m: int) -> No
         assert front.front_hypervolume() == pytest.approx(hypervolume(values[:k + 1], ref, maximize))
 
 
+@pytest.mark.parametrize("m", [2, 3])
+def test_a_front_with_repeats_is_the_full_recomputation_on_the_means_at_every_step(m: int) -> None:
+    rng = np.random.default_rng(10 + m)
+    maximize = (True, False, True)[:m]
+    ref = tuple(-1.0 if up else 7.0 for up in maximize)
+    front = FrontState(maximize=maximize, reference=ref, points={})
+    told: dict[int, list[tuple[float, ...]]] = {}  # point -> its evaluations' values
+    for k in range(200):
+        if k % 3 == 0 or not told:  # a new point; else a repeat, mostly of a front member (a member may have
+            point = k                 # left the front while its repeat was in flight)
+        else:
+            point = int(rng.choice(list(front.members) if rng.random() < 0.6 else list(told)))
+        values = tuple(float(v) for v in rng.integers(0, 6, size=m))
+        copy_before = front.copy()
+        front.add(k, values, point)
+        told.setdefault(point, []).append(values)
+        ids = list(told)
+        means = np.asarray([np.mean(told[i], axis=0) for i in ids])
+        mask = nondominated_mask(means, maximize)
+        assert set(front.members) == {i for i, keep in zip(ids, mask, strict=True) if keep}, k
+        for i in front.members:
+            assert front.members[i] == pytest.approx(tuple(np.mean(told[i], axis=0)))
+        assert front.front_hypervolume() == pytest.approx(hypervolume(means, ref, maximize))
+        # a transaction tried again adds the same evaluation to a copy of the state before: the same front
+        retry = copy_before.copy()
+        retry.add(k, values, point)
+        assert retry.members == front.members
+
+
 def test_front_at_any_evaluation_is_the_front_of_what_had_completed(api, sessions) -> None:
     spec = copy.deepcopy(EXTERNAL_SPEC) | {"resources": {"ask_timeout": 600.0}}
     spec["optimizer"] = {"name": "random", "budget": 10, "batch_size": 2, "seed": 3}

@@ -64,3 +64,14 @@ def test_the_noise_level_is_learned_from_the_data_not_fixed() -> None:
         gp = fit_gp_list(torch.as_tensor(X), torch.as_tensor(y), seed=0).models[0]
         levels.append(float(gp.likelihood.noise) * float(gp.outcome_transform.stdvs) ** 2)  # in y's own units
     assert levels[0] < 1e-2 < 0.3**2 / 3 < levels[1]  # near the true variance 0.09, far above the clean fit's
+
+
+def test_repeated_points_with_different_values_teach_the_noise_level() -> None:
+    rng = np.random.default_rng(8)
+    X = np.repeat(rng.random((12, 2)), 3, axis=0)  # 12 points, each evaluated three times (new mask seeds)
+    clean = np.sin(3 * X[:, :1]) + X[:, 1:]
+    levels = []
+    for y in (clean, clean + 0.2 * rng.normal(size=clean.shape)):
+        gp = fit_gp_list(torch.as_tensor(X), torch.as_tensor(y), seed=0).models[0]
+        levels.append(float(gp.likelihood.noise) * float(gp.outcome_transform.stdvs) ** 2)  # in y's own units
+    assert levels[0] < 1e-3 and 0.2**2 / 3 < levels[1] < 0.2**2 * 3  # near the true variance 0.04

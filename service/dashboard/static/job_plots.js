@@ -25,10 +25,19 @@ MF.plots = (function () {
   // Hover text of point i: its number, every objective and every parameter, with their values.
   function hoverText(points, i) {
     const lines = [`<b>evaluation #${points.numbers[i]}</b>${points.on_front[i] ? " (on the front)" : ""}`];
-    points.objectives.forEach((key, k) => lines.push(`${key}: ${points.values[k][i].toFixed(4)}`));
+    const n = points.counts && points.counts[i] > 1 ? points.counts[i] : 1;
+    if (n > 1) lines.push(`mean of ${n} evaluations (new mask seeds) ± standard deviation`);
+    points.objectives.forEach((key, k) => lines.push(`${key}: ${points.values[k][i].toFixed(4)}`
+      + (n > 1 ? ` ± ${points.spread[k][i].toFixed(4)}` : "")));
     (points.parameters || []).forEach((key, j) => lines.push(`<span style="color:#6b7685">${key}: `
       + `${points.params[j][i].toFixed(3)}</span>`));
     return lines.join("<br>");
+  }
+
+  // The caption's note on points evaluated more than once (optimizer.reevaluate): they are shown at their means.
+  function repeatedText(points) {
+    const again = (points.counts || []).filter((c) => c > 1).length;
+    return again ? `; ${again} evaluated more than once, shown at their mean (hover: ± standard deviation)` : "";
   }
 
   function predictedText(predicted, i, objectives) {
@@ -138,6 +147,7 @@ MF.plots = (function () {
     document.getElementById("front-caption").textContent =
       `${points.n_front} on the front of ${points.n_completed} completed` +
       (points.n_dominated_shown < points.n_dominated ? ` (showing ${shown}: dominated points thinned)` : "") +
+      repeatedText(points) +
       brushed + pred;
     gd.dataset.points = String(shown);
   }
