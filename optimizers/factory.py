@@ -113,7 +113,9 @@ def budget_notes(spec: JobSpec, space: SearchSpace) -> list[str]:
     sizes = design_sizes(opt.name, space, opt.budget)
     given = opt.population_size if opt.name in ("nsga2", "saea") else opt.initial_points
     what = "population" if opt.name in ("nsga2", "saea") else "initial design"
-    if opt.name == "random" or (opt.name == "map" and opt.nested):
+    if opt.name == "map" and opt.nested:
+        notes.append(_nested_note(spec, space))
+    elif opt.name == "random":
         pass
     elif given is not None and given > INITIAL_SHARE * opt.budget:
         notes.append(f"warning: the {what} ({given}) takes {given / opt.budget:.0%} of the budget "
@@ -142,3 +144,16 @@ def reevaluate_note(spec: JobSpec) -> str:
         note += (f"; warning: {spec.merge.method} draws no random masks, so a repeat scores the same unless the "
                  "objectives themselves are noisy")
     return note
+
+
+def _nested_note(spec: JobSpec, space: SearchSpace) -> str:
+    """How much of the budget Nested MAP's expert pairs take before its root searches; a warning past half."""
+    budget = spec.optimizer.budget
+    below = NestedMAPOptimizer(space, len(spec.objectives), spec.optimizer.seed).children_budget()
+    if below == 0:
+        return "map (nested): one pair of experts, plain MAP"
+    note = (f"map (nested): the expert pairs take {below} evaluations ({below / budget:.0%} of the budget "
+            f"{budget}) before the root merges them")
+    if below >= budget:
+        return f"warning: {note}; the root never runs: raise optimizer.budget or use map without nested"
+    return f"warning: {note}; the root has only {budget - below} left" if below > budget / 2 else note

@@ -172,6 +172,10 @@ class NestedMAPOptimizer(MAPOptimizer):
             return self._root_design
         return max((len(node.experts) if node.leaf else 0) + node.dim, 3)
 
+    def children_budget(self) -> int:
+        """The evaluations the nodes below the root take (each twice its initial design) before the root runs."""
+        return sum(self._budget(n) for n in self._nodes if n is not self._root)
+
     def _budget(self, node: _Node) -> int:
         return BUDGET_DESIGNS * self._design_size(node)
 

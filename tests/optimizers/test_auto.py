@@ -61,3 +61,14 @@ def test_initial_designs_and_populations_take_at_most_a_quarter_of_the_budget(sp
     notes = budget_notes(spec, space)  # ... with a warning, and one for a budget too small for the space
     assert any(n.startswith("warning: the initial design (10) takes 83% of the budget") for n in notes)
     assert any("is small for 6 dimensions" in n for n in notes)
+
+
+def test_the_notes_say_what_nested_maps_pairs_take_of_the_budget(spec_data: dict) -> None:
+    spec_data["models"]["experts"].append("bench://digits/mod3")  # four experts, TIES: two pairs of 4 coordinates
+    for budget, expected in ((64, "map (nested): the expert pairs take 24 evaluations (38% of the budget 64)"),
+                             (40, "warning: map (nested): the expert pairs take 24 evaluations (60% of the budget "
+                                  "40) before the root merges them; the root has only 16 left"),
+                             (16, "warning: map (nested): the expert pairs take 24 evaluations (150% of the budget "
+                                  "16) before the root merges them; the root never runs")):
+        spec, space = _spec(spec_data, name="map", nested=True, budget=budget)
+        assert any(n.startswith(expected) for n in budget_notes(spec, space)), budget_notes(spec, space)

@@ -122,3 +122,14 @@ def test_the_space_notes_say_what_reevaluate_spends_and_warn_when_the_merge_is_n
         notes = [n for n in budget_notes(spec, build_space(spec.merge, spec.models.experts)) if "reevaluate" in n]
         assert len(notes) == 1 and "up to 12 of the 48 evaluations" in notes[0]
         assert ("draws no random masks" in notes[0]) == warned
+
+
+def test_the_hybrid_fits_every_evaluation_of_a_repeated_point_and_proposes_new_points() -> None:
+    from mergefront.optimizers import HybridOptimizer
+
+    rng = np.random.default_rng(4)
+    xs = [tuple(float(v) for v in rng.random(2)) for _ in range(10)]
+    history = [Observation(x, toy(x, rng)) for x in xs] + [Observation(x, toy(x, rng)) for x in xs[:5] * 2]
+    out = HybridOptimizer(box(2), 2, seed=1, ref_point=[1.5, 2.0], initial_points=4).ask(3, history, [xs[0]])
+    assert len(set(out)) == 3 and not set(out) & set(xs)
+    assert all(0.0 <= v <= 1.0 for x in out for v in x)

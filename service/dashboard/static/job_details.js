@@ -32,6 +32,18 @@ MF.details = (function () {
     return box;
   }
 
+  // A point evaluated more than once (optimizer.reevaluate): the mean and spread the front places it at.
+  function evidence(ev) {
+    const points = MF.view.points;
+    const i = points ? points.ids.indexOf(ev.id) : -1;
+    if (i < 0 || !points.counts || points.counts[i] < 2) return [];
+    const rows = {};
+    points.objectives.forEach((key, k) => {
+      rows[key] = `${MF.fmt(points.values[k][i])} ± ${MF.fmt(points.spread[k][i])}`;
+    });
+    return pairs(`mean ± std of its ${points.counts[i]} evaluations (new mask seeds)`, rows, "evidence");
+  }
+
   async function show(id) {
     current = id;
     const card = document.getElementById("details-card");
@@ -58,7 +70,7 @@ MF.details = (function () {
         MF.el("button", { type: "button", id: "details-compare", disabled: compared || MF.view.compare.length >= 4,
           onclick: () => { MF.decide.addCompare(ev.id, ev.number); } }, compared ? "in compare" : "compare")),
       ev.error ? MF.el("pre", { class: "error" }, ev.error) : null,
-      ...pairs("metrics", ev.metrics, "metrics"), ...pairs("configuration", ev.params, "params"),
+      ...pairs("metrics", ev.metrics, "metrics"), ...evidence(ev), ...pairs("configuration", ev.params, "params"),
       ...pairs("timings", timings, "timings")].filter(Boolean));
     const block = await exportBlock(ev);
     if (current === id) target.append(block);
