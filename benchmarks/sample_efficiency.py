@@ -49,7 +49,7 @@ from search_problems import (  # noqa: E402
     reference_path,
 )
 
-from mergefront.optimizers import Observation, make_optimizer  # noqa: E402
+from mergefront.optimizers import Observation, make_optimizer, nondominated_mask  # noqa: E402
 from mergefront.service.settings import Settings  # noqa: E402
 
 CACHE = HERE / "results" / "sample_efficiency"
@@ -125,8 +125,8 @@ def run_path(problem: str, method: str, seed: int) -> Path:
 
 def cached_run(problem: Problem, method: str, seed: int, budget: int, again: bool = False) -> dict:
     """A run's record: `Y`, the metrics it is scored on (`budget x m`, in evaluation order), and the seconds spent
-    proposing; for a noisy problem also `observed`, the one draw per candidate the optimizer saw (`Y` is then the
-    truth at the same points)."""
+    proposing; for a noisy problem also `X` (`budget x d`) and `observed`, the one draw per candidate the optimizer
+    saw (`Y` is then the truth at the same points)."""
     path = run_path(problem.name, method, seed)
     if path.exists() and not again:
         return dict(json.loads(path.read_text()))
@@ -135,7 +135,8 @@ def cached_run(problem: Problem, method: str, seed: int, budget: int, again: boo
     X, Y, proposing = runner(problem, method, seed, budget)
     record = {"Y": Y.tolist(), "proposal_seconds": proposing}
     if problem.noisy:
-        record = {"Y": [list(problem.truth(x)) for x in X], "observed": Y.tolist(), "proposal_seconds": proposing}
+        record = {"X": X.tolist(), "Y": [list(problem.truth(x)) for x in X], "observed": Y.tolist(),
+                  "proposal_seconds": proposing}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     return record
@@ -165,9 +166,25 @@ def best_subsets(problem: Problem, ref_Y: np.ndarray, ref_hv: float,
     return out
 
 
-def hv_curve(problem: Problem, Y: np.ndarray, ref_hv: float) -> list[float]:
-    """Hypervolume fraction after each evaluation (`n`)."""
-    return [problem.hypervolume(Y[: k + 1]) / ref_hv for k in range(len(Y))]
+def hv_curve(problem: Problem, record: dict, ref_hv: float) -> list[float]:
+    """Hypervolume fraction after each evaluation (`n`) of a run's record.
+
+    On a noisy problem, the hypervolume of what the job reports: the front of the points' observed means (a point
+    evaluated more than once at the mean of its draws), each member scored on its truth. A lucky draw puts a
+    point on the reported front that its truth may not deserve; that costs hypervolume, as it costs a user.
+    """
+    Y = np.asarray(record["Y"])
+    if "observed" not in record:
+        return [problem.hypervolume(Y[: k + 1]) / ref_hv for k in range(len(Y))]
+    X, observed = [tuple(x) for x in record["X"]], np.asarray(record["observed"])
+    curve = []
+    for k in range(len(Y)):
+        points = list(dict.fromkeys(X[: k + 1]))  # distinct points, first seen first
+        rows = {x: [i for i in range(k + 1) if X[i] == x] for x in points}
+        means = np.asarray([observed[rows[x]].mean(axis=0) for x in points])  # p x m
+        truths = np.asarray([Y[rows[x][0]] for x in points])  # p x m
+        curve.append(problem.hypervolume(truths[nondominated_mask(means, problem.maximize)]) / ref_hv)
+    return curve
 
 
 def evaluations_to(curve: list[float], target: float) -> int | None:
@@ -240,7 +257,7 @@ def measure(problems: list[str], methods: list[str], seeds: int, cached_only: bo
                 if seed in runs and not run_path(name, method, seed).exists():
                     continue  # carried over from an earlier report; a kept run file is newer and wins
                 r = cached_run(problem, method, seed, BUDGETS[-1], again=method in rerun)
-                runs[seed] = (hv_curve(problem, np.asarray(r["Y"]), ref_hv), r["proposal_seconds"])
+                runs[seed] = (hv_curve(problem, r, ref_hv), r["proposal_seconds"])
             if not runs:
                 continue
             order = sorted(runs)
