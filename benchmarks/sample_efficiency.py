@@ -54,6 +54,7 @@ from mergefront.optimizers.repeats import ask_with_repeats  # noqa: E402
 from mergefront.service.settings import Settings  # noqa: E402
 
 CACHE = HERE / "results" / "sample_efficiency"
+PARTIAL = HERE / ".cache" / "sample_efficiency"  # runs not finished yet (not in git)
 RESULTS = HERE / "results"
 BUDGETS = (16, 32, 48, 64)
 TARGET = 0.95
@@ -79,8 +80,10 @@ def run_ours(problem: Problem, name: str, seed: int, budget: int) -> tuple[np.nd
     for attribute, value in VARIANTS.get(name, {}).items():
         setattr(opt, attribute, value)
     sign = np.where(problem.maximize, -1.0, 1.0)  # optimizers minimise
-    history: list[Observation] = []
-    proposing = 0.0
+    partial = PARTIAL / f"{problem.name}-{name}-{seed}.json"  # an interrupted run goes on from its last batch
+    done: dict = json.loads(partial.read_text()) if partial.exists() else {"X": [], "Y": [], "proposal_seconds": 0.0}
+    history = [Observation(tuple(x), tuple(sign * np.asarray(y))) for x, y in zip(done["X"], done["Y"], strict=True)]
+    proposing = float(done["proposal_seconds"])
     while len(history) < budget:
         start = time.perf_counter()
         points = ask_with_repeats(opt, min(BATCH, budget - len(history)), history, [],
@@ -88,6 +91,9 @@ def run_ours(problem: Problem, name: str, seed: int, budget: int) -> tuple[np.nd
         proposing += time.perf_counter() - start
         history += [Observation(x, tuple(sign * np.asarray(problem.observe(x, seed, len(history) + i))))
                     for i, x in enumerate(points)]
+        X, Y = [list(o.x) for o in history], [list(sign * np.asarray(o.values)) for o in history]
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"X": X, "Y": Y, "proposal_seconds": proposing}))
     return np.asarray([o.x for o in history]), sign * np.asarray([o.values for o in history]), proposing
 
 
@@ -143,6 +149,7 @@ def cached_run(problem: Problem, method: str, seed: int, budget: int, again: boo
                   "proposal_seconds": proposing}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
+    (PARTIAL / path.name).unlink(missing_ok=True)
     return record
 
 
