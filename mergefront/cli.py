@@ -214,12 +214,14 @@ def _serve(args: argparse.Namespace) -> int:
     from mergefront.service.app import create_app
     from mergefront.service.auth import check_auth_setting
     from mergefront.service.settings import LOOPBACK_HOSTS, Settings
+    from mergefront.service.token_files import read_token_files
 
     overrides: dict[str, object] = {"database_url": args.db} if args.db else {}
     if args.no_auth:
         overrides["auth_disabled"] = True
     settings = Settings(**overrides)  # type: ignore[arg-type]
     check_auth_setting(settings, args.host)
+    read_token_files(settings.token_files)  # a bad entry or file stops the server here, said in words
     if settings.allowed_hosts == list(LOOPBACK_HOSTS) and args.host not in LOOPBACK_HOSTS:
         print(f"note: requests are answered only with a Host header in {settings.allowed_hosts}; set "
               "MERGEFRONT_ALLOWED_HOSTS to the names clients use for this machine", file=sys.stderr)

@@ -17,6 +17,7 @@ from mergefront.service.guards import install_guards
 from mergefront.service.http_errors import GUARDED, install_error_handlers
 from mergefront.service.routes import dashboard, dashboard_api, decide, evaluations, evaluators, jobs, tokens
 from mergefront.service.settings import Settings, get_settings
+from mergefront.service.token_files import ensure_tokens, read_token_files
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(url)
+        ensure_tokens(sessions=app.state.sessions, files=read_token_files(settings.token_files))
         warm_imports()
         runner = BackgroundRunner(app, settings) if (settings.run_jobs if run_jobs is None else run_jobs) else None
         if runner is not None:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     allowed_hosts: Names = Field(list(LOOPBACK_HOSTS), description="Host headers the server answers ('*': any)")
     cors_origins: Names = Field([], description="browser origins allowed to call the API from their pages")
     max_body_bytes: int = Field(1_000_000, ge=1024, le=1_000_000_000, description="largest request body")
+    token_files: Names = Field([], description="tokens an operator provides as files (e.g. compose secrets), "
+                               "`name:scope:path` each: `serve` stores each at start (its digest only), again "
+                               "harmlessly on every start and replica (service/token_files.py)")
 
     # what a job submitted over the network may read and write (local `mergefront run` is not confined)
     export_root: Path | None = Field(None, description="checkpoint exports are written under it; default: "
