@@ -14,7 +14,8 @@ Two modes:
   shared machine hits both alike. Each side's clock runs only during its own blocks. At every size n it reports
   throughput over the first n evaluations and the cost per evaluation over the last tenth before n. Partial
   results are written every few blocks, so a stopped run leaves its figures. With `--stop-after S`, Optuna's
-  blocks stop once mergefront's remaining evaluations (at its recent pace) would not fit in S seconds otherwise;
+  blocks stop (once it has `--optuna-min` trials) when mergefront's remaining evaluations, at its recent pace,
+  would not fit in S seconds otherwise;
   a size Optuna did not reach gets an upper bound on its throughput (its time so far plus the remaining trials
   at its cheapest block's cost per trial).
 - `--mode separate`: a fresh job and study per size, sizes interleaved (mergefront n, Optuna n, next n).
@@ -27,7 +28,7 @@ size. Results go to benchmarks/results/service_overhead.json (a run of one datab
 
     .venv/bin/pip install 'optuna>=4.2'     # the `bench` extra
     .venv/bin/python benchmarks/service_overhead.py [--sizes 500,2000,10000,50000] [--db sqlite,postgresql]
-        [--mode growing|separate] [--block 100] [--stop-after SECONDS]
+        [--mode growing|separate] [--block 100] [--stop-after SECONDS] [--optuna-min 10000]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432] [--pg-prefix mf_bench]
 """
 
@@ -271,8 +272,8 @@ def run_growing(kind: str, fresh: Callable[[str], str], tmp: Path, args: argpars
                 k = min(block, sizes[-1] - mf.done)
                 row: dict[str, Any] = {"n": mf.done + k}
                 row["mergefront"] = _timed_block(mf, k, [server_pid], mf_db, mf_times)
-                if record["optuna_stopped_at"] is None and _optuna_fits(args.stop_after, began, mf_times, op_times, k,
-                                                                       sizes[-1]):
+                if record["optuna_stopped_at"] is None and (op.done < args.optuna_min or _optuna_fits(
+                        args.stop_after, began, mf_times, op_times, k, sizes[-1])):
                     row["optuna"] = _timed_block(op, k, [], op_db, op_times)
                 elif record["optuna_stopped_at"] is None:
                     record["optuna_stopped_at"] = op.done
@@ -372,6 +373,8 @@ def main() -> None:
     parser.add_argument("--stop-after", type=float, default=0.0,
                         help="growing mode: seconds by which mergefront must reach the largest size; Optuna's blocks "
                              "stop when they would not leave it the time (0: no limit)")
+    parser.add_argument("--optuna-min", type=int, default=10_000,
+                        help="growing mode: Optuna's blocks do not stop before this many trials")
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432",
                         help="a PostgreSQL server (URL without a database) where databases may be created")
     parser.add_argument("--pg-prefix", default="mf_bench", help="name prefix of the databases made and dropped")
