@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="mergefront-bench-"))
-    settings = Settings(home=home, database_url=args.db)
+    settings = Settings(home=home, database_url=args.db, auth_disabled=True)  # served on loopback only
     url = settings.resolved_database_url
     upgrade_database(url)
     start = time.perf_counter()

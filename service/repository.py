@@ -465,35 +465,63 @@ def evaluation_table(*, session: Session, job: Job, sort: str = "number", descen
 
 
 def front_points(*, session: Session, job: Job, max_dominated: int) -> FrontPoints:
-    """Every front member and at most `max_dominated` dominated evaluations (evenly thinned), as plot columns."""
+    """Every front member and at most `max_dominated` dominated evaluations (evenly thinned), as plot columns.
+
+    A point evaluated more than once (`repeat_of`) is one point: its values are the means over its evaluations.
+    The completed evaluations are listed first without their values; only the points shown (and their repeats)
+    are read, their values taken out of the JSON in SQL, so the cost follows the points shown more than the job.
+    """
     front = front_member_ids(session=session, job_id=job.id)
+    listed = session.execute(select(Evaluation.id, Evaluation.repeat_of).where(
+        Evaluation.job_id == job.id, Evaluation.state == EvaluationState.completed)
+        .order_by(Evaluation.id)).all()  # ids follow numbers within a job
+    firsts = [i for i, of in listed if of is None]
+    dominated = [i for i in firsts if i not in front]
+    stride = max(1, math.ceil(len(dominated) / max_dominated)) if max_dominated > 0 else 0
+    shown = {*(i for i in firsts if i in front), *(dominated[::stride] if stride else ())}
     keys = list(job.objectives)
     names = [c.removeprefix("params.") for c in table_columns(session=session, job=job) if c.startswith("params.")]
-    metrics = [Evaluation.metrics[k].as_float() for k in keys]  # read in SQL: no JSON decoding per row
-    params = [Evaluation.params[k].as_float() for k in names]
-    read = [r for r in session.execute(
-        select(Evaluation.id, Evaluation.number, *metrics, *params, Evaluation.repeat_of)
-        .where(Evaluation.job_id == job.id, Evaluation.state == EvaluationState.completed)
-        .order_by(Evaluation.number)).all() if None not in r[:-1]]
+    columns = (Evaluation.id, Evaluation.number, *(Evaluation.metrics[k].as_float() for k in keys),
+               *(Evaluation.params[k].as_float() for k in names), Evaluation.repeat_of)  # JSON read in SQL
+    wanted = shown | {i for i, of in listed if of in shown}
+    read = [r for r in _rows_by_id(session, job.id, columns, wanted, len(listed)) if None not in r[:-1]]
     m = len(keys)
-    rows = [r for r in read if r[-1] is None]  # one row per point: its first evaluation
+    kept = [r for r in read if r[-1] is None]  # one row per point: its first evaluation
     again: dict[int, list[Sequence[float]]] = {}  # the points evaluated more than once: their repeats' values
     for r in read:
         if r[-1] is not None:
             again.setdefault(r[-1], []).append(r[2:2 + m])
-    dominated = [r for r in rows if r.id not in front]
-    stride = max(1, math.ceil(len(dominated) / max_dominated)) if max_dominated > 0 else 0
-    shown_dominated = {r.id for r in dominated[::stride]} if stride else set()
-    kept = [r for r in rows if r.id in front or r.id in shown_dominated]
-    seen = [np.asarray([r[2:2 + m], *again.get(r.id, [])], dtype=float) for r in kept]  # per point: e x m
-    return FrontPoints(job_id=job.id, objectives=job.objectives, maximize=job.maximize, n_completed=len(read),
-                       n_front=len(rows) - len(dominated), n_dominated=len(dominated),
-                       n_dominated_shown=len(shown_dominated), ids=[r.id for r in kept],
+    values = np.asarray([r[2:2 + m] for r in kept], dtype=float).reshape(len(kept), m)  # n x m
+    spread, counts = np.zeros_like(values), [1] * len(kept)
+    for i, r in enumerate(kept):
+        if r.id in again:  # rare: means and spreads only where there are repeats, not a NumPy call per point
+            seen = np.asarray([r[2:2 + m], *again[r.id]], dtype=float)  # e x m
+            values[i], spread[i], counts[i] = seen.mean(axis=0), seen.std(axis=0), seen.shape[0]
+    n_front = sum(1 for i in firsts if i in front)
+    return FrontPoints(job_id=job.id, objectives=job.objectives, maximize=job.maximize, n_completed=len(listed),
+                       n_front=n_front, n_dominated=len(dominated),
+                       n_dominated_shown=sum(1 for r in kept if r.id not in front), ids=[r.id for r in kept],
                        numbers=[r.number for r in kept], on_front=[r.id in front for r in kept],
-                       values=[[float(v[:, k].mean()) for v in seen] for k in range(m)], parameters=names,
+                       values=values.T.tolist(), parameters=names,
                        params=[[float(r[2 + m + j]) for r in kept] for j in range(len(names))],
-                       counts=[v.shape[0] for v in seen], spread=[[float(v[:, k].std()) for v in seen]
-                                                                   for k in range(m)])
+                       counts=counts, spread=spread.T.tolist())
+
+
+def _rows_by_id(session: Session, job_id: int, columns: Sequence[Any], ids: set[int], n_done: int) -> list[Any]:
+    """The completed evaluations among `ids` (of `n_done`), by number: by their ids a chunk at a time, or all of
+    the job's read and filtered when they are most of it."""
+    where = [Evaluation.job_id == job_id, Evaluation.state == EvaluationState.completed]
+    if 2 * len(ids) > n_done:
+        rows = session.execute(select(*columns).where(*where).order_by(Evaluation.number)).all()
+        return [r for r in rows if r.id in ids]
+    wanted, rows = sorted(ids), []
+    for start in range(0, len(wanted), _ID_CHUNK):
+        chunk = wanted[start:start + _ID_CHUNK]
+        rows += session.execute(select(*columns).where(*where, Evaluation.id.in_(chunk))).all()
+    return sorted(rows, key=lambda r: r.number)
+
+
+_ID_CHUNK = 5000  # ids per IN list: far below SQLite's and PostgreSQL's limits on bound parameters
 
 
 def hypervolume_history(*, session: Session, job: Job, max_points: int) -> HypervolumeHistory:

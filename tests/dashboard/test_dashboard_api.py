@@ -67,6 +67,17 @@ def test_points_keep_the_whole_front_and_thin_dominated_points_to_the_bound(clie
     assert all(len(column) == len(small["ids"]) for column in small["values"])
 
 
+def test_points_read_in_chunks_of_ids_are_the_same_points(client: TestClient, job_id: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from mergefront.service import repository
+
+    whole = client.get(f"/v1/jobs/{job_id}/points", params={"max_dominated": 40}).json()
+    assert len(whole["ids"]) < 200  # fewer than half the points: read by id, not by reading them all
+    monkeypatch.setattr(repository, "_ID_CHUNK", 7)
+    assert client.get(f"/v1/jobs/{job_id}/points", params={"max_dominated": 40}).json() == whole
+    assert whole["numbers"] == sorted(whole["numbers"]) and whole["n_completed"] == 400
+
+
 def test_hypervolume_history_is_bucketed_and_ends_at_the_jobs_hypervolume(client: TestClient, job_id: int) -> None:
     job = client.get(f"/v1/jobs/{job_id}").json()
     history = client.get(f"/v1/jobs/{job_id}/hypervolume", params={"max_points": 25}).json()["points"]
