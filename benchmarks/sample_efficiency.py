@@ -93,7 +93,8 @@ def run_ours(problem: Problem, name: str, seed: int, budget: int) -> tuple[np.nd
                     for i, x in enumerate(points)]
         X, Y = [list(o.x) for o in history], [list(sign * np.asarray(o.values)) for o in history]
         partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"X": X, "Y": Y, "proposal_seconds": proposing}))
+        partial.with_suffix(".tmp").write_text(json.dumps({"X": X, "Y": Y, "proposal_seconds": proposing}))
+        partial.with_suffix(".tmp").replace(partial)  # whole or not at all, even when the run is killed
     return np.asarray([o.x for o in history]), sign * np.asarray([o.values for o in history]), proposing
 
 
