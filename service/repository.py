@@ -231,7 +231,7 @@ def add_evaluations(*, session: Session, job_id: int, points: Sequence[tuple[lis
         start = 0 if last is None else last + 1  # read from the (job, number) index: no count of every row
     firsts = [r for r in repeats if r is not None]
     ids = dict(session.execute(select(Evaluation.number, Evaluation.id)
-                               .where(Evaluation.job_id == job_id, Evaluation.number.in_(firsts))).tuples().all()
+                               .where(Evaluation.job_id == job_id, Evaluation.number.in_(firsts))).all()
                ) if firsts else {}
     of = [None if r is None else ids[r] for r in repeats] + [None] * (len(points) - len(repeats))
     rows = [Evaluation(job_id=job_id, number=start + i, state=EvaluationState.pending, x=list(x), params=params,

@@ -147,3 +147,37 @@ def test_sdk_submits_and_waits_on_a_live_server(settings, spec_data: dict, admin
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_dare_job_evaluates_front_members_again_with_new_seeds_and_reports_their_means(sessions, settings,
+                                                                                         spec_data: dict) -> None:
+    spec_data["merge"] = {"method": "dare_linear", "weight": {"low": 0.0, "high": 1.0}, "density": 0.3}
+    spec_data["optimizer"] = {"name": "nsga2", "budget": 12, "batch_size": 4, "seed": 3, "population_size": 8,
+                              "reevaluate": 0.25}
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    assert JobRunner(session_factory=sessions, settings=settings).run(job_id) == "completed"
+    with session_scope(sessions) as s:
+        job = repo.get_job(session=s, job_id=job_id)
+        _, rows = repo.list_evaluations(session=s, job_id=job_id)
+        front = repo.pareto_out(session=s, job=job)
+        points = repo.front_points(session=s, job=job, max_dominated=1000)  # every point, at its mean
+    assert len(rows) == 12 and {r.state for r in rows} == {"completed"}
+    by_id = {r.id: r for r in rows}
+    repeats = [r for r in rows if r.repeat_of is not None]
+    assert len(repeats) == 3 and all(r.number >= 4 for r in repeats)
+    assert all(by_id[r.repeat_of].params == r.params and by_id[r.repeat_of].number < r.number for r in repeats)
+    assert any(by_id[r.repeat_of].metrics != r.metrics for r in repeats)  # each its own mask seed
+    keys = job.objectives
+    for m in front.members:
+        told = np.array([[by_id[i].metrics[k] for k in keys] for i in m.evaluation_ids])  # e x m
+        assert m.n_evaluations == len(told) and set(m.evaluation_ids) >= {m.id}
+        assert [m.metrics[k] for k in keys] == pytest.approx(told.mean(axis=0))
+        assert [m.metrics_std[k] for k in keys] == pytest.approx(told.std(axis=0))  # type: ignore[index]
+    shown = dict(zip(points.ids, points.counts, strict=True))
+    for r in repeats:  # a repeated point is one point, at the mean of its evaluations
+        evals = [by_id[r.repeat_of]] + [q for q in repeats if q.repeat_of == r.repeat_of]
+        at = points.ids.index(r.repeat_of)
+        assert shown[r.repeat_of] == len(evals) and r.id not in shown
+        assert points.values[0][at] == pytest.approx(np.mean([q.metrics[keys[0]] for q in evals]))
