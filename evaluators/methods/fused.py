@@ -32,7 +32,10 @@ from mergefront.evaluators.methods.base import SegmentData
 log = logging.getLogger(__name__)
 
 FUSED_MIN = 1 << 16  # entries per tensor from which the compiled kernels take over (one compile serves all sizes)
-STEP = 1 << 20  # entries per compiled call
+STEP = 1 << 20  # entries per compiled call of a kernel that sums (its block sums are part of the result) or reads
+# inputs made per block (DELLA's keep probabilities)
+ELEMENTWISE_STEP = 1 << 24  # entries per call of a kernel that maps entries to entries from views, holding no
+# temporaries: each call costs about 0.1 ms of guards and wrappers, so a whole model takes a few calls, not ~150
 EAGER_STEP = 1 << 16  # entries per eager call: the k x EAGER_STEP temporaries stay in cache
 
 _state: dict[str, Any] = {"broken": False, "kernels": {}}
@@ -61,10 +64,10 @@ def _has_compiler(device_type: str) -> bool:
 
 
 def blockwise(key: tuple[Any, ...], fn: Callable[..., Any], base: torch.Tensor,
-              args_of: Callable[[int, int], tuple[Any, ...]]) -> list[Any]:
+              args_of: Callable[[int, int], tuple[Any, ...]], step: int = STEP) -> list[Any]:
     """`fn(*args_of(lo, hi))` over the blocks of a tensor of `base.numel()` entries; what each call returns.
 
-    Compiled (one kernel per `key`, blocks of `STEP` entries) where the compiled path applies, else eager (blocks of
+    Compiled (one kernel per `key`, blocks of `step` entries) where the compiled path applies, else eager (blocks of
     `EAGER_STEP`). A kernel that fails to compile turns the compiled path off for the process, and the eager
     function runs every block again.
     """
@@ -72,7 +75,7 @@ def blockwise(key: tuple[Any, ...], fn: Callable[..., Any], base: torch.Tensor,
     if _usable(base):
         try:
             kernel = _kernel(key, fn)
-            return [kernel(*args_of(lo, hi)) for lo, hi in _blocks(n, STEP)]
+            return [kernel(*args_of(lo, hi)) for lo, hi in _blocks(n, step)]
         except Exception as exc:  # a compiler problem: fall back for good, the eager path gives the same merge
             _disable(exc)
     return [fn(*args_of(lo, hi)) for lo, hi in _blocks(n, EAGER_STEP)]
@@ -89,7 +92,7 @@ def weighted_sum(base: torch.Tensor, tau: torch.Tensor, w: torch.Tensor, out: to
     w, beta_t = w.to(acc), torch.tensor(beta, dtype=acc, device=tau.device)
     block = functools.partial(weighted_block, k)
     blockwise(("weighted", k), block, base, lambda lo, hi: ([tau[i, lo:hi] for i in range(k)], w, base[lo:hi],
-                                                            beta_t, out[lo:hi]))
+                                                            beta_t, out[lo:hi]), ELEMENTWISE_STEP)
     return True
 
 

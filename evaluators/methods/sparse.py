@@ -78,9 +78,10 @@ def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.T
     divisor = torch.where(divisor.abs() < 1e-8, 1.0, divisor)
     lam = torch.tensor(params.lam, dtype=_accumulator(dtype), device=device)
     block = functools.partial(merge_block, recipe.sparsify, recipe.consensus, params.normalize, scaled, k)
+    step = fused.STEP if rule.kind == "della" else fused.ELEMENTWISE_STEP  # DELLA's probabilities: made per block
     fused.blockwise(("merge", recipe.sparsify, recipe.consensus, params.normalize, scaled, k), block, data.base,
                     lambda lo, hi: (*_mask_inputs(rule, data, lo, hi), scale, weight, divisor, lam,
-                                    data.base[lo:hi], out[lo:hi]))
+                                    data.base[lo:hi], out[lo:hi]), step)
 
 
 def kept_entries(recipe: Recipe, data: SegmentData, params: SegmentParams) -> torch.Tensor:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mergefront.evaluators.merge import MergeConfig, ResidentMerger
+from mergefront.evaluators import merge as merge_module
+from mergefront.evaluators.merge import GroupedValues, MergeConfig, ResidentMerger
 from mergefront.evaluators.methods import fused
+from mergefront.granularity import Granularity
 
 SHAPE = (1031, 1100)  # above fused.FUSED_MIN entries, not a multiple of the kernels' block
 
@@ -90,3 +92,53 @@ def _mergekit_ties(base: torch.Tensor, experts: list[torch.Tensor], weights: tup
     divisor = (w * mask).sum(dim=0)
     divisor[divisor == 0] = 1
     return base + (deltas * mask).sum(dim=0) / divisor, deltas.sum(dim=0)
+
+
+@pytest.mark.parametrize("method", ["ties", "dare_ties", "dare_linear"])
+def test_compiled_merges_do_not_depend_on_the_block_size(merger: ResidentMerger, method: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Elementwise kernels take 16M entries a call (`ELEMENTWISE_STEP`): the same merge as in blocks of 64K."""
+    params = {"weight": (0.5, 0.3, -0.2, 0.8), "density": (0.3, 0.5, 1.0, 0.2)}
+    config = MergeConfig(method, params=params, seed=5)
+    whole = merger.merge(config)["big"].clone()
+    monkeypatch.setattr(fused, "ELEMENTWISE_STEP", 1 << 16)
+    assert torch.equal(merger.merge(config)["big"], whole)
+
+
+def _llama_like(dtype: torch.dtype) -> ResidentMerger:
+    """Tensors above and below the compiled kernels' threshold, in checkpoint order (norms between matrices)."""
+    gen = torch.Generator().manual_seed(3)
+    shapes = {"model.embed_tokens.weight": (300, 256), "model.layers.0.input_layernorm.weight": (256,),
+              "model.layers.0.self_attn.q_proj.weight": (256, 257), "model.layers.0.mlp.up_proj.weight": (700, 256),
+              "model.layers.1.self_attn.q_proj.weight": (256, 300), "model.norm.weight": (256,),
+              "lm_head.weight": (300, 256)}
+    base = {k: torch.randn(s, generator=gen).to(dtype) for k, s in shapes.items()}
+    experts = [{k: (v.float() + 0.01 * torch.randn(v.shape, generator=gen)).to(dtype) for k, v in base.items()}
+               for _ in range(3)]
+    return ResidentMerger(base, experts, list(base))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_task_arithmetic_merges_runs_of_equal_values_as_one_span(dtype: torch.dtype,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consecutive tensors with the same values merge in one call of the method, to the numbers that merging
+    them tensor by tensor gives, bit for bit (normalising by the weights' sum too)."""
+    merger = _llama_like(dtype)
+    by_component = GroupedValues(Granularity(kind="component"), {
+        "embeddings": (0.5, 0.2, 0.3), "norms": (1.0, -0.5, 0.25), "attention": (0.3, 0.3, 0.9),
+        "mlp": (0.7, 0.1, 0.2)})
+    configs = [MergeConfig("task_arithmetic", (0.5, -0.3, 0.8), scale=0.7),
+               MergeConfig("task_arithmetic", params={"weight": by_component}, normalize=True)]
+    calls: list[int] = []
+    method = merge_module.REGISTRY["task_arithmetic"]
+    monkeypatch.setitem(merge_module.REGISTRY, "task_arithmetic",
+                        lambda data, params, out: (calls.append(data.numel), method(data, params, out)))
+    spanned = [{k: v.clone() for k, v in merger.merge(c).items()} for c in configs]
+    assert calls[0] == merger.out.numel()  # one span: the whole model
+    assert len(calls) - 1 == 7  # by component: embeddings, norms, attention, mlp, attention, norms, embeddings
+    monkeypatch.setattr(merge_module, "SPANNING", set())
+    for config, expected in zip(configs, spanned, strict=True):
+        got = merger.merge(config)
+        for key, tensor in expected.items():
+            assert torch.equal(got[key].view(torch.uint8), tensor.view(torch.uint8)), key
+    assert not torch.equal(spanned[0]["lm_head.weight"], merger.base[-300 * 256:].view(300, 256))  # it merged
