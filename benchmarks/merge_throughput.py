@@ -1,7 +1,8 @@
 """Merge speed: our resident merge engine per candidate, against memory-copy bandwidth and against mergekit.
 
 Builds (once, cached in benchmarks/.cache/) a synthetic Llama-shaped base of 134M parameters and 4 experts as
-HF-style checkpoints, measures this machine's memory-copy bandwidth in the same run, then per method:
+HF-style checkpoints, measures this machine's memory-copy bandwidth in the same run (`bandwidth.py`: at the start,
+after each method and at the end; the highest figure is the denominator), then per method:
   - ours: `ResidentMerger.merge` per candidate, weights already resident (the first merge, which also sorts or
     ranks magnitudes once, is reported apart); bytes a merge must move / time, and that as % of memcpy;
   - mergekit (in its own environment, benchmarks/.venv-mergekit): the same merge of the same checkpoints with
@@ -32,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from bandwidth import Links  # noqa: E402
 from merge_candidates import CANDIDATES, Candidate  # noqa: E402
 from synthetic_llama import FULL, QUICK, ensure_checkpoints, model_names  # noqa: E402
 
@@ -68,23 +70,6 @@ def ensure_mergekit_env() -> Path:
         print(f"creating mergekit's environment: {SETUP}", flush=True)
         subprocess.run(SETUP, shell=True, check=True)
     return python
-
-
-def memcpy_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 10) -> float:
-    """Best-of `repeats` torch copy_ of a `nbytes` buffer: (bytes read + bytes written) / time, in GB/s."""
-    src = torch.rand(nbytes // 4)
-    dst = torch.empty_like(src)
-    best = _best_time(lambda: dst.copy_(src), repeats)
-    return 2 * nbytes / best / GB
-
-
-def _best_time(fn: object, repeats: int) -> float:
-    times = []
-    for _ in range(repeats + 1):
-        start = time.perf_counter()
-        fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return min(times[1:])
 
 
 def load_merger(folder: Path, n_experts: int) -> tuple[ResidentMerger, float, float]:
@@ -166,6 +151,7 @@ def max_abs_diff(ours: dict[str, torch.Tensor], out: Path) -> float:
 
 def bench_method(merger: ResidentMerger, cand: Candidate, args: argparse.Namespace, memcpy: float,
                  mergekit: tuple[Path, Path] | None) -> Row:
+    """One method's row; `memcpy` is the run's best copy bandwidth so far (`main` recomputes % at the end)."""
     first, times, peak = time_ours(merger, cand, args.repeats)
     n = int(merger.base.numel())
     best = min(times)
@@ -187,7 +173,8 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def print_table(rows: list[Row], memcpy: float) -> None:
-    print(f"\nmemcpy bandwidth (torch copy_, read + write, best of several): {memcpy:.2f} GB/s")
+    print(f"\nmemcpy bandwidth (torch copy_ of 512 MiB, read + write, best of 10, highest of the run): "
+          f"{memcpy:.2f} GB/s")
     head = (f"{'method':<17}{'ours s/merge':>13}{'GB/s':>8}{'% memcpy':>10}{'first s':>9}{'MiB/expert':>11}"
             f"{'mergekit s':>11}{'(+start)':>9}{'speed-up':>10}{'max|diff|':>11}")
     print(head)
@@ -218,20 +205,23 @@ def main(argv: list[str] | None = None) -> None:
     python = None if args.no_mergekit else ensure_mergekit_env()
     shape = QUICK if args.quick else FULL
     folder = ensure_checkpoints(shape, CACHE, n_experts=4)
-    memcpy = memcpy_bandwidth()
+    links = Links(torch.device("cpu"))
+    links.measure()
     print(f"model: {shape.n_params() / 1e6:.1f}M parameters ({folder}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; memcpy {memcpy:.2f} GB/s", flush=True)
-    rows, setup = run_all(args, folder, memcpy, python)
-    memcpy = max(memcpy, memcpy_bandwidth())  # measured again at the end: the better figure is the denominator
+          f"{torch.get_num_threads()} threads; memcpy {links.best():.2f} GB/s", flush=True)
+    rows, setup = run_all(args, folder, links, python)
+    links.measure()
+    memcpy = links.best()  # the highest of the run is every row's denominator
     for r in rows:
         r.pct_memcpy = 100 * r.gbps / memcpy
     print_table(rows, memcpy)
+    print("memcpy measured (GB/s, in order): " + ", ".join(f"{v:.1f}" for v in links.samples["device copy"]))
     out = args.out or (None if args.quick else HERE / "results" / "merge_throughput.json")
     if out is not None:
-        write_json(out, shape.n_params(), memcpy, setup, rows)
+        write_json(out, shape.n_params(), links, setup, rows)
 
 
-def run_all(args: argparse.Namespace, folder: Path, memcpy: float,
+def run_all(args: argparse.Namespace, folder: Path, links: Links,
             python: Path | None) -> tuple[list[Row], dict[str, float]]:
     methods = [m for m in args.methods.split(",") if m]
     setup: dict[str, float] = {}
@@ -240,17 +230,20 @@ def run_all(args: argparse.Namespace, folder: Path, memcpy: float,
         merger, read_s, layout_s = load_merger(folder, k)
         setup[f"read_{k}_experts_s"], setup[f"layout_{k}_experts_s"] = read_s, layout_s
         for m in (m for m in methods if CANDIDATES[m].n_experts == k):
-            row = bench_method(merger, CANDIDATES[m], args, memcpy, (python, folder) if python else None)
+            row = bench_method(merger, CANDIDATES[m], args, links.best(), (python, folder) if python else None)
             rows.append(row)
+            after = links.measure()["device copy"]
             print(f"  {m}: ours {row.ours_s:.4f} s ({row.gbps:.2f} GB/s), first {row.ours_first_s:.3f} s, "
-                  f"mergekit {_fmt(row.mergekit_s, '.2f')} s, max|diff| {_fmt(row.max_abs_diff, '.1e')}", flush=True)
+                  f"mergekit {_fmt(row.mergekit_s, '.2f')} s, max|diff| {_fmt(row.max_abs_diff, '.1e')}; "
+                  f"memcpy after it {after:.1f} GB/s", flush=True)
         del merger
     return rows, setup
 
 
-def write_json(path: Path, n_params: int, memcpy: float, setup: dict[str, float], rows: list[Row]) -> None:
+def write_json(path: Path, n_params: int, links: Links, setup: dict[str, float], rows: list[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"parameters": n_params, "memcpy_gbps": memcpy, "torch": torch.__version__,
+    doc = {"parameters": n_params, "memcpy_gbps": links.best(), "memcpy_samples_gbps": links.samples["device copy"],
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
            "one_time_setup_s": setup, "rows": [asdict(r) for r in rows]}
     path.write_text(json.dumps(doc, indent=2) + "\n")

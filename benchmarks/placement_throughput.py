@@ -15,9 +15,11 @@ against the link that bounds it, measured in the same run:
     with no overlap on a CPU), against the host-to-device copy (on a CPU, one host buffer to another);
   - mmap: the same (k + 1) x n x s bytes read from the memory-mapped files (page cache) each merge, against the
     host-to-device copy.
-Plus the peak device memory (CUDA: the allocator's peak; CPU: the process's peak resident set growth, which is
-also the host's) per placement. Models are the synthetic Llama of `synthetic_llama.py`, generated on the fly
-(`--size 1b` and up for a GPU), in memory for resident and stream, as files for mmap.
+Both links are measured as `bandwidth.py` says (at the start, after each placement and at the end; each row is
+divided by the highest figure of the run). Plus the peak device memory (CUDA: the allocator's peak; CPU: the
+process's peak resident set growth, which is also the host's) per placement. Models are the synthetic Llama of
+`synthetic_llama.py`, generated on the fly (`--size 1b` and up for a GPU), in memory for resident and stream, as
+files for mmap.
 
     .venv/bin/python benchmarks/placement_throughput.py [--device cuda] [--size 1b] [--dtype bfloat16]
         [--methods task_arithmetic,ties] [--placements resident,stream,stream-staged,mmap] [--out FILE]
@@ -30,7 +32,6 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from bandwidth import DEVICE_COPY, HOST_TO_DEVICE, Links, best_seconds  # noqa: E402
 from merge_candidates import CANDIDATES, Candidate  # noqa: E402
 from synthetic_llama import FULL, QUICK, SIZES, ensure_checkpoints, synthetic_models  # noqa: E402
 
@@ -67,37 +69,6 @@ class Row:
     pct_link: float
     peak_device_bytes: int | None
     peak_host_bytes: int | None
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
-    """Seconds of the first call and the best of `repeats` later ones."""
-    times = []
-    for _ in range(repeats + 1):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times[0], min(times[1:])
-
-
-def device_copy_gbps(device: torch.device, nbytes: int = 512 * 2**20) -> float:
-    """Device memory bandwidth: (bytes read + bytes written) / time of a `copy_`, best of 10."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
-    dst = torch.empty_like(src)
-    return 2 * nbytes / best_time(lambda: dst.copy_(src), device, 10)[1] / GB
-
-
-def host_to_device_gbps(device: torch.device, nbytes: int = 512 * 2**20) -> float:
-    """Bytes copied per second from pinned host memory to the device (on a CPU: from one host buffer to another)."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, pin_memory=device.type == "cuda").uniform_()
-    dst = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
-    return nbytes / best_time(lambda: dst.copy_(src, non_blocking=True), device, 10)[1] / GB
 
 
 def peak_reset(device: torch.device) -> None:
@@ -138,17 +109,17 @@ def build(placement: str, models: tuple[dict, list[dict]] | None, folder: Path |
 
 
 def bench(args: argparse.Namespace, placement: str, cand: Candidate, merger: ResidentMerger,
-          links: dict[str, float], device: torch.device, host_before: int) -> Row:
-    first, best = best_time(lambda: merger.merge(cand.ours(seed=1)), device, args.repeats)
+          links: Links, device: torch.device, host_before: int) -> Row:
+    first, best = best_seconds(lambda: merger.merge(cand.ours(seed=1)), device, args.repeats)
     n, s, k = merger.out.numel(), merger.out.element_size(), cand.n_experts
     if placement == "resident" or (placement == "stream" and device.type == "cpu"):  # read in place on a CPU
-        moved, link = (k + 2) * n * s + (k * n * 4 if merger.ranks and cand.method in RANKED else 0), "device copy"
+        moved, link = (k + 2) * n * s + (k * n * 4 if merger.ranks and cand.method in RANKED else 0), DEVICE_COPY
     else:
-        moved, link = (k + 1) * n * s, "host-to-device copy"
+        moved, link = (k + 1) * n * s, HOST_TO_DEVICE
     device_peak, host_peak = peaks(device, host_before)
     gbps = moved / best / GB
-    return Row(cand.method, placement, k, merger.ranks, best, first, moved, link, links[link], gbps,
-               100 * gbps / links[link], device_peak, host_peak)
+    return Row(cand.method, placement, k, merger.ranks, best, first, moved, link, links.best(link), gbps,
+               100 * gbps / links.best(link), device_peak, host_peak)
 
 
 RANKED = {"ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}
@@ -160,22 +131,30 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     dtype = DTYPES[args.dtype]
     methods = [m for m in args.methods.split(",") if m]
     placements = [p for p in args.placements.split(",") if p]
-    links = {"device copy": device_copy_gbps(device), "host-to-device copy": host_to_device_gbps(device)}
+    links = Links(device, (DEVICE_COPY, HOST_TO_DEVICE))
+    links.measure()
     print(f"model: {shape.n_params() / 1e9:.3g}B parameters x (1 + {args.experts}), {args.dtype}, on {device} "
-          f"({device_name(device)}); device copy {links['device copy']:.1f} GB/s, host-to-device "
-          f"{links['host-to-device copy']:.1f} GB/s", flush=True)
+          f"({device_name(device)}); device copy {links.best(DEVICE_COPY):.1f} GB/s, host-to-device "
+          f"{links.best(HOST_TO_DEVICE):.1f} GB/s", flush=True)
     models = synthetic_models(shape, args.experts, dtype, device) if set(placements) - {"mmap"} else None
     folder = ensure_checkpoints(shape, CACHE, args.experts, dtype=dtype) if "mmap" in placements else None
-    rows = [row for placement in placements for row in _placement_rows(args, placement, methods, models, folder,
-                                                                       links, device)]
+    rows = []
+    for placement in placements:
+        rows += _placement_rows(args, placement, methods, models, folder, links, device)
+        links.measure()
+    for r in rows:  # every row against the highest figure of the run
+        r.link_gbps = links.best(r.link)
+        r.pct_link = 100 * r.gbps / r.link_gbps
     print_table(rows)
     return {"device": device_name(device), "torch": torch.__version__, "machine": platform.machine(),
             "threads": torch.get_num_threads(), "parameters": shape.n_params(), "experts": args.experts,
-            "dtype": args.dtype, "links_gbps": links, "rows": [asdict(r) for r in rows]}
+            "dtype": args.dtype, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "links_gbps": {name: links.best(name) for name in links.samples}, "links": links.summary(),
+            "rows": [asdict(r) for r in rows]}
 
 
 def _placement_rows(args: argparse.Namespace, placement: str, methods: list[str], models: tuple | None,
-                    folder: Path | None, links: dict[str, float], device: torch.device) -> list[Row]:
+                    folder: Path | None, links: Links, device: torch.device) -> list[Row]:
     rows = []
     for k in sorted({CANDIDATES[m].n_experts for m in methods}, reverse=True):
         for ranks in ((True, False) if placement == "resident" and RANKED & set(methods) else (False,)):

@@ -1,0 +1,76 @@
+"""Copy bandwidth, measured one way for every merge benchmark (merge_throughput, placement_throughput, the GPU check).
+
+A merge's rate (the bytes it must move / its best time) is compared with the copy bandwidth of the link that bounds
+it, measured in the same process, with the same threads, in the same run:
+  - device copy: `dst.copy_(src)` of a 512 MiB float32 buffer in device memory, (bytes read + bytes written) / time;
+  - host-to-device copy: the same copy from (pinned) host memory into device memory, bytes copied / time (on a
+    CPU, from one host buffer into another).
+Each measurement is the best of 10 copies (one untimed before). A benchmark measures at its start, after each
+method (or placement) and at its end, and divides by the highest figure of the run (`Links.best`): a copy timed
+while other processes loaded this shared machine never makes a merge look faster than it is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+GB = 1e9
+NBYTES = 512 * 2**20
+DEVICE_COPY = "device copy"
+HOST_TO_DEVICE = "host-to-device copy"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
+    """Seconds of a first call, and the best of `repeats` later ones."""
+    times = []
+    for _ in range(repeats + 1):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times[0], min(times[1:])
+
+
+def device_copy_gbps(device: torch.device, nbytes: int = NBYTES) -> float:
+    """Device memory bandwidth: (bytes read + bytes written) / time of a `copy_`, best of 10."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    return 2 * nbytes / best_seconds(lambda: dst.copy_(src), device, 10)[1] / GB
+
+
+def host_to_device_gbps(device: torch.device, nbytes: int = NBYTES) -> float:
+    """Bytes copied per second from pinned host memory to the device (on a CPU: from one host buffer to another)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, pin_memory=device.type == "cuda").uniform_()
+    dst = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+    return nbytes / best_seconds(lambda: dst.copy_(src, non_blocking=True), device, 10)[1] / GB
+
+
+class Links:
+    """The copy bandwidths of one run: every measurement kept, the highest used."""
+
+    def __init__(self, device: torch.device, names: tuple[str, ...] = (DEVICE_COPY,)) -> None:
+        self.device = device
+        self.samples: dict[str, list[float]] = {name: [] for name in names}
+
+    def measure(self) -> dict[str, float]:
+        """Measure every link once more; this measurement's figures (GB/s)."""
+        now = {DEVICE_COPY: device_copy_gbps, HOST_TO_DEVICE: host_to_device_gbps}
+        figures = {name: now[name](self.device) for name in self.samples}
+        for name, value in figures.items():
+            self.samples[name].append(value)
+        return figures
+
+    def best(self, name: str = DEVICE_COPY) -> float:
+        return max(self.samples[name])
+
+    def summary(self) -> dict[str, dict[str, float | list[float]]]:
+        return {name: {"best_gbps": max(values), "samples_gbps": values} for name, values in self.samples.items()}
