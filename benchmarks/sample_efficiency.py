@@ -334,7 +334,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    problems = list(report["problems"])
+    problems = [name for name, entry in report["problems"].items() if entry["methods"]]  # those with runs
     cols = min(2, len(problems))
     rows = -(-len(problems) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 4.5 * rows), squeeze=False)
