@@ -13,6 +13,14 @@ cd "$(dirname "$0")/.."
 engine=${CONTAINER_ENGINE:-podman}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/docker/podman.conf}
 project=mergefront-smoke-$$
+# what this script needs on the host, said before anything is built (Debian: apt-get install podman runc debootstrap)
+for tool in "$engine" debootstrap; do
+    command -v "$tool" >/dev/null || { echo "docker-smoke: '$tool' is not installed" >&2; exit 2; }
+done
+if [ "$CONTAINERS_CONF" = "$PWD/docker/podman.conf" ] && ! command -v runc >/dev/null; then
+    echo "docker-smoke: docker/podman.conf runs containers with runc, which is not installed (apt-get install runc)" >&2
+    exit 2
+fi
 started=$SECONDS
 step() { echo "== $(date +%T) [$((SECONDS - started))s] $*"; }
 
