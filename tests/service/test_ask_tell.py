@@ -31,8 +31,9 @@ EXTERNAL_SPEC = {
     "objectives": [{"evaluator": "external", "name": "size", "direction": "maximize"},
                    {"evaluator": "external", "name": "distance", "direction": "minimize"}],
     "optimizer": {"name": "nsga2", "budget": 9, "batch_size": 3, "seed": 1},
-    "resources": {"ask_timeout": 1.0},
+    "resources": {"ask_timeout": 600.0},  # no candidate expires by chance on a slow machine; expiry is tested below
 }
+ASK_TIMEOUT = 3.0  # the expiry test's: its first two tells must come in within it, on a loaded CI machine too
 
 
 def toy(params: dict[str, float]) -> dict[str, float]:
@@ -62,20 +63,22 @@ def http(api, settings: Settings) -> Iterator[TestClient]:
 def test_sdk_drives_a_whole_job_with_a_duplicate_a_conflicting_and_an_expired_tell(api, settings: Settings,
                                                                                      external_spec: dict) -> None:
     budget = external_spec["optimizer"]["budget"]
+    external_spec["resources"]["ask_timeout"] = ASK_TIMEOUT
     # the server's runner runs too: it must leave the external job alone
     with api() as http, Client("http://testserver", http=http) as client:
         job = client.submit(external_spec)
         assert job.info().external and job.info().state == "pending"
 
         first = job.ask(3)
+        asked_at = time.monotonic()
         assert [c.number for c in first] == [0, 1, 2] and job.info().state == "running"
         for c in first:
             assert c.state == "running" and c.attempts == 1 and set(c.params) == set(TARGET)
             assert c.expires_at is not None and c.started_at is not None
-            assert (c.expires_at - c.started_at).total_seconds() == pytest.approx(1.0, abs=0.01)
+            assert (c.expires_at - c.started_at).total_seconds() == pytest.approx(ASK_TIMEOUT, abs=0.01)
         told = job.tell(first[0], toy(first[0].params))
         assert told.state == "completed" and told.worker == "external" and told.merge_seconds == 0.0
-        assert 0.0 <= (told.eval_seconds or 0.0) < 1.0
+        assert 0.0 <= (told.eval_seconds or 0.0) < ASK_TIMEOUT
         assert job.tell(first[0].id, toy(first[0].params)) == told  # the same result again: nothing changes
         with pytest.raises(ConflictError, match="already told"):
             job.tell(first[0], {"size": 0.0, "distance": 0.0})
@@ -84,7 +87,7 @@ def test_sdk_drives_a_whole_job_with_a_duplicate_a_conflicting_and_an_expired_te
         with pytest.raises(ConflictError, match="already told"):
             job.tell(first[1], toy(first[1].params))
 
-        time.sleep(1.1)  # candidate 2 is never told in time
+        time.sleep(max(0.0, asked_at + ASK_TIMEOUT + 0.1 - time.monotonic()))  # candidate 2 is never told in time
         assert http.get(f"/v1/evaluations/{first[2].id}").json()["state"] == "expired"
         expired = {e.number: e for e in job.evaluations()}[2]
         assert expired.state == "expired" and expired.finished_at is not None
