@@ -124,7 +124,9 @@ def _can_write(url: str, job_id: int) -> bool:
 def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that_finishes_it(
         settings: Settings, sessions: Any, spec_data: dict, stored_evaluations: Callable[..., list],
         tmp_path: Path) -> None:
-    spec_data["optimizer"].update(budget=16, batch_size=2)
+    # enough evaluations that the first runner cannot finish the job while it is being paused (16 could: CI saw the
+    # job completed, its lease cleared, before a pause landed between two transactions)
+    spec_data["optimizer"].update(budget=48, batch_size=2)
     spec_data["resources"]["workers"] = 1
     with session_scope(sessions) as s:
         job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
@@ -132,6 +134,7 @@ def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that
         _wait(lambda: _n_completed(sessions, job_id) >= 2, 300, "the first runner's first results")
         _pause_between_transactions(paused, settings.resolved_database_url, job_id)
         # its lease runs out while it sleeps; a second runner takes the job over
+        assert _job(sessions, job_id).state == "running", "the first runner finished before it could be paused"
         _wait(lambda: _job(sessions, job_id).lease_expires_at < utcnow(), 30, "the paused runner's lease to expire")
         second = JobRunner(session_factory=sessions, settings=settings.model_copy(update={"lease_seconds": LEASE}))
         ended: list[str] = []
@@ -143,7 +146,7 @@ def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that
         thread.join(timeout=300)
     assert ended == ["completed"]
     assert paused.returncode == 2 and "continues on another runner" in out, out
-    _assert_exact_budget(sessions, job_id, 16, stored_evaluations)
+    _assert_exact_budget(sessions, job_id, 48, stored_evaluations)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
