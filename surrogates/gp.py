@@ -21,6 +21,7 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
+from mergefront.surrogates.holdout import twin_groups
 from mergefront.surrogates.quadratic import QuadraticFit
 
 DTYPE = torch.double
@@ -155,8 +156,10 @@ def loo_r2(model: ModelListGP) -> list[float]:
     """Each GP's leave-one-out R² on its training points, in closed form (no refits).
 
     For an exact GP with covariance `K` (noise included) and centred targets `y`, the prediction at point i from
-    the others is `y_i - [K^-1 y]_i / [K^-1]_ii`. The outcome standardisation is affine, so R² computed on the
-    standardised targets is the objective's own. NaN where the values do not vary.
+    the others is `y_i - [K^-1 y]_i / [K^-1]_ii`. A point evaluated more than once is held out with its twins
+    (`mergefront.surrogates.holdout`): for its rows `S`, `y_S - ([K^-1]_SS)^-1 [K^-1 y]_S`. The outcome
+    standardisation is affine, so R² computed on the standardised targets is the objective's own. NaN where the
+    values do not vary.
     """
     out = []
     with torch.no_grad():
@@ -165,8 +168,11 @@ def loo_r2(model: ModelListGP) -> list[float]:
             X, y = gp.train_inputs[0], gp.train_targets  # n x d, n (standardised)
             K = gp.covar_module(X).to_dense() + gp.likelihood.noise.reshape(-1)[0] * torch.eye(len(y), dtype=y.dtype)
             K_inv = torch.linalg.inv(K)
-            centred = y - gp.mean_module(X)
-            loo = y - (K_inv @ centred) / torch.diagonal(K_inv)
+            alpha = K_inv @ (y - gp.mean_module(X))  # n
+            loo = y - alpha / torch.diagonal(K_inv)
+            for rows in twin_groups(X.numpy()):
+                S = torch.as_tensor(rows)
+                loo[S] = y[S] - torch.linalg.solve(K_inv[S][:, S], alpha[S])
             total = float(((y - y.mean()) ** 2).sum())
             out.append(1.0 - float(((y - loo) ** 2).sum()) / total if total > 0 else float("nan"))
     return out

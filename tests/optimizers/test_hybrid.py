@@ -78,6 +78,17 @@ def test_maps_steps_while_the_quadratics_predict_better_then_the_gps() -> None:
         HybridOptimizer(SPACE, 2, 0, switch="later")  # type: ignore[arg-type]
 
 
+def test_twins_in_the_history_do_not_pass_the_switch_to_the_gps() -> None:
+    points = np.random.default_rng(0).random((12, SPACE.dim))
+    X = np.repeat(points, 2, axis=0)  # every point evaluated again, new mask seed: a new draw of the noise
+    Y = _quadratic(X) + 0.02 * np.random.default_rng(10).normal(size=(24, 2))
+    opt = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST)
+    quad = QuadraticSurrogate.fit(X, Y)
+    assert min(quad.r2) > 0.95  # the quadratics hold out a point (both its draws) and still predict it
+    assert max(opt._gp_r2(X, Y)) < 0.95  # the GPs, held out the same way, do not; a twin left in would predict it
+    assert not opt.uses_gps(X, Y, quad)
+
+
 def test_a_job_builds_it_with_maps_one_hot_design_capped_by_the_budget(spec_data: dict) -> None:
     spec_data["optimizer"] = {"name": "hybrid", "budget": 24}
     spec = parse_spec(spec_data)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from botorch.models import ModelListGP
 
 from mergefront.surrogates.gp import GPSurrogate, fit_gp_list, loo_r2
 
@@ -75,3 +76,33 @@ def test_repeated_points_with_different_values_teach_the_noise_level() -> None:
         gp = fit_gp_list(torch.as_tensor(X), torch.as_tensor(y), seed=0).models[0]
         levels.append(float(gp.likelihood.noise) * float(gp.outcome_transform.stdvs) ** 2)  # in y's own units
     assert levels[0] < 1e-3 and 0.2**2 / 3 < levels[1] < 0.2**2 * 3  # near the true variance 0.04
+
+
+def test_a_repeated_point_is_held_out_with_its_twins_not_predicted_by_them() -> None:
+    rng = np.random.default_rng(11)
+    points = rng.random((10, 2))
+    X = torch.as_tensor(np.vstack([points, points[[0, 0, 3, 7]]]))  # point 0 three times, 3 and 7 twice
+    values = np.sin(9 * X[:, 0].numpy()) * np.cos(7 * X[:, 1].numpy())  # too wiggly for 10 points to predict
+    Y = torch.as_tensor(values[:, None] + 0.01 * rng.normal(size=(14, 1)))
+    gp = fit_gp_list(X, Y, seed=0).models[0]
+    y, prior_mean = gp.train_targets, gp.mean_module.constant.detach()
+    with torch.no_grad():
+        K = gp.covar_module(X).to_dense() + gp.likelihood.noise[0] * torch.eye(14, dtype=X.dtype)
+    pred = torch.empty(14, dtype=y.dtype)
+    for i in range(14):  # the posterior mean from every evaluation of the other points, same hyperparameters
+        keep = ~(X == X[i]).all(dim=1)
+        pred[i] = prior_mean + K[i, keep] @ torch.linalg.solve(K[keep][:, keep], y[keep] - prior_mean)
+    slow = 1.0 - float(((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
+    fast = loo_r2(ModelListGP(gp))[0]
+    assert fast == pytest.approx(slow, rel=1e-6, abs=1e-9)
+    assert fast < 0.5  # one evaluation at a time, the twins predict 0, 3 and 7 almost exactly
+
+
+def test_twins_do_not_flatter_a_gp_that_knows_nothing_between_its_points() -> None:
+    rng = np.random.default_rng(12)
+    points = rng.random((15, 2))
+    X = np.repeat(points, 2, axis=0)  # each point evaluated twice, the same value (a deterministic merge)
+    y = np.repeat(rng.normal(size=(15, 1)), 2, axis=0)  # unrelated to the coordinates
+    once = loo_r2(fit_gp_list(torch.as_tensor(points), torch.as_tensor(y[::2]), seed=0))[0]
+    twice = loo_r2(fit_gp_list(torch.as_tensor(X), torch.as_tensor(y), seed=0))[0]
+    assert once < 0.3 and twice < 0.3  # held out by point, the twins teach it nothing about other points

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mergefront.surrogates.holdout import twin_groups
 from mergefront.surrogates.quadratic import QuadraticSurrogate, Warp, _ridge_loo, fit_quadratic, quadratic_features
 
 
@@ -39,6 +40,29 @@ def test_leave_one_out_shortcut_matches_refitting_without_each_point() -> None:
         keep = np.arange(12) != i
         coef, _ = _ridge_loo(F[keep], y[keep], 0.1)
         assert loo[i] == pytest.approx(F[i] @ coef, abs=1e-8)
+
+
+def test_a_repeated_point_is_held_out_with_all_its_evaluations() -> None:
+    rng = np.random.default_rng(6)
+    points = rng.random((14, 2))
+    X = np.vstack([points, points[[2, 2, 9]]])  # point 2 three times, point 9 twice
+    y = np.sin(6 * X[:, 0]) + 0.05 * rng.normal(size=17)
+    F = quadratic_features(X)
+    _, loo = _ridge_loo(F, y, 0.01, twin_groups(X))
+    for i in range(17):  # the fit without every evaluation of point i
+        keep = ~(X == X[i]).all(axis=1)
+        coef, _ = _ridge_loo(F[keep], y[keep], 0.01)
+        assert loo[i] == pytest.approx(F[i] @ coef, abs=1e-8)
+
+
+def test_twins_do_not_flatter_the_held_out_r2() -> None:
+    rng = np.random.default_rng(7)
+    points = rng.random((20, 2))
+    y = rng.normal(size=20)  # nothing a quadratic can predict
+    once = fit_quadratic(points, y)
+    twice = fit_quadratic(np.repeat(points, 2, axis=0), np.repeat(y, 2))  # each evaluated twice, same value
+    assert once.r2 < 0.3 and twice.r2 < 0.3
+    assert twice.r2 == pytest.approx(once.r2, abs=0.05)  # the same evidence, held out the same way
 
 
 def test_logit_warp_keeps_accuracies_in_range_far_from_the_data() -> None:
