@@ -2,7 +2,8 @@
 (bench://digits, MAP, three objectives, 16 evaluations on Ray): brushing the parallel coordinates filters the
 table and dims the front, constraints and weights rank the front and recommend a point, 2-4 points compare side
 by side, the surrogates' parameter importance shows with its held-out R² beside the predicted front; the CSV
-download is the REST file; cancel, the live jobs list and a missing job's page."""
+download is the REST file; cancel, the live jobs list and a missing job's page; rename, notes and delete from the
+job's page and the jobs list."""
 
 from __future__ import annotations
 
@@ -225,3 +226,86 @@ def test_cancel_and_the_live_jobs_list_and_a_missing_job(browser: Any, job: dict
     before = browser.execute_script(count)
     time.sleep(3.5)  # two polling periods
     assert browser.execute_script(count) == before  # a missing job is not polled
+
+
+def _manage_error(browser: Any) -> str:
+    return str(_wait(browser, "const e = document.getElementById('manage-error'); return !e.hidden && e.textContent"))
+
+
+def test_rename_notes_and_delete_from_the_job_page_and_the_jobs_list(browser: Any, job: dict[str, Any],
+                                                                     screenshots: Path) -> None:
+    url = job["url"]
+    with session_scope(job["sessions"]) as s:
+        kept = repo.create_job(session=s, spec=parse_spec({**_spec(), "name": "to-rename"})).id
+        listed = repo.create_job(session=s, spec=parse_spec({**_spec(), "name": "to-delete-from-the-list"})).id
+    httpx.post(f"{url}/v1/jobs/{listed}/cancel").raise_for_status()
+    browser.get(f"{url}/jobs/{kept}")
+    _wait(browser, "return document.body.dataset.jobState === 'pending'")
+
+    browser.find_element(By.ID, "rename-open").click()
+    field = browser.find_element(By.ID, "rename-input")
+    assert field.get_attribute("value") == "to-rename"
+    field.clear()
+    field.send_keys("   ")
+    browser.find_element(By.ID, "rename-save").click()
+    text = _manage_error(browser)  # next to the control, in words
+    assert text.startswith("Renaming failed: name") and "at least 1 character" in text and "{" not in text
+    assert browser.find_element(By.ID, "error").get_attribute("hidden")
+    field.clear()
+    field.send_keys("parity first")
+    browser.find_element(By.ID, "rename-save").click()
+    _wait(browser, "return document.getElementById('job-name').firstChild.textContent === 'parity first'")
+    assert not browser.find_element(By.ID, "rename-form").is_displayed()
+    assert not browser.find_element(By.ID, "manage-error").is_displayed()
+    assert "parity first" in browser.find_element(By.ID, "crumb").text
+
+    browser.find_element(By.ID, "notes-open").click()
+    assert not browser.find_element(By.ID, "rename-form").is_displayed()
+    browser.find_element(By.ID, "notes-input").send_keys("TIES beats DARE here\nseed 5")
+    browser.find_element(By.ID, "notes-save").click()
+    _wait(browser, "const n = document.getElementById('job-notes'); return n && n.textContent.startsWith('TIES')")
+    assert not browser.find_element(By.ID, "notes-form").is_displayed()
+    stored = httpx.get(f"{url}/v1/jobs/{kept}").json()
+    assert (stored["name"], stored["notes"]) == ("parity first", "TIES beats DARE here\nseed 5")
+
+    browser.find_element(By.ID, "delete-job").click()  # a pending job is cancelled first: said beside the button
+    browser.switch_to.alert.accept()
+    assert "is pending; cancel it first" in _manage_error(browser)
+    browser.save_screenshot(str(screenshots / "job-manage.png"))
+    assert httpx.get(f"{url}/v1/jobs/{kept}").status_code == 200
+
+    browser.get(url)
+    _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{kept}\"]')")
+    browser.execute_script("window.__sameDocument = true")
+    row = browser.find_element(By.CSS_SELECTOR, f"tr.job-row[data-job-id='{kept}']")
+    shown = row.find_element(By.CSS_SELECTOR, ".job-notes")
+    assert (shown.text, shown.get_attribute("title")) == ("TIES beats DARE here …", "TIES beats DARE here\nseed 5")
+    assert "parity first" in row.text and not row.find_elements(By.CSS_SELECTOR, "button.delete-job")  # pending
+    browser.find_element(By.ID, "search").send_keys("DARE")
+    browser.find_element(By.CSS_SELECTOR, "#jobs-search button[type=submit]").click()
+    _wait(browser, "const r = document.querySelectorAll('tr.job-row'); "
+                   f"return r.length === 1 && r[0].dataset.jobId === '{kept}'")
+    browser.find_element(By.ID, "search").clear()
+    browser.find_element(By.CSS_SELECTOR, "#jobs-search button[type=submit]").click()
+    _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{listed}\"]')")
+    browser.find_element(By.CSS_SELECTOR, f"button.delete-job[data-job-id='{listed}']").click()
+    browser.switch_to.alert.accept()
+    _wait(browser, f"return !document.querySelector('tr.job-row[data-job-id=\"{listed}\"]')")
+    assert httpx.get(f"{url}/v1/jobs/{listed}").status_code == 404
+    assert browser.execute_script("return window.__sameDocument") is True  # no reload
+    browser.save_screenshot(str(screenshots / "jobs-manage.png"))
+
+    browser.get(f"{url}/jobs/{kept}")
+    _wait(browser, "return document.body.dataset.jobState === 'pending'")
+    browser.find_element(By.ID, "cancel-job").click()
+    browser.switch_to.alert.accept()
+    _wait(browser, "return document.body.dataset.jobState === 'cancelled'")
+    browser.find_element(By.ID, "delete-job").click()
+    browser.switch_to.alert.accept()
+    _wait(browser, "return document.body.dataset.missing === '1'")
+    assert "was deleted" in browser.find_element(By.ID, "missing").text
+    assert not browser.find_element(By.ID, "manage").is_displayed()
+    assert httpx.get(f"{url}/v1/jobs/{kept}").status_code == 404
+    browser.get(url)
+    _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{job['id']}\"]')")
+    assert not browser.find_elements(By.CSS_SELECTOR, f"tr.job-row[data-job-id='{kept}']")

@@ -6,6 +6,7 @@
   const jobId = Number(location.pathname.split("/").filter(Boolean).pop());
   let seen = null;
   let sensitivityAt = null;
+  let gone = false; // deleted from this page: no more reads
 
   function showError(err) {
     const box = document.getElementById("error");
@@ -17,27 +18,13 @@
     try { await fn(...args); } catch (err) { showError(err); }
   };
 
-  async function cancel() {
-    if (!window.confirm(`Cancel job #${jobId}? Finished evaluations are kept; running ones are abandoned.`)) return;
-    try {
-      await MF.request(`/v1/jobs/${jobId}/cancel`, { method: "POST" });
-    } catch (err) {
-      showError(err.status === 403 ? `Cancelling needs a token with write scope: ${err.message}` : err);
-      return;
-    }
-    seen = null;
-    await refresh();
-  }
-
   function summary(job) {
     document.title = `mergefront · ${job.name} (#${job.id})`;
     document.getElementById("crumb").textContent = `#${job.id} ${job.name}`;
     const item = (name, ...value) => MF.el("div", { class: "item" }, MF.el("span", { class: "label" }, name),
       MF.el("span", { class: "value" }, ...value));
-    const actions = MF.isDone(job) ? [] : [MF.el("button", { type: "button", id: "cancel-job", onclick: cancel },
-      "cancel job")];
     document.getElementById("summary").replaceChildren(
-      MF.el("h1", {}, job.name, MF.el("span", { class: "muted" }, ` #${job.id}`), " ", ...actions),
+      MF.el("h1", { id: "job-name" }, job.name, MF.el("span", { class: "muted" }, ` #${job.id}`)),
       MF.el("div", { class: "items" },
         item("state", MF.stateBadge(job.state), MF.isDone(job) ? "" : MF.el("span", { class: "live" }, "● live")),
         item("progress", MF.progress(job)),
@@ -46,7 +33,8 @@
           MF.el("span", { class: "muted" }, ` (reference point ${MF.refPoint(job.reference_point)})`)),
         item("objectives", job.objectives.map((o, k) => `${o} (${job.maximize[k] ? "max" : "min"})`).join(", ")),
         item("created", MF.el("span", { title: MF.time(job.created_at) }, MF.time(job.created_at))),
-        job.notes ? item("notes", job.notes) : null),
+        job.notes ? MF.el("div", { class: "item notes" }, MF.el("span", { class: "label" }, "notes"),
+          MF.el("span", { class: "value", id: "job-notes" }, job.notes)) : null),
       ...(job.error ? [MF.el("pre", { class: "error" }, job.error)] : []));
   }
 
@@ -56,7 +44,9 @@
       MF.getJson(`/v1/jobs/${jobId}/points`), MF.getJson(`/v1/jobs/${jobId}/hypervolume`)]);
     const job = await MF.getJson(`/v1/jobs/${jobId}`);
     job.n_completed = Math.max(job.n_completed, points.n_completed);
+    if (gone) return job;
     summary(job);
+    MF.manage.update(job);
     MF.decide.weightInputs(job.objectives);
     const key = `${job.state}:${job.n_completed}:${job.n_failed}`;
     if (key !== seen) {
@@ -79,23 +69,30 @@
     return job;
   }
 
-  function missing() {
+  // The job is not there (never was, or deleted elsewhere) or was deleted from this page: say so, stop polling.
+  function missing(deleted) {
+    gone = true;
     document.body.dataset.missing = "1";
-    document.getElementById("summary").replaceChildren(MF.el("h1", {}, `No job #${jobId}`),
-      MF.el("p", { id: "missing" }, "This job does not exist (it may have been deleted). ",
-        MF.el("a", { href: "/" }, "All jobs")));
+    const text = deleted ? `Job #${jobId} "${deleted.name}" was deleted with its evaluations. `
+      : "This job does not exist (it may have been deleted). ";
+    document.getElementById("summary").replaceChildren(
+      MF.el("h1", {}, deleted ? `Deleted job #${jobId}` : `No job #${jobId}`),
+      MF.el("p", { id: "missing" }, text, MF.el("a", { href: "/" }, "All jobs")));
+    document.getElementById("crumb").textContent = `#${jobId}`;
+    MF.manage.hide();
     document.querySelectorAll("main > section.card, main > .panels").forEach((el) => { el.hidden = true; });
   }
 
   async function poll() {
+    if (gone) return;
     let job = null;
     try {
       job = await refresh();
     } catch (err) {
-      if (err.status === 404) { showError(""); missing(); return; } // no more polling
+      if (err.status === 404) { showError(""); missing(null); return; } // no more polling
       showError(err);
     }
-    if (!job || !MF.isDone(job)) setTimeout(poll, 1500);
+    if (!gone && (!job || !MF.isDone(job))) setTimeout(poll, 1500);
   }
 
   MF.onBrush = function (brush, quiet) {
@@ -113,5 +110,9 @@
   document.getElementById("brush-clear").addEventListener("click", MF.guard(MF.plots.clearBrush));
   MF.table.init(jobId);
   MF.decide.init(jobId);
+  MF.manage.init(jobId, {
+    changed: refresh, // a cancel changes the state, so the views redraw too
+    deleted: (job) => missing(job || { name: "" }),
+  });
   poll();
 })();

@@ -1,5 +1,6 @@
 // The jobs page: every job with state, progress, optimizer, best hypervolume and creation time; searched and
 // sorted on the server. It keeps polling (faster while a job runs), so a newly submitted job appears by itself.
+// A finished job can be deleted from its row (rename and notes are on the job's page).
 "use strict";
 
 (function () {
@@ -8,19 +9,53 @@
   const IDLE_MS = 5000;
   const state = { offset: 0, search: "", filter: "", sort: "id", descending: true };
   let timer = null;
+  const rowErrors = new Map(); // job id -> why its delete was refused, kept across the list's refreshes
+
+  function showError(err) {
+    const box = document.getElementById("error");
+    box.textContent = String(err.message || err);
+    box.hidden = false;
+  }
+
+  async function remove(job) {
+    if (!window.confirm(`Delete job #${job.id} "${job.name}" with all its evaluations? This cannot be undone.`)) return;
+    try {
+      await MF.request(`/v1/jobs/${job.id}`, { method: "DELETE" });
+      rowErrors.delete(job.id);
+    } catch (err) {
+      if (!(err instanceof MF.ApiError)) throw err;
+      rowErrors.set(job.id, err.status === 403 ? `Deleting needs a token with write scope: ${err.message}`
+        : `Deleting failed: ${err.message}`);
+    }
+    await load();
+  }
+
+  function actions(job) {
+    const error = rowErrors.get(job.id);
+    return MF.el("td", { class: "actions" },
+      MF.isDone(job) ? MF.el("button", { type: "button", class: "delete-job", dataset: { jobId: job.id },
+        title: "delete this job and its evaluations", onclick: () => remove(job).catch(showError) }, "delete") : null,
+      error ? MF.el("p", { class: "error row-error" }, error) : null);
+  }
+
+  function notes(text) {
+    if (!text) return null;
+    const first = text.split("\n")[0];
+    return MF.el("div", { class: "muted job-notes", title: text }, first.length < text.length ? `${first} …` : first);
+  }
 
   function row(job) {
     return MF.el("tr", { class: "job-row", dataset: { jobId: job.id, state: job.state } },
       MF.el("td", {}, MF.el("a", { href: `/jobs/${job.id}` }, `#${job.id}`)),
       MF.el("td", {}, MF.el("a", { href: `/jobs/${job.id}` }, job.name),
-        job.notes ? MF.el("div", { class: "muted" }, job.notes) : null),
+        notes(job.notes)),
       MF.el("td", {}, MF.stateBadge(job.state)),
       MF.el("td", {}, MF.progress(job)),
       MF.el("td", {}, job.optimizer),
       MF.el("td", { class: "num" }, MF.fmt(job.hypervolume, 6),
         MF.el("div", { class: "muted" }, `ref ${MF.refPoint(job.reference_point)}`)),
       MF.el("td", { class: "num" }, job.objectives.length),
-      MF.el("td", { title: MF.time(job.created_at) }, MF.age(job.created_at)));
+      MF.el("td", { title: MF.time(job.created_at) }, MF.age(job.created_at)), actions(job));
   }
 
   function headers() {
@@ -51,9 +86,7 @@
       document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
       timer = setTimeout(load, page.items.some((job) => !MF.isDone(job)) ? RUNNING_MS : IDLE_MS);
     } catch (err) {
-      const box = document.getElementById("error");
-      box.textContent = String(err.message || err);
-      box.hidden = false;
+      showError(err);
       timer = setTimeout(load, IDLE_MS);
     }
   }
