@@ -63,13 +63,17 @@ def test_readme_demo_output_is_what_a_fresh_run_prints(tmp_path: Path, cache_dir
 
 
 def test_the_digits_build_table_in_the_docs_is_what_a_fresh_build_prints(tmp_path: Path) -> None:
-    """docs/suites.md quotes the table `python -m mergefront.evaluators.suites.digits DIR` prints (seed 0)."""
+    """docs/suites.md quotes the table `python -m mergefront.evaluators.suites.digits DIR` prints (seed 0); its
+    progress goes to stderr."""
     page = (ROOT / "docs" / "suites.md").read_text()
     block = re.search(r"```\n(task +base +expert +merge 1/N +merge sum\nrotated .*?)```", page, re.S)
     assert block, "docs/suites.md quotes no digits build table"
     out = subprocess.run([sys.executable, "-m", "mergefront.evaluators.suites.digits", str(tmp_path / "digits")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
+    steps = out.stderr.replace("\r", "\n").splitlines()  # the build says what it does while it works
+    assert steps[0] == "building bench://digits (once: later jobs read it from the cache)", out.stderr[-2000:]
+    assert any(line.startswith("bench://digits training: 100%") and "1200/1200" in line for line in steps)
     printed = [line.rstrip() for line in out.stdout.splitlines()]
     for line in block.group(1).splitlines():
         assert line.rstrip() in printed, (line, out.stdout[-2000:])

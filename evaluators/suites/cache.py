@@ -6,6 +6,7 @@ import argparse
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,21 @@ def ensure_built(target: Path, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return target
+
+
+@contextmanager
+def build_progress(suite: str, total: int, *, verbose: bool) -> Iterator[Callable[[], None]]:
+    """Say on stderr that `suite` is being built and show a bar over its `total` training steps; yields the call
+    that counts one step (a no-op when not `verbose`). A build prints nothing else until it is done, and tinylm's
+    takes minutes."""
+    if not verbose:
+        yield lambda: None
+        return
+    from tqdm import tqdm
+
+    print(f"building bench://{suite} (once: later jobs read it from the cache)", file=sys.stderr, flush=True)
+    with tqdm(total=total, desc=f"bench://{suite} training", unit="step", file=sys.stderr) as bar:
+        yield lambda: bar.update(1)
 
 
 def build_command(suite: str, build: Callable[[Path, int], None], argv: Sequence[str] | None = None) -> int:

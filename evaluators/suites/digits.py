@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,12 +87,13 @@ def suite_dir(cache_root: Path, seed: int = 0) -> Path:
     return Path(cache_root) / f"{SUITE}-v{VERSION}-seed{seed}"
 
 
-def _fit(model: DigitsNet, data: Split, steps: int, lr: float) -> DigitsNet:
+def _fit(model: DigitsNet, data: Split, steps: int, lr: float, tick: Callable[[], None]) -> DigitsNet:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):
         optimizer.zero_grad()
         F.cross_entropy(model(data.x), data.y).backward()
         optimizer.step()
+        tick()
     return model.eval()
 
 
@@ -101,10 +102,10 @@ def _task_seed(seed: int, task: str) -> int:
     return seed * 1_000_003 + zlib.crc32(task.encode())
 
 
-def _train_models(data: SuiteData, seed: int) -> dict[str, DigitsNet]:
+def _train_models(data: SuiteData, seed: int, tick: Callable[[], None]) -> dict[str, DigitsNet]:
     """Base (key ``"base"``) and one expert per task, each fine-tuned from the base."""
     torch.manual_seed(seed)
-    base = _fit(DigitsNet(N_DIGITS), data.plain.train, BASE_STEPS, BASE_LR)
+    base = _fit(DigitsNet(N_DIGITS), data.plain.train, BASE_STEPS, BASE_LR, tick)
     models = {"base": base}
     for task, task_data in data.tasks.items():
         torch.manual_seed(_task_seed(seed, task))
@@ -112,7 +113,7 @@ def _train_models(data: SuiteData, seed: int) -> dict[str, DigitsNet]:
         expert.trunk.load_state_dict(base.trunk.state_dict())
         if task_data.n_classes == N_DIGITS:  # same label space as the base: keep its head as the start
             expert.head.load_state_dict(base.head.state_dict())
-        models[task] = _fit(expert.train(), task_data.train, EXPERT_STEPS, EXPERT_LR)
+        models[task] = _fit(expert.train(), task_data.train, EXPERT_STEPS, EXPERT_LR, tick)
     return models
 
 
@@ -307,7 +308,8 @@ def build(out_dir: Path, seed: int = 0, *, verbose: bool = True) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with _deterministic_torch():
         data = prepare(seed, TASKS)
-        states = {name: _state(model) for name, model in _train_models(data, seed).items()}
+        with cache.build_progress("digits", BASE_STEPS + len(TASKS) * EXPERT_STEPS, verbose=verbose) as tick:
+            states = {name: _state(model) for name, model in _train_models(data, seed, tick).items()}
         validation = _accuracy_table(states, data, "validation")
         test = _accuracy_table(states, data, "test")
     meta = {"format": "pt"}  # one key only: safetensors writes metadata in hash order, breaking byte identity

@@ -15,8 +15,9 @@ Run ``python -m mergefront.evaluators.suites.tinylm OUT_DIR [--seed N]`` to buil
 from __future__ import annotations
 
 import json
+import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -108,8 +109,10 @@ def model_config() -> LlamaConfig:
     )
 
 
-def _train(model: LlamaForCausalLM, batches: BatchSampler, steps: int, lr: float) -> LlamaForCausalLM:
-    """Next-token cross-entropy on the answer tokens of `steps` batches; returns `model` in eval mode."""
+def _train(model: LlamaForCausalLM, batches: BatchSampler, steps: int, lr: float,
+           tick: Callable[[], None]) -> LlamaForCausalLM:
+    """Next-token cross-entropy on the answer tokens of `steps` batches (`tick` after each); returns `model` in
+    eval mode."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / WARMUP_STEPS) * (1.0 - step / steps)
@@ -123,6 +126,7 @@ def _train(model: LlamaForCausalLM, batches: BatchSampler, steps: int, lr: float
         loss.backward()
         optimizer.step()
         schedule.step()
+        tick()
     return model.eval()
 
 
@@ -130,16 +134,17 @@ def _state(model: LlamaForCausalLM) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
-def _train_models(seed: int, training: Training) -> dict[str, dict[str, torch.Tensor]]:
+def _train_models(seed: int, training: Training, tick: Callable[[], None]) -> dict[str, dict[str, torch.Tensor]]:
     """State dicts of the base (key ``"base"``) and of one expert per task, each fine-tuned from the base."""
     torch.manual_seed(seed)
     batches = mixture_sampler(seed, training.batch_size)
-    model = _train(LlamaForCausalLM(model_config()), batches, training.base_steps, training.base_lr)
+    model = _train(LlamaForCausalLM(model_config()), batches, training.base_steps, training.base_lr, tick)
     states = {"base": _state(model)}
     for task in TASKS:
         torch.manual_seed(example_seed(seed, "expert", task))
         model.load_state_dict(states["base"])
-        _train(model, task_sampler(task, seed, training.batch_size), training.expert_steps, training.expert_lr)
+        _train(model, task_sampler(task, seed, training.batch_size), training.expert_steps, training.expert_lr,
+               tick)
         states[task] = _state(model)
     return states
 
@@ -312,8 +317,12 @@ def build(out_dir: Path, seed: int = 0, *, verbose: bool = True, training: Train
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    steps = training.base_steps + len(TASKS) * training.expert_steps
     with _deterministic_torch():
-        states = _train_models(seed, training)
+        with cache.build_progress(SUITE, steps, verbose=verbose) as tick:
+            states = _train_models(seed, training, tick)
+        if verbose:
+            print("scoring the base, the experts and two merges on the held-out sets", file=sys.stderr, flush=True)
         tables = {split: _metric_table(states, split, seed) for split in HELD_OUT_SPLITS}
     for name, state in states.items():
         _save_model(state, out_dir / name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -70,9 +71,19 @@ def test_models_are_hugging_face_directories_that_load_offline(
         assert tokenizer.pad_token_id == PAD
 
 
-def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
-    for name in ("a", "b"):
-        build(tmp_path / name, 0, verbose=False, training=TINY)
+def test_same_seed_gives_identical_files_and_a_verbose_build_shows_its_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build(tmp_path / "a", 0, verbose=True, training=TINY)
+    out = capsys.readouterr()
+    steps = TINY.base_steps + len(TASKS) * TINY.expert_steps
+    err = out.err.replace("\r", "\n").splitlines()
+    assert err[0] == "building bench://tinylm (once: later jobs read it from the cache)"
+    assert any(line.startswith("bench://tinylm training: 100%") and f"{steps}/{steps}" in line for line in err)
+    assert err[-1] == "scoring the base, the experts and two merges on the held-out sets"
+    assert "built in" in out.out and "merge 1/N" in out.out  # the table, on stdout
+    build(tmp_path / "b", 0, verbose=False, training=TINY)  # quiet, and the same bytes as the build that showed
+    assert capsys.readouterr() == ("", "")
     for path in ("base/model.safetensors", "copy/model.safetensors", "add/model.safetensors", "data.safetensors"):
         assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes(), path
 
@@ -164,6 +175,16 @@ def test_ensure_built_builds_once_into_place(
     assert calls == [3]
     assert (first / MANIFEST).is_file()
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == [first.name]  # no scratch left
+
+
+def test_the_build_table_in_the_docs_is_a_fresh_builds(suite_path: Path) -> None:
+    """docs/suites.md quotes the validation table a build prints (seed 0); the session's cache is built fresh, and
+    its manifest keeps that build's figures, printed by the same `format_table`."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "suites.md").read_text()
+    block = re.search(r"```\n(task +base +expert +merge 1/N +merge sum +\| .*?\ncopy .*?)```", page, re.S)
+    assert block, "docs/suites.md quotes no tinylm build table"
+    quoted = [line.rstrip() for line in block.group(1).splitlines()]
+    assert quoted == [line.rstrip() for line in tinylm_module.format_table(_validation(suite_path)).splitlines()]
 
 
 def test_builtin_suite_names_agree_with_the_suite() -> None:
