@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mergefront import __version__
+from mergefront import Client, __version__
 from mergefront.cli import _parser
 from mergefront.cli import main as cli_main
+from mergefront.errors import ConflictError, NotFoundError
 from mergefront.service import repository as repo
+from mergefront.service.app import create_app
 from mergefront.service.db import session_scope
 from mergefront.service.front import update_front
 from mergefront.service.models import JobState
@@ -108,6 +110,37 @@ def test_job_commands_work_on_the_local_database(cli, sessions, tmp_path: Path) 
     _one_line_error(cli("cancel", str(job_id))[2], "already completed")
     assert cli("delete", str(job_id))[1].strip() == f"job {job_id} deleted"
     _one_line_error(cli("front", str(job_id))[2], f"job {job_id} does not exist", "--url")
+
+
+def test_job_commands_and_the_sdk_manage_jobs_on_a_server(cli, serve, settings, sessions, spec_data: dict,
+                                                          make_token) -> None:
+    job_id = build_job(sessions, n=12, n_objectives=2, seed=6, history_points=3)
+    with session_scope(sessions) as s:
+        pending = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    write, read = make_token("write"), make_token("read")
+    with serve(create_app(settings, run_jobs=False)) as url:
+        server = ("--url", url, "--token", write)
+        assert cli("rename", str(job_id), "on the server", *server)[0] == 0
+        assert cli("notes", str(job_id), "kept for the paper", *server)[0] == 0
+        status, out, _ = cli("jobs", "--search", "paper", *server)
+        assert status == 0 and [line.split()[:2] for line in out.splitlines()[1:]] == [[str(job_id), "on"]]
+        _one_line_error(cli("rename", str(job_id), "x", "--url", url, "--token", read)[2], "scope read", "write")
+        status, out, _ = cli("front", str(job_id), *server)
+        assert status == 0 and f"Pareto front of job {job_id}:" in out
+        with Client(url, token=write) as client:
+            job = client.job(pending)
+            assert job.rename("named by the SDK").name == "named by the SDK"
+            assert job.set_notes("from Python").notes == "from Python"
+            assert [j.id for j in client.jobs(search="python")] == [pending]
+            with pytest.raises(ConflictError, match="cancel it first"):
+                job.delete()
+            assert job.cancel().state == "cancelled"
+            assert job.set_notes(None).notes is None
+            job.delete()
+            with pytest.raises(NotFoundError):
+                job.info()
+        assert cli("delete", str(job_id), *server)[1].strip() == f"job {job_id} deleted"
+        _one_line_error(cli("cancel", str(job_id), *server)[2], f"job {job_id} does not exist")
 
 
 def repo_front_size(sessions, job_id: int) -> int:  # type: ignore[no-untyped-def]
