@@ -13,7 +13,8 @@ import logging
 import os
 import socket
 import sysconfig
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,19 @@ def enable_token_auth() -> None:
         from ray._private.authentication import authentication_token_setup as setup
     except ImportError:  # a Ray without token authentication
         return
-    quiet = logging.getLogger(setup.__name__)
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # it would advise opting out of authentication, which is not ours to advise
-    try:
+    with quiet_auth_advice():
         setup.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+@contextmanager
+def quiet_auth_advice() -> Iterator[None]:
+    """Keep Ray's token-authentication warnings out (a local Ray warns on every start that it made a token and
+    how to opt out, which is not ours to advise, in the middle of what `mergefront run` prints); errors still show."""
+    quiet = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
     finally:
         quiet.setLevel(level)
 

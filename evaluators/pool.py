@@ -19,7 +19,7 @@ from ray.util.placement_group import PlacementGroup
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from mergefront.errors import ClusterUnavailableError, InvalidSpecError
-from mergefront.evaluators.cluster import check_reachable, code_runtime_env, enable_token_auth
+from mergefront.evaluators.cluster import check_reachable, code_runtime_env, enable_token_auth, quiet_auth_advice
 from mergefront.evaluators.evaluation import Candidate, CandidateEvaluator, EvaluationResult, WorkerSetup
 from mergefront.evaluators.placement import release, reserve
 
@@ -46,10 +46,11 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
             enable_token_auth()
             kwargs["runtime_env"] = code_runtime_env()
         try:
-            if threading.current_thread() is threading.main_thread():
-                ray.init(address=address, **kwargs)
-            else:
-                _init_in_keeper_thread(address, kwargs)
+            with quiet_auth_advice():
+                if threading.current_thread() is threading.main_thread():
+                    ray.init(address=address, **kwargs)
+                else:
+                    _init_in_keeper_thread(address, kwargs)
         except ConnectionError as exc:  # reached, but refused: most often a missing or wrong token
             raise ClusterUnavailableError(
                 f"cannot join the Ray cluster at {address}: {exc}. If the cluster requires a token (Ray's default), "

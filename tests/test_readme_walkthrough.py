@@ -56,10 +56,24 @@ def test_readme_demo_output_is_what_a_fresh_run_prints(tmp_path: Path, cache_dir
     out = subprocess.run([str(Path(sys.executable).parent / "mergefront"), "run", "examples/digits.yaml"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
+    _check_progress_bar(out.stderr, budget=64)
     printed = out.stdout.splitlines()
     assert quoted[0] in printed, f"README: {quoted[0]}\nprinted: {[p for p in printed if 'Pareto' in p]}"
     for row in quoted[1:]:  # the header and rows, cut at " ..."
         assert any(line.startswith(row.removesuffix(" ...").rstrip()) for line in printed), (row, printed[-40:])
+
+
+def _check_progress_bar(stderr: str, budget: int) -> None:
+    """`run`'s bar starts at 0 once the workers are up (so its rate and ETA count evaluations only), ends at the
+    budget, and nothing is printed inside it (Ray's token-authentication advice came on every run)."""
+    assert "Token authentication" not in stderr, stderr[-3000:]
+    pieces = [p.strip() for p in stderr.replace("\r", "\n").splitlines() if p.strip()]
+    bar = [i for i, p in enumerate(pieces) if p.startswith("job 1:")]
+    assert bar, stderr[-3000:]
+    assert f"| 0/{budget} [00:00<?" in pieces[bar[0]]  # started at zero, before any evaluation came back
+    assert f"| {budget}/{budget} [" in pieces[bar[-1]]
+    inside = [p for p in pieces[bar[0]:bar[-1] + 1] if not p.startswith("job 1:")]
+    assert not inside, inside[:10]
 
 
 def test_the_digits_build_table_in_the_docs_is_what_a_fresh_build_prints(tmp_path: Path) -> None:
