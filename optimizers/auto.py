@@ -29,15 +29,19 @@ def choose(space: SearchSpace, n_objectives: int, budget: int, *, noisy: bool = 
     """The optimizer for a space of this dimension, with `n_objectives` objectives, `budget` evaluations, and
     objectives that are `noisy` (a merge method with random masks)."""
     d, experts = space.dim, one_hot_points(space).shape[0]
+    weights_only = all(p.kind == "weight" for p in space.parameters) and d == experts
+    if noisy and weights_only:
+        return Choice("hybrid", f"{d} expert weights and random masks: MAP's one-hot start, then the GPs "
+                      "(qLogNEHVI), which learn the noise level")
     if noisy:
         return Choice("qnehvi", "random masks make the objectives noisy; the GPs learn the noise level")
     if d > 24:
-        return Choice("qnehvi", f"{d} dimensions: quadratics need (d + 1)(d + 2) / 2 = {(d + 1) * (d + 2) // 2} "
-                      "terms, GPs do not")
+        return Choice("hybrid", f"{d} dimensions: MAP's one-hot start, then the GPs (qLogNEHVI) as soon as they "
+                      f"predict better than quadratics of (d + 1)(d + 2) / 2 = {(d + 1) * (d + 2) // 2} terms")
     if d > experts and experts >= 4:
         return Choice("map", f"{d} dimensions over {experts} experts: pairs of experts first (Nested MAP)",
                       {"nested": True})
-    if all(p.kind == "weight" for p in space.parameters) and d == experts:
+    if weights_only:
         return Choice("hybrid", f"{d} expert weights: MAP's one-hot start, then the GPs (qLogNEHVI), which keep "
                       "climbing where the quadratics level off")
     return Choice("map", f"{d} dimensions: MAP's one-hot design and quadratics lead at every budget up to "

@@ -7,12 +7,15 @@ from mergefront.optimizers import (
     MAPOptimizer,
     NestedMAPOptimizer,
     NSGA2Optimizer,
+    Parameter,
     QNEHVIOptimizer,
+    SearchSpace,
     budget_notes,
     build_space,
     design_sizes,
     make_optimizer,
 )
+from mergefront.optimizers.auto import choose
 from mergefront.spec import parse_spec
 
 
@@ -37,6 +40,19 @@ def test_auto_takes_the_hybrid_for_expert_weights_alone(spec_data: dict) -> None
     spec, space = _spec(spec_data)  # 3 weights
     assert isinstance(make_optimizer(spec, space), HybridOptimizer)
     assert "optimizer auto: hybrid" in budget_notes(spec, space)[0]
+
+
+def test_auto_takes_the_hybrid_for_noisy_expert_weights_and_for_many_dimensions(spec_data: dict) -> None:
+    spec_data["merge"] = {"method": "dare_linear", "weight": {"low": 0.0, "high": 1.0}, "density": 0.5}
+    spec, space = _spec(spec_data)  # 3 weights, random masks
+    assert isinstance(make_optimizer(spec, space), HybridOptimizer)
+    assert "random masks" in budget_notes(spec, space)[0]
+    # TIES per component over 4 experts and 4 groups of tensors: 16 weights and 16 densities
+    per_component = SearchSpace(tuple(Parameter(f"{kind}.{e}.{g}", 0.0, 1.0, "", kind, e, g)
+                                      for kind in ("weight", "density") for e in range(4) for g in "abcd"))
+    choice = choose(per_component, 2, 48)
+    assert choice.name == "hybrid" and choice.reason.startswith("32 dimensions")
+    assert choose(per_component, 2, 48, noisy=True).name == "qnehvi"  # random masks with densities: not measured
 
 
 def test_auto_takes_nested_map_for_four_experts_with_densities(spec_data: dict) -> None:
