@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from mergefront.local_server import free_port, wait_until_serving
 
 SERVE = r"""
 import sys, tempfile
@@ -49,29 +50,11 @@ ENDPOINTS = {"points": "/v1/jobs/1/points", "hypervolume": "/v1/jobs/1/hypervolu
              "table": "/v1/jobs/1/table?sort=number&offset=0&limit=25"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(root: Path, db: Path, n: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", SERVE, str(root), str(db), str(port), str(n)], cwd=root,
                             env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait(proc: subprocess.Popen[bytes], base: str, deadline: float) -> None:
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server of {base} did not start")
-        time.sleep(0.5)
 
 
 def main() -> None:
@@ -87,7 +70,8 @@ def main() -> None:
     try:
         for label, root in versions.items():  # one at a time: building a job is heavy
             servers[label] = _start(Path(root).resolve(), args.db_dir / f"{label}-{args.n}.db", args.n)
-            _wait(*servers[label], time.monotonic() + 1800)
+            proc, base = servers[label]
+            wait_until_serving(base, timeout=1800, process=proc, interval=0.5)
         times: dict[tuple[str, str], list[float]] = {(label, e): [] for label in versions for e in ENDPOINTS}
         with httpx.Client(timeout=120) as client:
             for r in range(args.rounds + 1):

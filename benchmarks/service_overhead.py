@@ -39,7 +39,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mergefront.local_server import free_port, wait_until_serving  # noqa: E402
 from mergefront.service.db import make_engine, make_session_factory, session_scope, upgrade_database  # noqa: E402
 from mergefront.service.models import TokenScope  # noqa: E402
 from mergefront.service.tokens import create_token  # noqa: E402
@@ -81,12 +81,6 @@ def spec(n: int) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of these processes so far (those gone count 0)."""
     total = 0
@@ -108,22 +102,13 @@ def mergefront_server(url: str, home: Path, max_budget: int) -> Iterator[tuple[s
     with session_scope(make_session_factory(engine)) as s:
         token = create_token(session=s, name="overhead benchmark", scope=TokenScope.write).token
     engine.dispose()
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MERGEFRONT_HOME": str(home), "MERGEFRONT_MAX_BUDGET": str(max(max_budget, 10_000))}
     proc = subprocess.Popen([sys.executable, "-m", "mergefront.cli", "serve", "--no-runner", "--port", str(port),
                              "--db", url], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     address = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{address}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+        wait_until_serving(address, timeout=120, process=proc)
         yield address, token, proc.pid
     finally:
         proc.terminate()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pymoo.indicators.hv import HV
 
 from mergefront import Client, InvalidSpecError
 from mergefront.cli import main as cli_main
+from mergefront.local_server import free_port
 from mergefront.service import repository as repo
 from mergefront.service.app import create_app
 from mergefront.service.db import make_engine, make_session_factory, session_scope
@@ -117,15 +117,9 @@ def test_cli_run_twice_with_the_same_seed_stores_the_same_evaluations(settings, 
     assert len(first) == spec_data["optimizer"]["budget"] and first == second
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_sdk_submits_and_waits_on_a_live_server(settings, spec_data: dict, admin_token: str) -> None:
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -8,18 +8,19 @@ that needs a token, made with the installed `mergefront token create`."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import sysconfig
 import tarfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from mergefront.errors import MergefrontError
+from mergefront.local_server import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -81,12 +82,6 @@ def test_the_wheel_holds_only_the_mergefront_package(wheel: Path) -> None:
     assert any(n.startswith("mergefront/migrations/versions/") for n in names)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def folder_with_its_own_service(tmp_path: Path) -> Path:
     """A user's project folder whose own `service` and `migrations` packages would break a wrong import."""
@@ -104,21 +99,16 @@ def served(venv: Path, folder_with_its_own_service: Path, tmp_path: Path) -> Ite
     env = {**os.environ, "PYTHONPATH": str(folder), "MERGEFRONT_HOME": str(tmp_path / "home"),
            "MERGEFRONT_DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}"}
     env.pop("VIRTUAL_ENV", None)
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen([str(venv / "bin" / "mergefront"), "serve", "--port", str(port), "--no-runner"],
                             cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mergefront serve did not answer:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
+        try:
+            wait_until_serving(url, timeout=120, process=proc)
+        except MergefrontError as exc:
+            pytest.fail(f"{exc}:\n{(tmp_path / 'serve.log').read_text()[-3000:]}")
         yield url, env
     finally:
         proc.terminate()

@@ -7,7 +7,6 @@ Real processes, started at the same moment: `mergefront serve` on a fresh Postgr
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from mergefront.local_server import free_port, wait_until_serving
 from mergefront.service.db import alembic_config, make_engine, make_session_factory, session_scope
 from mergefront.service.models import TokenScope
 from mergefront.service.tokens import create_token
@@ -30,12 +30,6 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "MERGEFRONT_HOME": str(home), "MERGEFRONT_POLL_SECONDS": "0.5"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _schema_at_head(url: str) -> None:
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     engine = make_engine(url)
@@ -46,30 +40,16 @@ def _schema_at_head(url: str) -> None:
         engine.dispose()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[str], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            out, _ = process.communicate()
-            raise AssertionError(f"server exited {process.returncode} while starting:\n{out[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server at {url} did not answer in time")
-
-
 def test_two_servers_started_at_once_on_a_fresh_postgresql_database_both_come_up(pg_url: str,
                                                                                  tmp_path: Path) -> None:
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     servers = [subprocess.Popen([*CLI, "serve", "--db", pg_url, "--port", str(port)], env=_env(tmp_path / f"h{i}"),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for i, port in enumerate(ports)]
     try:
         deadline = time.monotonic() + 120
         for port, server in zip(ports, servers, strict=True):
-            _wait_healthy(f"http://127.0.0.1:{port}", server, deadline)
+            wait_until_serving(f"http://127.0.0.1:{port}", timeout=max(deadline - time.monotonic(), 1), process=server)
         _schema_at_head(pg_url)
         engine = make_engine(pg_url)
         try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from mergefront.local_server import free_port, wait_until_serving
 from mergefront.schemas import EvaluationOut
 from mergefront.service import repository as repo
 from mergefront.service.db import make_engine, session_scope
@@ -156,16 +156,16 @@ def test_a_server_killed_mid_job_leaves_the_job_to_the_next_server_which_finishe
     spec_data["optimizer"].update(budget=16, batch_size=2)
     spec_data["resources"]["workers"] = 1
     env = _env(settings, tmp_path / "server")
-    port = _free_port()
+    port = free_port()
     with _process(["serve", "--port", str(port), "--no-auth"], env) as first:
-        _wait_for_server(port, first)
+        wait_until_serving(f"http://127.0.0.1:{port}", process=first)
         job_id = httpx.post(f"http://127.0.0.1:{port}/v1/jobs", json=spec_data, timeout=30).json()["id"]
         _wait(lambda: _n_completed(sessions, job_id) >= 2, 300, "the first server's first results")
         first.kill()  # kill -9, mid-job: its lease stays behind, its evaluations in flight stay `running`
         first.wait(timeout=30)
     assert _job(sessions, job_id).state == "running"
     with _process(["serve", "--port", str(port), "--no-auth"], env) as second:
-        _wait_for_server(port, second)
+        wait_until_serving(f"http://127.0.0.1:{port}", process=second)
         _wait(lambda: _job(sessions, job_id).state != "running", 300, "the second server to finish the job")
         ray_processes = psutil.Process(second.pid).children(recursive=True)
         assert any("raylet" in " ".join(p.cmdline()) for p in ray_processes)
@@ -175,24 +175,6 @@ def test_a_server_killed_mid_job_leaves_the_job_to_the_next_server_which_finishe
         assert alive == [], [" ".join(p.cmdline())[:120] for p in alive]
         assert "Finished server process" in out, out
     _assert_exact_budget(sessions, job_id, 16, stored_evaluations)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_server(port: int, proc: subprocess.Popen[str]) -> None:
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited: {proc.communicate()[0]}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    _wait(up, 120, "the server to answer")
 
 
 def test_a_worker_killed_mid_evaluation_is_replaced_and_its_evaluation_retried(
