@@ -179,7 +179,8 @@ def _local_database(db: str | None):  # type: ignore[no-untyped-def]
 
     settings = Settings(database_url=db) if db else Settings()
     upgrade_database(settings.resolved_database_url)
-    return settings, make_session_factory(make_engine(settings.resolved_database_url))
+    return settings, make_session_factory(make_engine(settings.resolved_database_url,
+                                                      idle_seconds=settings.db_idle_seconds))
 
 
 def _refuse_external(external: bool, what: str) -> None:

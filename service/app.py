@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
 
     app = FastAPI(title="mergefront", version="0.1.0", lifespan=lifespan,
                   description="Multi-objective search of model-merge configurations.")
-    app.state.engine = make_engine(url)
+    app.state.engine = make_engine(url, idle_seconds=settings.db_idle_seconds)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.settings = settings
     app.state.registry = Registry.discover(settings.plugins)

@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mergefront.errors import AuthenticationError, MergefrontError, PermissionDeniedError
 from mergefront.service import tokens
-from mergefront.service.deps import SessionDep
+from mergefront.service.deps import read_apart
 from mergefront.service.models import TokenScope
 from mergefront.service.settings import Settings
 
@@ -50,10 +50,10 @@ def check_auth_setting(settings: Settings, bind_host: str) -> None:
                 "that can reach %s has admin rights", bind_host)
 
 
-def current_token(request: Request, session: SessionDep,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+def current_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
                   ) -> tokens.TokenInfo | None:
-    """The request's token (None: authentication is off and the client is on this machine)."""
+    """The request's token (None: authentication is off and the client is on this machine), checked in a
+    transaction of its own: the token's row is not held while the route works (a merge may take minutes)."""
     settings: Settings = request.app.state.settings
     if settings.auth_disabled:
         if not is_loopback(request.client.host if request.client else None):
@@ -61,7 +61,8 @@ def current_token(request: Request, session: SessionDep,
         return None
     if credentials is None:
         raise AuthenticationError(f"this request needs a token: {HINT}")
-    return tokens.authenticate(session=session, token=credentials.credentials)
+    given = credentials.credentials
+    return read_apart(request, lambda s: tokens.authenticate(session=s, token=given), "checking the request's token")
 
 
 TokenDep = Annotated[tokens.TokenInfo | None, Depends(current_token)]

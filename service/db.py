@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mergefront.errors import StorageError
+from mergefront.service.settings import DB_IDLE_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,14 @@ _TRANSIENT_SQLSTATES = ("08", "40001", "40P01", "57P01", "57P02", "57P03", "5330
 _MIGRATION_LOCK = 0x6D65726765667266 & 0x7FFFFFFFFFFFFFFF
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; for SQLite, the file's folder is created and the file shared across threads."""
+def make_engine(url: str, *, idle_seconds: float = DB_IDLE_SECONDS) -> Engine:
+    """An engine for `url`; for SQLite, the file's folder is created and the file shared across threads.
+
+    On PostgreSQL every connection has `idle_in_transaction_session_timeout` set to `idle_seconds`: a transaction
+    whose client sends nothing for that long (a runner paused with SIGSTOP, a server whose network dropped) is
+    ended by the server, its locks freed, so it cannot hold a job's rows from the runner that takes the job over.
+    Its client's next statement then fails as a dropped connection (transient: `transaction` runs the work again).
+    """
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"future": True, "pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":
@@ -46,6 +53,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if parsed.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"options": f"-c idle_in_transaction_session_timeout={round(idle_seconds * 1000)}"}
     return create_engine(url, **kwargs)
 
 

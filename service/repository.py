@@ -259,6 +259,12 @@ def list_evaluations(*, session: Session, job_id: int, state: str | None = None,
     return total, list(session.scalars(query).all())
 
 
+def job_with_completed(*, session: Session, job_id: int) -> tuple[Job, list[Evaluation]]:
+    """A job and its completed evaluations in the order they were proposed (NotFoundError for no such job)."""
+    job = get_job(session=session, job_id=job_id)
+    return job, list_evaluations(session=session, job_id=job_id, state=EvaluationState.completed)[1]
+
+
 def start_evaluation(*, session: Session, evaluation_id: int, deadline_seconds: float | None = None) -> None:
     """Mark an evaluation running; with `deadline_seconds` (external jobs) it expires that long from now."""
     row = get_evaluation(session=session, evaluation_id=evaluation_id)

@@ -15,6 +15,8 @@ from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+#: default of `db_idle_seconds`: more than any request's work inside one transaction (an ask's optimizer step)
+DB_IDLE_SECONDS = 300.0
 
 
 def _split(value: Any) -> Any:
@@ -53,6 +55,11 @@ class Settings(BaseSettings):
     failures_to_stop: int = Field(4, ge=1, le=10_000, description="a job whose first evaluations (this many, or its "
                                   "whole budget if smaller) all fail with the same error stops as failed with that "
                                   "error, the rest of its budget unspent")
+    db_idle_seconds: float = Field(DB_IDLE_SECONDS, ge=1, le=86400, description="PostgreSQL ends a transaction "
+                                   "whose client sent nothing for this long, freeing its locks: a runner or server "
+                                   "paused or cut off mid-transaction holds a job's rows no longer than this (a "
+                                   "request's own work inside its transaction, such as an ask's optimizer step, "
+                                   "must take less)")
     cluster_retry_seconds: float = Field(30.0, gt=0, le=86400, description="how long a job that the Ray cluster "
                                          "could not run (unreachable, no room) waits before a runner tries again")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import socket
 import threading
 import time
 import uuid
@@ -17,6 +16,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from mergefront.local_server import free_port
 from mergefront.service.db import make_engine, make_session_factory, upgrade_database
 from mergefront.service.settings import Settings
 
@@ -199,9 +199,7 @@ def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """Serve `app` with uvicorn on a free local port in a thread; yield its URL; stop it afterwards."""
     import uvicorn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

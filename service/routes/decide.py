@@ -23,9 +23,8 @@ from mergefront.schemas import (
 from mergefront.service import repository as repo
 from mergefront.service.columns import parse_filter
 from mergefront.service.decide import TIE_RULE, rank
-from mergefront.service.deps import SessionDep
+from mergefront.service.deps import SessionDep, read_apart
 from mergefront.service.http_errors import STORED
-from mergefront.service.models import EvaluationState
 from mergefront.service.routes.params import JobId
 
 router = APIRouter(prefix="/v1/jobs", tags=["decide"], responses=STORED)
@@ -95,7 +94,7 @@ def compare(job_id: JobId, session: SessionDep, request: Request,
 
 
 @router.get("/{job_id}/sensitivity")
-def sensitivity(job_id: JobId, session: SessionDep, request: Request) -> SensitivityOut:
+def sensitivity(job_id: JobId, request: Request) -> SensitivityOut:
     """Each parameter's effect on each objective, read from the job's surrogates refitted on its completed
     evaluations (with each one's held-out R² beside it), and the surrogates' predicted front where the optimizer
     has one (MAP). Jobs whose optimizer keeps no surrogate get the quadratic MAP would fit, and are told so."""
@@ -105,12 +104,13 @@ def sensitivity(job_id: JobId, session: SessionDep, request: Request) -> Sensiti
     from mergefront.service.space import job_space, observation
     from mergefront.spec import JobSpec
 
-    job = repo.get_job(session=session, job_id=job_id)
+    # read first, in a transaction that ends before the fits (seconds) start
+    job, rows = read_apart(request, lambda s: repo.job_with_completed(session=s, job_id=job_id),
+                           f"reading job {job_id}")
     spec = JobSpec.model_validate(job.spec)
     space = job_space(spec, request.app.state.settings)
     opt = resolved(spec, space)[0]
     name = opt.name
-    _, rows = repo.list_evaluations(session=session, job_id=job_id, state=EvaluationState.completed)
     train_X, train_Y = training_data([observation(spec, r) for r in rows], space.dim, len(spec.objectives))
     if train_X.shape[0] < MIN_POINTS:
         return SensitivityOut(job_id=job_id, optimizer=name, surrogate=None, own=False, n_points=train_X.shape[0],

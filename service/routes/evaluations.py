@@ -18,7 +18,7 @@ from mergefront.schemas import EvaluationOut
 from mergefront.service import repository as repo
 from mergefront.service.auth import Admin
 from mergefront.service.confine import NAMES_PATTERN, confine, display_path
-from mergefront.service.deps import SessionDep
+from mergefront.service.deps import SessionDep, read_apart
 from mergefront.service.http_errors import STORED
 from mergefront.service.models import EvaluationState, utcnow
 from mergefront.service.routes.params import EvaluationId
@@ -84,15 +84,14 @@ class YamlResponse(PlainTextResponse):
 
 @router.get("/{evaluation_id}/export/mergekit", response_class=YamlResponse, responses={200: {"content": {
     "application/yaml": {"schema": {"type": "object", "description": "a mergekit configuration (mergekit-yaml)"}}}}})
-def export_mergekit(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> YamlResponse:
+def export_mergekit(evaluation_id: EvaluationId, request: Request) -> YamlResponse:
     """The evaluation's merge as a mergekit YAML."""
-    source = _source(evaluation_id, session, request)
+    source = _source(evaluation_id, request)
     return YamlResponse(source.mergekit_yaml(request.app.state.settings))
 
 
 @router.post("/{evaluation_id}/export/checkpoint", dependencies=[Admin])
-def export_checkpoint(evaluation_id: EvaluationId, body: CheckpointRequest, session: SessionDep,
-                      request: Request) -> CheckpointOut:
+def export_checkpoint(evaluation_id: EvaluationId, body: CheckpointRequest, request: Request) -> CheckpointOut:
     """Materialise the evaluation's merge as a Hugging Face directory under the server's export root (admin)."""
     root = request.app.state.settings.resolved_export_root
     root.mkdir(parents=True, exist_ok=True)
@@ -101,14 +100,14 @@ def export_checkpoint(evaluation_id: EvaluationId, body: CheckpointRequest, sess
         raise ConflictError(f"out_dir {body.out_dir!r} is a file, not a directory")
     if out.is_dir() and any(out.iterdir()) and not body.overwrite:
         raise ConflictError(f"out_dir {body.out_dir!r} already holds files; send overwrite: true to replace them")
-    path = _source(evaluation_id, session, request).materialize(out)
+    path = _source(evaluation_id, request).materialize(out)
     return CheckpointOut(path=display_path(str(path), [root]), files=sorted(p.name for p in path.iterdir()))
 
 
 @router.get("/{evaluation_id}/export/checkpoint.zip", response_class=FileResponse)
-def download_checkpoint(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> FileResponse:
+def download_checkpoint(evaluation_id: EvaluationId, request: Request) -> FileResponse:
     """Materialise the evaluation's merge and download it as a zip of its Hugging Face directory."""
-    source = _source(evaluation_id, session, request)
+    source = _source(evaluation_id, request)
     work = Path(tempfile.mkdtemp(prefix="mergefront-export-"))
     archive = shutil.make_archive(str(work / f"evaluation-{evaluation_id}"), "zip",
                                   source.materialize(work / "checkpoint"))
@@ -116,7 +115,10 @@ def download_checkpoint(evaluation_id: EvaluationId, session: SessionDep, reques
                         background=BackgroundTask(shutil.rmtree, work, ignore_errors=True))
 
 
-def _source(evaluation_id: EvaluationId, session: SessionDep, request: Request) -> ExportSource:
+def _source(evaluation_id: EvaluationId, request: Request) -> ExportSource:
+    """What the export needs, read in a transaction that ends before the merge (seconds to minutes) starts."""
     from mergefront.service.export import export_source  # the optimizers' space code stays out of the API's start-up
 
-    return export_source(session=session, evaluation_id=evaluation_id, settings=request.app.state.settings)
+    settings = request.app.state.settings
+    return read_apart(request, lambda s: export_source(session=s, evaluation_id=evaluation_id, settings=settings),
+                      f"reading evaluation {evaluation_id}")

@@ -24,7 +24,7 @@ from mergefront.schemas import (
 from mergefront.service import repository as repo
 from mergefront.service.cluster_fit import check_fits_known_cluster
 from mergefront.service.confine import confine_spec, public_spec
-from mergefront.service.deps import SessionDep
+from mergefront.service.deps import SessionDep, read_apart
 from mergefront.service.http_errors import STORED
 from mergefront.service.manage import cancel_job, delete_job, update_job
 from mergefront.service.models import EvaluationState, Job, JobState
@@ -116,12 +116,14 @@ def get_pareto(job_id: JobId, session: SessionDep, n_completed: AtEvaluation = N
 
 
 @router.get("/{job_id}/surrogates")
-def get_surrogates(job_id: JobId, session: SessionDep, request: Request) -> SurrogatesOut:
+def get_surrogates(job_id: JobId, request: Request) -> SurrogatesOut:
     """Every objective's surrogate refitted on the job's completed evaluations, with its leave-one-out R²."""
     from mergefront.optimizers import make_optimizer, resolved  # the optimizers stay out of the API's start-up
     from mergefront.service.space import job_space, observation
 
-    job = repo.get_job(session=session, job_id=job_id)
+    # read first, in a transaction that ends before the fits (seconds) start
+    job, rows = read_apart(request, lambda s: repo.job_with_completed(session=s, job_id=job_id),
+                           f"reading job {job_id}")
     spec = JobSpec.model_validate(job.spec)
     space = job_space(spec, request.app.state.settings)
     optimizer = make_optimizer(spec, space)
@@ -129,7 +131,6 @@ def get_surrogates(job_id: JobId, session: SessionDep, request: Request) -> Surr
     kind = SURROGATES.get(resolved(spec, space)[0].name)
     if reports_of is None or kind is None:
         return SurrogatesOut(job_id=job_id, optimizer=spec.optimizer.name, surrogate=None, n_points=0, objectives=[])
-    _, rows = repo.list_evaluations(session=session, job_id=job_id, state=EvaluationState.completed)
     reports = reports_of([observation(spec, r) for r in rows])
     return SurrogatesOut(job_id=job_id, optimizer=spec.optimizer.name, surrogate=kind,
                          n_points=reports[0].n_points if reports else len(rows),

@@ -110,6 +110,8 @@ def test_sensitivity_over_rest_finds_what_the_objectives_depend_on(api, sessions
         repo.finish_job(session=s, job_id=job_id, state=JobState.completed)
     with api(run_jobs=False) as client:
         out = client.get(f"/v1/jobs/{job_id}/sensitivity").json()
+        kept = client.get(f"/v1/jobs/{job_id}/surrogates").json()  # the optimizer's own: random keeps none
+    assert kept == {"job_id": job_id, "optimizer": "random", "surrogate": None, "n_points": 0, "objectives": []}
     assert out["surrogate"].startswith("quadratic (fitted for this view") and out["own"] is False
     assert out["n_points"] == 30 and out["predicted_front"] is None  # random search predicts no front
     rotated, inverted = out["objectives"]

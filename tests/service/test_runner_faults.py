@@ -33,6 +33,7 @@ from mergefront.spec import parse_spec
 pytestmark = pytest.mark.slow
 
 LEASE = 3.0  # seconds: short, so that a paused or killed runner's job passes on quickly
+IDLE = 2  # seconds PostgreSQL lets a paused runner's transaction hold the job's rows (MERGEFRONT_DB_IDLE_SECONDS)
 
 
 def _job(sessions: Any, job_id: int) -> Job:
@@ -58,7 +59,7 @@ def _env(settings: Settings, home: Path) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MERGEFRONT_"))},
             "MERGEFRONT_DATABASE_URL": settings.resolved_database_url, "MERGEFRONT_HOME": str(home),
             "MERGEFRONT_CACHE_DIR": str(settings.resolved_cache_dir), "MERGEFRONT_LEASE_SECONDS": str(LEASE),
-            "MERGEFRONT_POLL_SECONDS": "0.2"}
+            "MERGEFRONT_POLL_SECONDS": "0.2", "MERGEFRONT_DB_IDLE_SECONDS": str(IDLE)}
 
 
 @contextmanager
@@ -87,18 +88,19 @@ def _assert_exact_budget(sessions: Any, job_id: int, budget: int, stored_evaluat
         assert repo.latest_snapshot(session=s, job_id=job_id).n_completed == budget  # type: ignore[union-attr]
 
 
-def _pause_between_transactions(proc: subprocess.Popen[str], url: str, job_id: int) -> None:
-    """SIGSTOP `proc` at a moment it holds no lock on the job's rows. (A process paused inside a write transaction
-    blocks every writer of a SQLite file, and the job's rows on PostgreSQL, until it runs again: no lease can help
-    with that, so this test pauses the runner between its transactions, as a slow moment mostly finds it.)"""
-    for _ in range(100):
+def _pause(proc: subprocess.Popen[str], url: str, job_id: int, *, holding_a_lock: bool) -> None:
+    """SIGSTOP `proc` at a moment it holds a lock on the job's rows (inside a write transaction), or holds none
+    (between its transactions, as a slow moment mostly finds it). On PostgreSQL the server ends a transaction left
+    idle for MERGEFRONT_DB_IDLE_SECONDS, freeing its rows; a process paused inside a write transaction on SQLite
+    blocks every writer of the file until it runs again, so that is not tried there."""
+    for _ in range(600):
         proc.send_signal(signal.SIGSTOP)
-        time.sleep(0.05)
-        if _can_write(url, job_id):
+        time.sleep(0.02)  # a statement already sent finishes on the server
+        if _can_write(url, job_id) != holding_a_lock:
             return
         proc.send_signal(signal.SIGCONT)
-        time.sleep(0.05)
-    raise AssertionError("the runner held a lock each of 100 times it was paused")
+        time.sleep(0.01 if holding_a_lock else 0.05)
+    raise AssertionError(f"the runner {'never' if holding_a_lock else 'always'} held a lock in 600 pauses")
 
 
 def _can_write(url: str, job_id: int) -> bool:
@@ -120,10 +122,12 @@ def _can_write(url: str, job_id: int) -> bool:
         engine.dispose()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize(("database_url", "mid_transaction"),
+                         [("sqlite", False), ("postgresql", False), ("postgresql", True)], indirect=["database_url"],
+                         ids=["sqlite", "postgresql", "postgresql-paused-mid-transaction"])
 def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that_finishes_it(
         settings: Settings, sessions: Any, spec_data: dict, stored_evaluations: Callable[..., list],
-        tmp_path: Path) -> None:
+        tmp_path: Path, mid_transaction: bool) -> None:
     # enough evaluations that the first runner cannot finish the job while it is being paused (16 could: CI saw the
     # job completed, its lease cleared, before a pause landed between two transactions)
     spec_data["optimizer"].update(budget=48, batch_size=2)
@@ -132,7 +136,7 @@ def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that
         job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
     with _process(["run", "--resume", str(job_id)], _env(settings, tmp_path / "a")) as paused:
         _wait(lambda: _n_completed(sessions, job_id) >= 2, 300, "the first runner's first results")
-        _pause_between_transactions(paused, settings.resolved_database_url, job_id)
+        _pause(paused, settings.resolved_database_url, job_id, holding_a_lock=mid_transaction)
         # its lease runs out while it sleeps; a second runner takes the job over
         assert _job(sessions, job_id).state == "running", "the first runner finished before it could be paused"
         _wait(lambda: _job(sessions, job_id).lease_expires_at < utcnow(), 30, "the paused runner's lease to expire")
