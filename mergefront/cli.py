@@ -243,7 +243,8 @@ def _submit(args: argparse.Namespace) -> int:
         if args.wait:
             info = job.wait()
             print(format_front(job.pareto()))
-            return 0 if info.state == "completed" else 1
+            if info.state != "completed":
+                raise MergefrontError(f"job {job.id} ended {info.state}" + (f": {info.error}" if info.error else ""))
     return 0
 
 

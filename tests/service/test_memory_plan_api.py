@@ -82,3 +82,23 @@ def test_cli_submit_prints_the_plan_first(settings, llama: Path, tmp_path: Path,
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("submitted job 1 to http://127.0.0.1:")
     assert out[1].startswith("memory plan (2 experts") and "of 24 GB" in out[1] and "placement: stream" in out[1]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_run_and_submit_wait_exit_non_zero_saying_why_their_job_failed(settings, llama: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                       admin_token: str, serve,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    from mergefront.service.app import create_app
+
+    # a real failure: the worker cannot hold the job in 1 MB of host memory and refuses at its start
+    spec = {**_spec(llama, host_memory="1MB"), "optimizer": {"name": "random", "budget": 2, "batch_size": 1}}
+    spec["resources"] = {**spec["resources"], "device": "auto", "workers": 1}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["run", str(path), "--db", settings.resolved_database_url]) == 2
+    assert "error: job 1 ended failed: WorkerRefusedError: resources.host_memory" in capsys.readouterr().err
+    with serve(create_app(settings.model_copy(update={"model_roots": [llama]}))) as url:
+        assert main(["submit", str(path), "--url", url, "--token", admin_token, "--wait"]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("submitted job 2")
+    assert "error: job 2 ended failed: WorkerRefusedError: resources.host_memory" in err, err[-2000:]
