@@ -126,3 +126,25 @@ def test_no_auth_only_on_loopback_logged_and_only_for_loopback_clients(settings:
         response = remote.get("/v1/jobs")
         assert response.status_code == 403
         assert response.json() == {"detail": "this server answers only clients on its own machine"}
+
+
+def test_sdk_and_cli_send_the_token_of_mergefront_token_or_token(settings: Settings, serve, make_token,  # type: ignore[no-untyped-def]
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from mergefront import AuthenticationError, Client
+
+    token = make_token("read")
+    with serve(create_app(settings, run_jobs=False)) as url:
+        monkeypatch.delenv("MERGEFRONT_TOKEN", raising=False)
+        assert cli_main(["jobs", "--url", url]) == 2
+        assert capsys.readouterr().err.startswith("error: this request needs a token: send `Authorization: Bearer")
+        with Client(url) as anonymous, pytest.raises(AuthenticationError, match="this request needs a token"):
+            anonymous.jobs()
+        monkeypatch.setenv("MERGEFRONT_TOKEN", token)
+        assert cli_main(["jobs", "--url", url]) == 0
+        with Client(url) as client:
+            assert client.jobs() == []
+        monkeypatch.setenv("MERGEFRONT_TOKEN", "mf_made-up")
+        assert cli_main(["jobs", "--url", url, "--token", token]) == 0  # --token over the environment
+        with Client(url, token=token) as client:
+            assert client.jobs() == []

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from mergefront.cli import main as cli_main
 from mergefront.plugins import Registry
 from mergefront.service.settings import Settings
-from mergefront.spec import parse_spec
+from mergefront.spec import JobSpec, parse_spec
 
 
 @pytest.fixture
@@ -177,3 +177,49 @@ def test_checkpoint_exports_stay_under_the_export_root(client: TestClient, tmp_p
         assert _refusal(response, ["out_dir"]) == ("P is outside the export folder(s) of this server: give a path "
                                                        "relative to it (its operator sets MERGEFRONT_EXPORT_ROOT)")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_an_export_onto_an_existing_file_is_409(client: TestClient, settings: Settings) -> None:
+    root = settings.resolved_export_root
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "taken").write_text("a file of the operator's")
+    response = client.post("/v1/evaluations/1/export/checkpoint", json={"out_dir": "taken", "overwrite": True})
+    assert response.status_code == 409
+    assert response.json() == {"detail": "out_dir 'taken' is a file, not a directory"}
+    assert (root / "taken").read_text() == "a file of the operator's"
+
+
+@pytest.mark.parametrize("evaluator", ["this:s", "os:system"])
+def test_the_runner_refuses_a_stored_network_job_whose_code_is_not_registered_before_any_import(
+        settings: Settings, sessions, spec_data: dict, evaluator: str) -> None:  # type: ignore[no-untyped-def]
+    from mergefront.service import repository as repo
+    from mergefront.service.db import session_scope
+    from mergefront.service.runner import JobRunner
+
+    # stored as a network job (a plug-in its operator has since unregistered, or a row written past the API)
+    sys.modules.pop("this", None)
+    spec = JobSpec.model_validate({**spec_data, "objectives": [{"evaluator": evaluator, "direction": "maximize"}]})
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=spec, origin="network").id
+    assert JobRunner(session_factory=sessions, settings=settings).run(job_id) == "failed"
+    with session_scope(sessions) as s:
+        job = repo.get_job(session=s, job_id=job_id)
+        assert f"{evaluator!r} is not an evaluator this server allows" in (job.error or ""), job.error
+        assert repo.evaluation_counts(session=s, job_id=job_id) == {}  # nothing ran
+    assert "this" not in sys.modules
+
+
+def test_the_runner_refuses_a_stored_network_job_whose_models_left_the_roots(
+        settings: Settings, sessions, spec_data: dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from mergefront.service import repository as repo
+    from mergefront.service.db import session_scope
+    from mergefront.service.runner import JobRunner
+
+    spec = JobSpec.model_validate({**spec_data, "models": {"base": "/etc", "experts": ["/etc/a", "/etc/b"]}})
+    with session_scope(sessions) as s:
+        job_id = repo.create_job(session=s, spec=spec, origin="network").id
+    roots = settings.model_copy(update={"model_roots": [tmp_path / "models"]})
+    assert JobRunner(session_factory=sessions, settings=roots).run(job_id) == "failed"
+    with session_scope(sessions) as s:
+        error = repo.get_job(session=s, job_id=job_id).error or ""
+    assert "is outside the model folder(s) of this server" in error and "models.base" in error, error
