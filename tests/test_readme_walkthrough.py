@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from mergefront.local_server import free_port, wait_until_serving
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def walkthrough_commands() -> list[str]:
+def walkthrough_commands(marker: str = "walkthrough") -> list[str]:
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- walkthrough -->\n```bash\n(.*?)```\n<!-- /walkthrough -->", readme, re.S)
-    assert block, "README has no walk-through block"
+    block = re.search(rf"<!-- {marker} -->\n```bash\n(.*?)```\n<!-- /{marker} -->", readme, re.S)
+    assert block, f"README has no {marker} block"
     return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
 
 
@@ -91,3 +93,30 @@ def test_the_digits_build_table_in_the_docs_is_what_a_fresh_build_prints(tmp_pat
     printed = [line.rstrip() for line in out.stdout.splitlines()]
     for line in block.group(1).splitlines():
         assert line.rstrip() in printed, (line, out.stdout[-2000:])
+
+
+def test_the_tours_rest_step_works_as_written_with_the_token_the_tour_makes(tmp_path: Path) -> None:
+    """The tour makes a token before anything talks to the server, and its REST line answers with it (and only with
+    it). Its server runs on a free port instead of 8000; the demo and the submitted job are left to other tests."""
+    commands = walkthrough_commands("tour")
+    token_at = next(i for i, c in enumerate(commands) if "mergefront token create" in c)
+    talks = [i for i, c in enumerate(commands) if c.startswith(("curl", ".venv/bin/mergefront submit"))]
+    assert talks and min(talks) > token_at, commands
+    serve = next(c for c in commands if c.startswith(".venv/bin/mergefront serve"))
+    curl = next(c for c in commands if c.startswith("curl")).replace(":8000/", f":{(port := free_port())}/")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("MERGEFRONT_", "RAY_"))},
+           "MERGEFRONT_HOME": str(tmp_path)}
+    server = subprocess.Popen(["bash", "-c", f"exec {serve} --port {port}"], cwd=ROOT, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}", timeout=120, process=server)
+        status = " -s -o /dev/null -w '%{http_code}'"
+        with_token = subprocess.run(["bash", "-c", f"{commands[token_at]} && {curl}{status}"], cwd=ROOT, env=env,
+                                    capture_output=True, text=True, timeout=120)
+        without = subprocess.run(["bash", "-c", f"{curl}{status}"], cwd=ROOT, env=env, capture_output=True,
+                                 text=True, timeout=120)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+    assert (with_token.returncode, with_token.stdout) == (0, "200"), with_token.stderr[-2000:]
+    assert without.stdout == "401"
