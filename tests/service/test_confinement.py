@@ -86,8 +86,8 @@ def test_a_link_out_of_a_root_is_refused_and_paths_inside_are_named_as_given(cli
     assert response.json()["detail"][0]["msg"].startswith("checkpoint 'missing' does not exist")
 
 
-def test_a_network_jobs_spec_shows_its_paths_as_submitted(client: TestClient, spec_data: dict,
-                                                         tmp_path: Path) -> None:
+def test_a_network_jobs_spec_and_mergekit_export_show_its_paths_as_submitted(client: TestClient, spec_data: dict,
+                                                                            tmp_path: Path, sessions) -> None:  # type: ignore[no-untyped-def]
     import torch
     from safetensors.torch import save_file
 
@@ -98,8 +98,23 @@ def test_a_network_jobs_spec_shows_its_paths_as_submitted(client: TestClient, sp
     spec["merge"] = {"method": "task_arithmetic", "weight": {"low": 0, "high": 1}}
     response = client.post("/v1/jobs", json=spec)
     assert response.status_code == 201, response.text
-    shown = client.get(f"/v1/jobs/{response.json()['id']}").json()["spec"]["models"]
-    assert shown == {"base": "base.safetensors", "experts": ["a.safetensors", "b.safetensors"]}
+    job = client.get(f"/v1/jobs/{response.json()['id']}").json()
+    assert job["spec"]["models"] == {"base": "base.safetensors", "experts": ["a.safetensors", "b.safetensors"]}
+    # a point of it taken away as mergekit YAML names the models as the user did, not by the server's paths
+    from mergefront.service import repository as repo
+    from mergefront.service.db import session_scope
+
+    names = [p["name"] for p in client.get(f"/v1/jobs/{job['id']}/space").json()["parameters"]]
+    with session_scope(sessions) as s:
+        row = repo.add_evaluations(session=s, job_id=job["id"], points=[([0.5] * len(names), dict.fromkeys(names,
+                                                                                                     0.5))])[0]
+        repo.start_evaluation(session=s, evaluation_id=row.id)
+        repo.complete_evaluation(session=s, evaluation_id=row.id, metrics=dict.fromkeys(job["objectives"], 0.5),
+                                 worker="t", merge_seconds=0.0, eval_seconds=0.0)
+    exported = client.get(f"/v1/evaluations/{row.id}/export/mergekit")
+    assert exported.status_code == 200, exported.text
+    assert "model: base.safetensors" in exported.text and "model: b.safetensors" in exported.text, exported.text
+    assert str(tmp_path) not in exported.text
 
 
 def test_data_files_outside_the_roots_reveal_neither_existence_nor_columns(client: TestClient, spec_data: dict,
