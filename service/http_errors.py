@@ -64,8 +64,8 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: _error("the request conflicts 
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: _error("the database failed; nothing was acknowledged. Retry after `Retry-After` seconds",
                 headers=_RETRY_HEADER)}
-#: what every route behind a token may answer before it runs
-GUARDED: dict[int | str, dict[str, Any]] = {
+#: what every route behind a token may answer before it runs (503: the token is checked in the database)
+GUARDED: dict[int | str, dict[str, Any]] = {**UNAVAILABLE,
     400: _error("the body could not be read as JSON"),
     401: _error("no token, or one that is unknown, revoked or expired",
                 headers={"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
@@ -72,6 +73,21 @@ def test_unknown_job_is_404(client: TestClient) -> None:
 def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     assert "/v1/jobs/{job_id}/pareto" in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_schema_documents_each_routes_errors_and_datetimes_carry_their_zone(client: TestClient,
+                                                                               spec_data: dict) -> None:
+    schema = client.get("/openapi.json").json()
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            documented = set(operation["responses"])
+            if path != "/healthz":  # behind a token, checked in the database
+                assert {"401", "403", "503"} <= documented, (method, path, documented)
+            if "{" in path:
+                assert {"404", "422"} <= documented, (method, path, documented)
+    assert schema["components"]["schemas"]["JobOut"]["properties"]["created_at"]["format"] == "date-time"
+    job = client.post("/v1/jobs", json=spec_data).json()
+    assert datetime.fromisoformat(job["created_at"]).utcoffset() is not None, job["created_at"]
 
 
 @pytest.mark.parametrize(("raw", "loc"), [
