@@ -8,6 +8,7 @@ finished task says which node of the cluster ran it.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +34,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
     A local Ray's processes die with the thread that started them (they are spawned with a parent-death
     signal), so from any thread but the main one Ray is started by a thread that lives as long as the process.
+    In the main thread, a SIGTERM handler the caller installed stays (Ray's own would exit at once, with status
+    15, instead of stopping the command as Ctrl-C does: `mergefront run` gives its job back and says so).
     """
     with _init_lock:
         if ray.is_initialized():
@@ -48,7 +51,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         try:
             with quiet_auth_advice():
                 if threading.current_thread() is threading.main_thread():
+                    on_sigterm = signal.getsignal(signal.SIGTERM)
                     ray.init(address=address, **kwargs)
+                    if callable(on_sigterm):
+                        signal.signal(signal.SIGTERM, on_sigterm)
                 else:
                     _init_in_keeper_thread(address, kwargs)
         except ConnectionError as exc:  # reached, but refused: most often a missing or wrong token

@@ -46,6 +46,22 @@ def _n_completed(sessions: Any, job_id: int) -> int:
         return repo.evaluation_counts(session=s, job_id=job_id).get("completed", 0)
 
 
+def _stored_job(sessions: Any, spec_data: dict, budget: int, batch_size: int, workers: int | None = None) -> int:
+    """A pending job of the test spec with this budget and batch size (and workers), as `mergefront run` stores it."""
+    spec_data["optimizer"].update(budget=budget, batch_size=batch_size)
+    if workers is not None:
+        spec_data["resources"]["workers"] = workers
+    with session_scope(sessions) as s:
+        return repo.create_job(session=s, spec=parse_spec(spec_data)).id
+
+
+def _ray_processes(pid: int) -> list[psutil.Process]:
+    """The processes `pid` started, among them its local Ray's (raylet, agents, workers)."""
+    processes = psutil.Process(pid).children(recursive=True)
+    assert any("raylet" in " ".join(p.cmdline()) for p in processes)
+    return processes
+
+
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -130,10 +146,7 @@ def test_a_runner_paused_past_its_lease_gives_the_job_up_quietly_to_the_one_that
         tmp_path: Path, mid_transaction: bool) -> None:
     # enough evaluations that the first runner cannot finish the job while it is being paused (16 could: CI saw the
     # job completed, its lease cleared, before a pause landed between two transactions)
-    spec_data["optimizer"].update(budget=48, batch_size=2)
-    spec_data["resources"]["workers"] = 1
-    with session_scope(sessions) as s:
-        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    job_id = _stored_job(sessions, spec_data, budget=48, batch_size=2, workers=1)
     with _process(["run", "--resume", str(job_id)], _env(settings, tmp_path / "a")) as paused:
         _wait(lambda: _n_completed(sessions, job_id) >= 2, 300, "the first runner's first results")
         _pause(paused, settings.resolved_database_url, job_id, holding_a_lock=mid_transaction)
@@ -171,8 +184,7 @@ def test_a_server_killed_mid_job_leaves_the_job_to_the_next_server_which_finishe
     with _process(["serve", "--port", str(port), "--no-auth"], env) as second:
         wait_until_serving(f"http://127.0.0.1:{port}", process=second)
         _wait(lambda: _job(sessions, job_id).state != "running", 300, "the second server to finish the job")
-        ray_processes = psutil.Process(second.pid).children(recursive=True)
-        assert any("raylet" in " ".join(p.cmdline()) for p in ray_processes)
+        ray_processes = _ray_processes(second.pid)
         second.terminate()  # SIGTERM: the server stops, and every process it started with it
         out, _ = second.communicate(timeout=120)
         _, alive = psutil.wait_procs(ray_processes, timeout=15)
@@ -183,9 +195,7 @@ def test_a_server_killed_mid_job_leaves_the_job_to_the_next_server_which_finishe
 
 def test_a_worker_killed_mid_evaluation_is_replaced_and_its_evaluation_retried(
         settings: Settings, sessions: Any, spec_data: dict, stored_evaluations: Callable[..., list]) -> None:
-    spec_data["optimizer"].update(budget=8, batch_size=4)
-    with session_scope(sessions) as s:
-        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    job_id = _stored_job(sessions, spec_data, budget=8, batch_size=4)
     killed: list[int] = []
 
     def kill_a_busy_worker(p: Progress) -> None:
@@ -219,9 +229,7 @@ def test_a_worker_killed_mid_evaluation_is_replaced_and_its_evaluation_retried(
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # Ray's fault, not the database's
 def test_a_killed_raylet_releases_the_job_and_a_fresh_ray_finishes_it(
         settings: Settings, sessions: Any, spec_data: dict, stored_evaluations: Callable[..., list]) -> None:
-    spec_data["optimizer"].update(budget=8, batch_size=4)
-    with session_scope(sessions) as s:
-        job_id = repo.create_job(session=s, spec=parse_spec(spec_data)).id
+    job_id = _stored_job(sessions, spec_data, budget=8, batch_size=4)
     killed: list[int] = []
 
     def kill_the_raylet(p: Progress) -> None:
@@ -239,3 +247,20 @@ def test_a_killed_raylet_releases_the_job_and_a_fresh_ray_finishes_it(
     assert "raylet" in (job.error or "")
     assert runner.run(job_id) == "completed"  # on a fresh local Ray
     _assert_exact_budget(sessions, job_id, 8, stored_evaluations)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the command's shutdown, not the database's
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_a_run_stopped_gives_its_job_back_at_once_and_leaves_no_process_behind(
+        settings: Settings, sessions: Any, spec_data: dict, tmp_path: Path, sig: signal.Signals) -> None:
+    job_id = _stored_job(sessions, spec_data, budget=48, batch_size=2, workers=1)
+    with _process(["run", "--resume", str(job_id)], _env(settings, tmp_path / "a")) as run:
+        _wait(lambda: _n_completed(sessions, job_id) >= 2, 300, "the run's first results")
+        ray_processes = _ray_processes(run.pid)
+        run.send_signal(sig)
+        out, _ = run.communicate(timeout=120)
+        _, alive = psutil.wait_procs(ray_processes, timeout=15)
+    assert alive == [], [" ".join(p.cmdline())[:120] for p in alive]  # Ray's agents and workers too
+    assert run.returncode == 130 and "interrupted; a stored job resumes with" in out, out[-2000:]
+    job = _job(sessions, job_id)
+    assert job.state == "running" and job.lease_owner is None  # given back: the next runner needs no lease to run out
