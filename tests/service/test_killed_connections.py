@@ -21,7 +21,7 @@ from tests.conftest import _pg_conninfo
 from tests.service.test_commit_before_answer import EXTERNAL
 
 KILL_EVERY = 0.1
-CLIENTS, JOBS_PER_CLIENT = 4, 15
+CLIENTS, JOBS_PER_CLIENT = 4, 40
 SQL_WORDS = ("INSERT", "SELECT", "UPDATE", "[SQL", "parameters", "psycopg", "sqlalche")
 
 
