@@ -27,6 +27,7 @@ from mergefront.optimizers import SearchSpace, make_optimizer
 from mergefront.optimizers.base import History, Point
 from mergefront.optimizers.repeats import ask_with_repeats
 from mergefront.service import repository as repo
+from mergefront.service.db import allow_idle
 from mergefront.service.front import FrontState, load_front, record_result
 from mergefront.service.models import Evaluation, EvaluationState, Job, JobState, utcnow
 from mergefront.service.settings import Settings
@@ -132,6 +133,7 @@ def ask(*, session: Session, job_id: int, n: int, settings: Settings) -> list[Ev
     if not known.history.dim:
         known.history = History(space.dim, len(spec.objectives))
     opt = spec.optimizer
+    allow_idle(session)  # the optimizer's step, however long, under the job's lock
     points = ask_with_repeats(make_optimizer(spec, space), n, known.history, known.pending(), share=opt.reevaluate,
                               budget=opt.budget)
     new = repo.add_evaluations(session=session, job_id=job_id, start=known.next_number,

@@ -58,6 +58,14 @@ def make_engine(url: str, *, idle_seconds: float = DB_IDLE_SECONDS) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def allow_idle(session: Session) -> None:
+    """Exempt this transaction from PostgreSQL's idle limit (`make_engine`): for work between its statements that
+    takes as long as it takes by design, an ask's optimizer step (it holds the job's lock, so that concurrent asks
+    number their candidates in turn; a GP's step can take minutes on a long history)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -15,7 +15,7 @@ from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
-#: default of `db_idle_seconds`: more than any request's work inside one transaction (an ask's optimizer step)
+#: default of `db_idle_seconds`: far more than a runner's or a request's work between two statements
 DB_IDLE_SECONDS = 300.0
 
 
@@ -57,9 +57,8 @@ class Settings(BaseSettings):
                                   "error, the rest of its budget unspent")
     db_idle_seconds: float = Field(DB_IDLE_SECONDS, ge=1, le=86400, description="PostgreSQL ends a transaction "
                                    "whose client sent nothing for this long, freeing its locks: a runner or server "
-                                   "paused or cut off mid-transaction holds a job's rows no longer than this (a "
-                                   "request's own work inside its transaction, such as an ask's optimizer step, "
-                                   "must take less)")
+                                   "paused or cut off mid-transaction holds a job's rows no longer than this (an "
+                                   "ask's optimizer step, which holds its job's lock by design, is exempt)")
     cluster_retry_seconds: float = Field(30.0, gt=0, le=86400, description="how long a job that the Ray cluster "
                                          "could not run (unreachable, no room) waits before a runner tries again")
 

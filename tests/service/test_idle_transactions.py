@@ -89,3 +89,25 @@ def test_a_checkpoint_export_slower_than_the_idle_limit_is_stored_and_answered(
         assert response.json() == {"path": "slow", "files": ["model.safetensors"]}
         download = client.get(f"/v1/evaluations/{row.id}/export/checkpoint.zip")
         assert download.status_code == 200 and download.content[:2] == b"PK"
+
+
+def test_an_ask_whose_optimizer_step_outlasts_the_idle_limit_is_answered(api, settings: Settings, spec_data: dict,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ask holds its job's lock while the optimizer proposes (minutes for a GP on a long history): exempt."""
+    import mergefront.service.asktell as asktell
+
+    propose = asktell.ask_with_repeats
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(2.5)
+        return propose(*args, **kwargs)
+
+    monkeypatch.setattr(asktell, "ask_with_repeats", slow)
+    spec = {**spec_data, "objectives": [{"name": "a", "evaluator": "external", "direction": "maximize"},
+                                        {"name": "b", "evaluator": "external", "direction": "minimize"}]}
+    with api(settings.model_copy(update={"db_idle_seconds": 1}), run_jobs=False) as client:
+        job_id = client.post("/v1/jobs", json=spec).json()["id"]
+        asked = client.post(f"/v1/jobs/{job_id}/ask", json={"n": 2})
+        assert asked.status_code == 200, asked.text
+        assert [c["number"] for c in asked.json()] == [0, 1]
+        assert client.get(f"/v1/jobs/{job_id}/evaluations").json()["total"] == 2  # stored, not rolled back
