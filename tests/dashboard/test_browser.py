@@ -3,6 +3,7 @@ many points as the API returns, clicking a point or a row shows that evaluation;
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,24 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite
 
 def _wait(driver: Any, script: str, timeout: float = 60) -> Any:
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(script))
+
+
+# a time as people read it: to the second, with its zone named (not ISO with microseconds and no zone)
+HUMAN_TIME = re.compile(r"^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{2}:\d{2}:\d{2}( [AP]M)? (UTC|GMT[+-]\d+|[A-Z]{3,4})$")
+
+# the summary's progress never runs behind the front's caption ("59 / 64" beside "60 completed")
+WATCH_PROGRESS = """
+window.__behind = []; window.__compared = 0;
+new MutationObserver(() => {
+  const count = document.querySelector('#summary .progress .count');
+  const caption = document.getElementById('front-caption').textContent.match(/of (\\d+) completed/);
+  if (!count || !caption || caption[1] === '0') return;
+  window.__compared += 1;
+  if (Number(count.textContent.split('/')[0]) < Number(caption[1])) {
+    window.__behind.push([count.textContent, caption[0]]);
+  }
+}).observe(document.querySelector('main'), { subtree: true, childList: true, characterData: true });
+"""
 
 
 def _fmt(value: float) -> str:
@@ -56,11 +75,18 @@ def test_a_running_job_fills_its_page_live_and_a_clicked_point_shows_its_evaluat
     _wait(browser, "return document.body.dataset.loaded")
     assert browser.execute_script("return document.body.dataset.jobState") == "pending"
     browser.execute_script("window.__sameDocument = true")  # gone if the page reloads
+    browser.execute_script(WATCH_PROGRESS)
     runner = threading.Thread(target=JobRunner(session_factory=sessions, settings=settings).run, args=(job_id,))
     runner.start()
     _wait(browser, "return document.body.dataset.loaded === 'completed:12:0'", timeout=240)
     runner.join(timeout=60)
     assert browser.execute_script("return window.__sameDocument") is True
+    assert browser.execute_script("return window.__compared") > 0
+    assert browser.execute_script("return window.__behind") == []
+    created = browser.execute_script("return [...document.querySelectorAll('#summary .item')].find((i) => "
+                                     "i.querySelector('.label').textContent === 'created').querySelector('.value')"
+                                     ".textContent")
+    assert HUMAN_TIME.match(created), created
 
     points = httpx.get(f"{live_server}/v1/jobs/{job_id}/points").json()
     assert len(points["ids"]) == 12
@@ -108,6 +134,15 @@ def test_many_objectives_show_a_scatter_matrix_and_parallel_coordinates_and_the_
                   len(points["ids"])]  # objectives and parameters
     assert browser.find_element(By.ID, "parcoords").is_displayed()
     assert browser.find_elements(By.CSS_SELECTOR, "#parcoords canvas")
+    ActionChains(browser).move_to_element(browser.find_element(By.ID, "parcoords")).perform()
+    assert not [e for e in browser.find_elements(By.CSS_SELECTOR, "#parcoords .modebar") if e.is_displayed()]
+    # 4 objectives and 8 parameters fit the page's width: no scrolling sideways
+    table = browser.execute_script("const t = document.getElementById('evaluations');"
+                                   "return [t.scrollWidth, t.parentElement.clientWidth]")
+    assert table[0] <= table[1], (table, browser.execute_script(
+        "return [...document.querySelectorAll('#evaluations thead th')].map((th) => th.textContent + ':' + "
+        "th.offsetWidth).join(' | ') + ' ROW ' + [...document.querySelectorAll('#evaluations tbody tr:first-child td')]"
+        ".map((td) => td.textContent + ':' + td.offsetWidth).join(' | ')"))
 
     browser.find_element(By.CSS_SELECTOR, "th[data-column='metrics.parity_accuracy']").click()
     _wait(browser, "return document.querySelector('th[data-column=\"metrics.parity_accuracy\"]').textContent"
@@ -118,6 +153,9 @@ def test_many_objectives_show_a_scatter_matrix_and_parallel_coordinates_and_the_
     assert browser.find_element(By.ID, "table-count").text == "1–25 of 600"
     browser.find_element(By.CSS_SELECTOR, "#evaluations tbody tr").click()
     assert _details(browser, best["id"])["parity_accuracy"] == _fmt(best["metrics"]["parity_accuracy"])
+    timings = {r.find_element(By.TAG_NAME, "th").text: r.find_element(By.TAG_NAME, "td").text
+               for r in browser.find_elements(By.CSS_SELECTOR, "#details table.timings tr")}
+    assert HUMAN_TIME.match(timings["started"]) and HUMAN_TIME.match(timings["finished"]), timings
     browser.save_screenshot(str(screenshots / "job-4-objectives.png"))
 
     browser.get(live_server)

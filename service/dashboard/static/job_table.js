@@ -10,12 +10,18 @@ MF.table = (function () {
     return MF.typed(column).replace(/_seconds$/, " s").replace(/_at$/, "");
   }
 
+  // A header may wrap after "." and "_" ("weight.<wbr>rotated", "rotated_<wbr>accuracy"), so the objective and
+  // parameter columns are as narrow as their numbers and the table fits the page without scrolling sideways.
+  function breakable(text) {
+    return text.split(/(?<=[._])/).flatMap((part, i) => (i ? [MF.el("wbr"), part] : [part]));
+  }
+
   function header(columns) {
     const cells = columns.map((column) => {
       const arrow = column === state.sort ? (state.descending ? " ▼" : " ▲") : "";
       return MF.el("th", { class: "sortable", dataset: { column },
         title: `sort by ${MF.typed(column)} (filter it as: ${MF.typed(column)} >= ...)`,
-        onclick: () => sortBy(column) }, label(column) + arrow);
+        onclick: () => sortBy(column) }, breakable(label(column) + arrow));
     });
     return MF.el("tr", {}, MF.el("th", { title: "on the latest Pareto front" }, "front"), cells);
   }
