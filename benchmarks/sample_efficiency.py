@@ -63,12 +63,16 @@ OURS = ("auto", "hybrid", "qnehvi", "map", "map-nested", "saea", "nsga2", "rando
 OPTIMIZERS: dict[str, dict[str, object]] = {"map-nested": {"name": "map", "nested": True},
                                             "hybrid-prior": {"name": "hybrid"},
                                             "hybrid-prior-design": {"name": "hybrid"},
+                                            "hybrid-refine": {"name": "hybrid"},
+                                            "hybrid-refine-wide": {"name": "hybrid"},
                                             # a quarter of the spec's budget (48) on front members again, new seeds
                                             "auto-reevaluate": {"name": "auto", "reevaluate": 0.25},
                                             "qnehvi-reevaluate": {"name": "qnehvi", "reevaluate": 0.25}}
 VARIANTS: dict[str, dict[str, object]] = {  # measured and not kept as the default (docs/optimizers.md says why)
     "hybrid-prior": {"prior_mean": True},  # the R² switch, then GPs whose prior mean is the fitted quadratic
     "hybrid-prior-design": {"switch": "design", "prior_mean": True},  # those GPs right after MAP's design
+    "hybrid-refine": {"refine": 0.25},  # a quarter of the points after the design in boxes around the front's ends
+    "hybrid-refine-wide": {"refine": 0.25, "refine_radius": 0.2},  # the same, boxes twice as wide
 }
 PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
 BATCH = 4

@@ -9,6 +9,11 @@ design. `prior_mean=True` gives the GPs each objective's fitted quadratic (throu
 marginal likelihood) as prior mean; on the benchmark that did worse than the constant mean (docs/optimizers.md),
 so it is not the default.
 
+`refine` (a share of the points after the design, default 0) takes that share of every ask's model-based points
+from small boxes: a cube of half-width `refine_radius` (in the unit cube, clipped to it) around an end of the
+evaluated front (the point best on one objective, the others breaking ties: an expert's corner early on, a
+shoulder of the front later), the anchors taken in turn, each candidate the qLogNEHVI maximiser inside its box.
+
 Like every optimizer here, each ask is a pure function of the history, the in-flight points and the seed.
 """
 
@@ -37,24 +42,30 @@ from mergefront.surrogates.quadratic import QuadraticSurrogate
 log = logging.getLogger(__name__)
 
 Switch = Literal["r2", "design"]
+REFINE_RADIUS = 0.1  # half-width of a refinement's box, in the unit cube
 
 
 class HybridOptimizer(Optimizer):
     def __init__(self, space: SearchSpace, n_objectives: int, seed: int, *,
                  value_bounds: Sequence[tuple[float, float] | None] | None = None,
                  ref_point: Sequence[float] | None = None, initial_points: int | None = None,
-                 switch: Switch = "r2", prior_mean: bool = False,
-                 settings: AcquisitionSettings | None = None) -> None:
+                 switch: Switch = "r2", prior_mean: bool = False, refine: float = 0.0,
+                 refine_radius: float = REFINE_RADIUS, settings: AcquisitionSettings | None = None) -> None:
         super().__init__(space, n_objectives, seed)
         if ref_point is not None and len(ref_point) != n_objectives:
             raise ValueError(f"ref_point {list(ref_point)} has {len(ref_point)} values for {n_objectives} objectives")
         if switch not in ("r2", "design"):
             raise ValueError(f"switch must be 'r2' or 'design', got {switch!r}")
+        if not 0.0 <= refine <= 1.0:  # also false for NaN
+            raise ValueError(f"refine must be a share between 0 and 1, got {refine}")
+        if not 0.0 < refine_radius <= 0.5:
+            raise ValueError(f"refine_radius must be above 0 and at most 0.5 (half the unit cube), got {refine_radius}")
         self.map = MAPOptimizer(space, n_objectives, seed, value_bounds=value_bounds, initial_points=initial_points)
         self.initial_points = self.map.initial_points
         self.ref_point = None if ref_point is None else np.asarray(ref_point, dtype=float)  # minimised
         self.switch: Switch = switch
         self.prior_mean = prior_mean
+        self.refine, self.refine_radius = refine, refine_radius
         self.settings = settings or AcquisitionSettings()
 
     averages = False  # the GPs fit every evaluation of a repeated point (the quadratics too: a weighted fit)
@@ -67,14 +78,22 @@ class HybridOptimizer(Optimizer):
         seed = int(self._rng(history, pending).integers(2**31))
         if out.shape[0] < n and train_X.shape[0] >= 3:
             quad = QuadraticSurrogate.fit(train_X, train_Y, self.map.warps)
+            after = max(0, n_distinct(known) + out.shape[0] - self.initial_points)  # points past the design
             rest = n - out.shape[0]
-            if self.uses_gps(train_X, train_Y, quad):
+            local = self.refinements_due(after, rest)
+            if rest == local:
+                chosen = np.empty((0, d))
+            elif self.uses_gps(train_X, train_Y, quad):
                 in_flight = np.vstack([np.asarray(pending, dtype=float).reshape(len(pending), d), out])
-                chosen = self._nehvi(rest, history, quad, in_flight, seed)
+                chosen = self._nehvi(rest - local, history, quad, in_flight, seed)
             else:
                 front = predicted_front(quad, d, seed)
-                chosen = spread(front, quad, rest, np.vstack([known, out]), train_X, train_Y)
+                chosen = spread(front, quad, rest - local, np.vstack([known, out]), train_X, train_Y)
             out = np.vstack([out, chosen])
+            if local:
+                in_flight = np.vstack([np.asarray(pending, dtype=float).reshape(len(pending), d), out])
+                first = math.floor(self.refine * after + 1e-9)  # refinements made so far: the anchors go in turn
+                out = np.vstack([out, self.refined(local, first, history, quad, in_flight, seed)])
         return as_points(top_up(out, n, known, seed))
 
     def uses_gps(self, train_X: np.ndarray, train_Y: np.ndarray, quad: QuadraticSurrogate) -> bool:
@@ -97,6 +116,39 @@ class HybridOptimizer(Optimizer):
             return []
         return loo_r2(model)
 
+    def refinements_due(self, after: int, n: int) -> int:
+        """How many of `n` new points, asked when `after` points past the design are known, refine locally: the
+        share `refine` of the points past the design, counted over the whole run (one in four at 0.25)."""
+        if self.refine == 0.0:
+            return 0
+        return math.floor(self.refine * (after + n) + 1e-9) - math.floor(self.refine * after + 1e-9)
+
+    def anchors(self, train_X: np.ndarray, train_Y: np.ndarray) -> np.ndarray:
+        """The ends of the evaluated front (`a x d`, a <= m): per objective the point best on it, the sum of all
+        objectives breaking ties (so it is on the front), each point once."""
+        rows = [int(np.lexsort((train_Y.sum(axis=1), train_Y[:, i]))[0]) for i in range(train_Y.shape[1])]
+        return train_X[list(dict.fromkeys(rows))]
+
+    def box(self, anchor: np.ndarray) -> np.ndarray:
+        """The `2 x d` trust region around `anchor`: a cube of half-width `refine_radius`, clipped to the unit cube."""
+        return np.clip(np.stack([anchor - self.refine_radius, anchor + self.refine_radius]), 0.0, 1.0)
+
+    def refined(self, n: int, first: int, history: Sequence[Observation], quad: QuadraticSurrogate,
+                pending: np.ndarray, seed: int) -> np.ndarray:
+        """`n` candidates (`n x d`), each the qLogNEHVI maximiser inside the box of the next anchor in turn (from
+        the `first`-th); a point drawn uniformly in its box where the GPs cannot be fitted."""
+        train_X, train_Y = training_data(history, self.space.dim, self.n_objectives)
+        anchors = self.anchors(train_X, train_Y)
+        out = np.empty((0, self.space.dim))
+        for j in range(n):
+            box = self.box(anchors[(first + j) % anchors.shape[0]])
+            chosen = self._nehvi(1, history, quad, np.vstack([pending, out]), seed + 1 + j, box=box)
+            if chosen.shape[0] == 0:
+                rng = np.random.default_rng([seed, j])
+                chosen = box[0] + rng.random((1, self.space.dim)) * (box[1] - box[0])
+            out = np.vstack([out, np.clip(chosen[:1], box[0], box[1])])
+        return out
+
     def reference_point(self, history: Sequence[Observation]) -> np.ndarray:
         """The reference point (`m`, minimised) the acquisition uses at this history."""
         if self.ref_point is not None:
@@ -108,7 +160,7 @@ class HybridOptimizer(Optimizer):
         return ref
 
     def _nehvi(self, n: int, history: Sequence[Observation], quad: QuadraticSurrogate, pending: np.ndarray,
-               seed: int) -> np.ndarray:
+               seed: int, box: np.ndarray | None = None) -> np.ndarray:
         from mergefront.optimizers.nehvi_acquisition import propose
         from mergefront.surrogates.gp import quadratic_prior
 
@@ -116,7 +168,7 @@ class HybridOptimizer(Optimizer):
         priors = [quadratic_prior(f, sign=-1.0) for f in quad.fits] if self.prior_mean else None
         try:
             return propose(train_X, -train_Y, -self.reference_point(history), pending, n, seed, self.settings,
-                           priors=priors)
+                           priors=priors, box=box)
         except (RuntimeError, ValueError) as exc:
             log.warning("hybrid: model-based proposal failed (%s); proposing Sobol points instead", exc)
             return np.empty((0, self.space.dim))

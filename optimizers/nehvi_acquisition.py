@@ -40,7 +40,8 @@ DE_CROSSOVER = 0.5  # probability that a coordinate of the trial comes from the 
 
 def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pending: np.ndarray, n: int,
             seed: int, settings: AcquisitionSettings, *, weak_to_strong: bool = False,
-            uncertainty_screening: bool = False, priors: Sequence[PriorFn] | None = None) -> np.ndarray:
+            uncertainty_screening: bool = False, priors: Sequence[PriorFn] | None = None,
+            box: np.ndarray | None = None) -> np.ndarray:
     """Maximise qLogNEHVI for `n` candidates.
 
     Args:
@@ -51,6 +52,7 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
         n: how many candidates.
         seed: seeds the GP fit, the quasi-Monte-Carlo sampler and the optimiser's starts.
         priors: per objective, the GP's prior mean (maximised); default constant.
+        box: `2 x d` lower and upper corners inside the unit cube the candidates must lie in; default the cube.
 
     Returns:
         `n x d` candidates.
@@ -66,6 +68,8 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
         acq = _acquisition(model, X, Y.shape[1], ref_point, pending, seed, settings)
         q = 2 * n if uncertainty_screening else n
         bounds = torch.stack([torch.zeros(X.shape[1], dtype=DTYPE), torch.ones(X.shape[1], dtype=DTYPE)])
+        if box is not None:
+            bounds = torch.as_tensor(np.clip(box, 0.0, 1.0), dtype=DTYPE)
         restarts, raw = settings.num_restarts, settings.raw_samples
         if X.shape[0] > LARGE_HISTORY:
             restarts, raw = min(restarts, LARGE_RESTARTS), min(raw, LARGE_RAW_SAMPLES)

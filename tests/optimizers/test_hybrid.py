@@ -99,3 +99,35 @@ def test_a_job_builds_it_with_maps_one_hot_design_capped_by_the_budget(spec_data
     first = opt.ask(4, [])
     np.testing.assert_array_equal(np.asarray(first[:3]), one_hot_points(space))
     assert opt.surrogate_reports([]) == []
+
+
+def test_refinement_proposes_inside_small_boxes_around_the_fronts_ends_in_turn_and_replays() -> None:
+    history = _history(_quadratic, 12)
+    X, Y = np.asarray([o.x for o in history]), np.asarray([o.values for o in history])
+    opt = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST, refine=1.0, refine_radius=0.05)
+    anchors = opt.anchors(X, Y)  # the evaluated point best on each objective
+    np.testing.assert_array_equal(anchors, X[[Y[:, 0].argmin(), Y[:, 1].argmin()]])
+    asked = np.asarray(opt.ask(4, history))  # every point past the design refines at 1.0
+    assert ((asked >= 0.0) & (asked <= 1.0)).all()
+    dist = np.abs(asked[:, None, :] - anchors[None, :, :]).max(axis=-1)  # 4 x 2, in the box's (max) norm
+    assert (dist.min(axis=1) <= 0.05 + 1e-12).all()  # each inside an anchor's box
+    assert sorted(dist.argmin(axis=1).tolist()) == [0, 0, 1, 1]  # the two ends in turn
+    again = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST, refine=1.0, refine_radius=0.05)
+    assert again.ask(4, history) == opt.ask(4, history)  # a pure function of the history and the seed
+    np.testing.assert_allclose(opt.box(np.array([0.02, 0.5, 0.99])), [[0.0, 0.45, 0.94], [0.07, 0.55, 1.0]])
+
+
+def test_refinement_takes_its_share_of_the_points_after_the_design() -> None:
+    quarter = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST, refine=0.25, refine_radius=0.05)
+    assert [quarter.refinements_due(after, 4) for after in (0, 4, 8)] == [1, 1, 1]
+    assert [quarter.refinements_due(after, 1) for after in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
+    assert HybridOptimizer(SPACE, 2, 0).refinements_due(0, 4) == 0  # off by default
+    history = _history(_quadratic, 12)
+    X, Y = np.asarray([o.x for o in history]), np.asarray([o.values for o in history])
+    asked = np.asarray(quarter.ask(4, history))
+    near = np.abs(asked[:, None, :] - quarter.anchors(X, Y)[None, :, :]).max(axis=-1).min(axis=1) <= 0.05 + 1e-12
+    assert near[-1]  # the last of the four is the refinement
+    for bad in ({"refine": -0.1}, {"refine": float("nan")}, {"refine": 1.5}, {"refine_radius": 0.0},
+                {"refine_radius": float("inf")}):
+        with pytest.raises(ValueError, match="refine"):
+            HybridOptimizer(SPACE, 2, 0, **bad)  # type: ignore[arg-type]
