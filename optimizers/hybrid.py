@@ -13,6 +13,8 @@ so it is not the default.
 from small boxes: a cube of half-width `refine_radius` (in the unit cube, clipped to it) around an end of the
 evaluated front (the point best on one objective, the others breaking ties: an expert's corner early on, a
 shoulder of the front later), the anchors taken in turn, each candidate the qLogNEHVI maximiser inside its box.
+On the benchmark it gained on task arithmetic and lost late on the noisy DARE problem, nowhere by more than the
+seeds' spread at 16 and 32 evaluations (docs/optimizers.md), so it is off by default.
 
 Like every optimizer here, each ask is a pure function of the history, the in-flight points and the seed.
 """
