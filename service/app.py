@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from mergefront.errors import MergefrontError
 from mergefront.plugins import Registry
@@ -81,8 +82,9 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
                 runner.close()
             app.state.engine.dispose()
 
-    app = FastAPI(title="mergefront", version="0.1.0", lifespan=lifespan,
-                  description="Multi-objective search of model-merge configurations.")
+    # The OpenAPI description is served by our own routes below, behind a read token like the API it describes.
+    app = FastAPI(title="mergefront", version="0.1.0", lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None, description="Multi-objective search of model-merge configurations.")
     app.state.engine = make_engine(url, idle_seconds=settings.db_idle_seconds)
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.settings = settings
@@ -96,6 +98,11 @@ def create_app(settings: Settings | None = None, *, run_jobs: bool | None = None
         app.include_router(router, dependencies=[Authorized], responses=GUARDED)  # tokens: admin on top
     app.include_router(dashboard.router)  # the pages and plotly.js: static files, no token
     app.mount("/static", dashboard.static_files, name="static")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Authorized])
+    def openapi_description() -> JSONResponse:
+        """The OpenAPI description of every route (read scope)."""
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The web dashboard: its two pages, its static files and the plotly.js that the `plotly` package ships."""
+"""The web dashboard: its two pages, the API docs page, its static files and the plotly.js that the `plotly` package ships."""
 
 from __future__ import annotations
 
@@ -38,6 +38,12 @@ def jobs_page() -> FileResponse:
 def job_page(job_id: int) -> FileResponse:
     """One job's page (the page reads the job id from its URL)."""
     return FileResponse(STATIC_DIR / "job.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/docs")
+def docs_page() -> FileResponse:
+    """The interactive API docs (Swagger UI); the description they show is fetched with the session's token."""
+    return FileResponse(STATIC_DIR / "docs.html", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/vendor/plotly.min.js")

@@ -71,8 +71,8 @@ def test_unknown_job_is_404(client: TestClient) -> None:
 
 
 def test_openapi_docs_are_served(client: TestClient) -> None:
-    assert client.get("/docs").status_code == 200
-    assert "/v1/jobs/{job_id}/pareto" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200 and client.get("/static/docs.js").status_code == 200
+    assert "/v1/jobs/{job_id}/pareto" in client.get("/openapi.json").json()["paths"]  # with the client's token
 
 
 def test_the_schema_documents_each_routes_errors_and_datetimes_carry_their_zone(client: TestClient,

@@ -37,7 +37,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def test_every_endpoint_but_health_and_static_files_needs_a_token(anonymous: TestClient) -> None:
-    paths = anonymous.get("/openapi.json").json()["paths"]  # every API route (the pages are not in it)
+    paths = anonymous.app.openapi()["paths"]  # every API route (the pages are not in it)
     routes = [(method.upper(), path) for path, methods in paths.items() for method in methods if path != "/healthz"]
     assert len(routes) >= 18
     for method, template in routes:
@@ -49,6 +49,10 @@ def test_every_endpoint_but_health_and_static_files_needs_a_token(anonymous: Tes
             assert response.json()["detail"].startswith("this request needs a token: send `Authorization: Bearer")
     assert anonymous.get("/healthz").json() == {"status": "ok"}
     assert anonymous.get("/").status_code == 200 and anonymous.get("/static/common.js").status_code == 200
+    # the OpenAPI description too: it is not in itself, and /docs is a page that fetches it with the session's token
+    response = anonymous.get("/openapi.json")
+    assert response.status_code == 401 and response.json()["detail"].startswith("this request needs a token")
+    assert anonymous.get("/docs").status_code == 200 and "/static/docs.js" in anonymous.get("/docs").text
 
 
 def test_unknown_revoked_and_expired_tokens_are_401(anonymous: TestClient, sessions, make_token) -> None:
