@@ -143,6 +143,19 @@ def test_job_commands_and_the_sdk_manage_jobs_on_a_server(cli, serve, settings, 
         _one_line_error(cli("cancel", str(job_id), *server)[2], f"job {job_id} does not exist")
 
 
+def test_export_of_a_checkpoint_shows_its_steps(cli, sessions, tmp_path: Path) -> None:
+    job_id = build_job(sessions, n=6, n_objectives=2, seed=7, history_points=2)
+    with session_scope(sessions) as s:
+        evaluation_id = repo.pareto_out(session=s, job=repo.get_job(session=s, job_id=job_id)).members[0].id
+    status, out, err = cli("export", str(evaluation_id), "--checkpoint", str(tmp_path / "merged"))
+    assert status == 0 and out.strip() == f"evaluation {evaluation_id}: checkpoint written to {tmp_path / 'merged'}"
+    steps = [p.strip() for p in err.replace("\r", "\n").splitlines() if p.strip()]
+    assert steps and all(p.startswith("export:") for p in steps), steps  # a bar, and nothing else
+    assert "5/5" in steps[-1] and "done" in steps[-1]  # the base, 2 experts, merging, writing
+    assert any("loading expert 2 of 2" in p for p in steps) and any("merging" in p for p in steps)
+    assert any((tmp_path / "merged").iterdir())
+
+
 def repo_front_size(sessions, job_id: int) -> int:  # type: ignore[no-untyped-def]
     with session_scope(sessions) as s:
         return len(repo.pareto_out(session=s, job=repo.get_job(session=s, job_id=job_id)).members)
