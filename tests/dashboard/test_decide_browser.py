@@ -2,13 +2,14 @@
 (bench://digits, MAP, three objectives, 16 evaluations on Ray): brushing the parallel coordinates filters the
 table and dims the front, constraints and weights rank the front and recommend a point, 2-4 points compare side
 by side, the surrogates' parameter importance shows with its held-out R² beside the predicted front; the CSV
-download is the REST file; cancel, the live jobs list and a missing job's page; rename, notes and delete from the
-job's page and the jobs list."""
+download is the REST file; cancel of a running job, the live jobs list and a missing job's page; rename, notes
+and delete from the job's page and the jobs list."""
 
 from __future__ import annotations
 
 import csv
 import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +53,7 @@ def job(cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
     assert JobRunner(session_factory=sessions, settings=settings).run(job_id) == "completed"
     try:
         with live_server(create_app(settings.model_copy(update={"auth_disabled": True}), run_jobs=False)) as url:
-            yield {"url": url, "id": job_id, "sessions": sessions}
+            yield {"url": url, "id": job_id, "sessions": sessions, "settings": settings}
     finally:
         engine.dispose()
 
@@ -206,18 +207,32 @@ def test_cancel_and_the_live_jobs_list_and_a_missing_job(browser: Any, job: dict
     browser.get(job["url"])
     _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{job['id']}\"]')")
     browser.execute_script("window.__sameDocument = true")
-    with session_scope(job["sessions"]) as s:  # submitted while the list is open, every job on it done
-        new_id = repo.create_job(session=s, spec=parse_spec({**_spec(), "name": "submitted-later"})).id
+    # submitted while the list is open, every job on it done; a long one, to be cancelled while it runs
+    long_job = {**_spec(name="random", budget=2000, batch_size=2), "name": "submitted-later",
+                "resources": {"workers": 1, "device": "cpu"}}
+    with session_scope(job["sessions"]) as s:
+        new_id = repo.create_job(session=s, spec=parse_spec(long_job)).id
     _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{new_id}\"]')", timeout=20)
     assert browser.execute_script("return window.__sameDocument") is True  # no reload
 
     browser.get(f"{job['url']}/jobs/{new_id}")
     _wait(browser, "return document.body.dataset.jobState === 'pending'")
+    result: list[str] = []
+    runner = threading.Thread(target=lambda: result.append(
+        JobRunner(session_factory=job["sessions"], settings=job["settings"]).run(new_id)))
+    runner.start()
+    _wait(browser, "const k = (document.body.dataset.loaded || '').split(':');"
+                   "return k[0] === 'running' && Number(k[1]) >= 2", timeout=120)
     browser.find_element(By.ID, "cancel-job").click()
     browser.switch_to.alert.accept()
     _wait(browser, "return document.body.dataset.jobState === 'cancelled'")
-    assert httpx.get(f"{job['url']}/v1/jobs/{new_id}").json()["state"] == "cancelled"
+    runner.join(timeout=120)
+    assert result == ["cancelled"]  # the runner stopped at its next write
+    stopped = httpx.get(f"{job['url']}/v1/jobs/{new_id}").json()
+    assert stopped["state"] == "cancelled" and 2 <= stopped["n_completed"] < 2000  # its finished rows kept
     assert not browser.find_elements(By.ID, "cancel-job")
+    _wait(browser, "return document.getElementById('front-caption').textContent.includes("
+                   f"'of {stopped['n_completed']} completed')")  # the page shows what was kept
 
     browser.get(f"{job['url']}/jobs/987654")
     _wait(browser, "return document.body.dataset.missing === '1'")
