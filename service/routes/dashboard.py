@@ -1,4 +1,5 @@
-"""The web dashboard: its two pages, the API docs page, its static files and the plotly.js that the `plotly` package ships."""
+"""The web dashboard: its two pages, the API docs page, its static files and the plotly.js that the `plotly`
+package ships."""
 
 from __future__ import annotations
 
