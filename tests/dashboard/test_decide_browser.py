@@ -177,7 +177,8 @@ def test_importance_with_held_out_r2_and_the_predicted_front(browser: Any, job: 
     assert ["predicted front (surrogate)", len(out["predicted_front"]["values"][0])] in traces
 
 
-def test_csv_download_is_the_filtered_rest_file(browser: Any, job: dict[str, Any], tmp_path: Path) -> None:
+def test_csv_and_parquet_downloads_are_the_filtered_rest_files(browser: Any, job: dict[str, Any],
+                                                               tmp_path: Path) -> None:
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
     _open(browser, job)
     field = browser.find_element(By.ID, "filter")
@@ -201,6 +202,18 @@ def test_csv_download_is_the_filtered_rest_file(browser: Any, job: dict[str, Any
     assert got == expected
     rows = list(csv.DictReader(io.StringIO(got)))
     assert rows and all(float(r["rotated_accuracy"]) >= 0.5 for r in rows)
+
+    import pyarrow.parquet as pq
+
+    browser.find_element(By.ID, "download-parquet").click()  # the same query as Parquet
+    target = tmp_path / f"mergefront-job{job['id']}-evaluations.parquet"
+    deadline = time.monotonic() + 30
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    expected_parquet = httpx.get(f"{job['url']}/v1/jobs/{job['id']}/evaluations.parquet",
+                                 params={"filter": "rotated_accuracy >= 0.5"}).content
+    assert pq.read_table(target).equals(pq.read_table(io.BytesIO(expected_parquet)))
+    assert pq.read_table(target).num_rows == len(rows)
 
 
 def test_cancel_and_the_live_jobs_list_and_a_missing_job(browser: Any, job: dict[str, Any]) -> None:
@@ -296,6 +309,10 @@ def test_rename_notes_and_delete_from_the_job_page_and_the_jobs_list(browser: An
     shown = row.find_element(By.CSS_SELECTOR, ".job-notes")
     assert (shown.text, shown.get_attribute("title")) == ("TIES beats DARE here …", "TIES beats DARE here\nseed 5")
     assert "parity first" in row.text and not row.find_elements(By.CSS_SELECTOR, "button.delete-job")  # pending
+    browser.find_element(By.CSS_SELECTOR, "#jobs th[data-sort='name']").click()  # sorted by name, A to Z
+    by_name = sorted(httpx.get(f"{url}/v1/jobs").json()["items"], key=lambda j: j["name"])
+    _wait(browser, "return [...document.querySelectorAll('tr.job-row')].map((r) => r.dataset.jobId).join() === "
+                   f"'{','.join(str(j['id']) for j in by_name)}'")
     browser.find_element(By.ID, "search").send_keys("DARE")
     browser.find_element(By.CSS_SELECTOR, "#jobs-search button[type=submit]").click()
     _wait(browser, "const r = document.querySelectorAll('tr.job-row'); "
