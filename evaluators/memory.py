@@ -7,9 +7,9 @@ purpose (no torch): the API plans at submission, the worker again at start again
 Placements, fastest first:
 
 - ``resident``: base (`n`), task vectors (`k x n`) and output (`n`) on the device, plus magnitude ranks
-  (`k x n` int32; DELLA: float32 row ranks) for TIES, breadcrumbs and DELLA when they fit; without them each merge
+  (`k x n` int32; DELLA: row ranks, int32 too) for TIES, breadcrumbs and DELLA when they fit; without them each merge
   works on the device one tensor at a time: TIES and breadcrumbs select each expert's magnitude cut (a histogram,
-  no sort; `k x S` int32 kept windows), DELLA ranks the tensor's rows (`k x S` float32).
+  no sort; `k x S` int32 kept windows), DELLA ranks the tensor's rows (`k x S` int32).
 - ``stream``: the output on the device; base and task vectors in pinned host memory, copied to the device tensor
   by tensor into two staging buffers of `(k + 1) x S` (the next tensor's copy runs on a side stream while this one
   merges); cuts and row ranks per merge, as above.
@@ -33,10 +33,10 @@ from mergefront.evaluators.headers import TORCH_NAMES, TensorInfo
 
 Placement = Literal["resident", "stream", "mmap"]
 PLACEMENTS: tuple[Placement, ...] = ("resident", "stream", "mmap")
-#: methods whose masks come from magnitude ranks (int32) or DELLA's row ranks (float32), kept when there is room
+#: methods whose masks come from magnitude ranks or DELLA's row ranks (int32), kept when there is room
 RANKED = frozenset({"ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"})
 ROW_RANKED = frozenset({"della", "della_linear"})  # the rest of RANKED select magnitude cuts without ranks
-ROW_BLOCK = 1 << 22  # entries DELLA sorts at a time (`methods.base.ROW_BLOCK`)
+ROW_BLOCK = 1 << 17  # entries DELLA sorts at a time (`methods.row_ranks.BLOCK`)
 RUNTIME_BYTES = 512 * 2**20
 BLOCK = 1 << 20  # entries per compiled merge call (`fused.STEP`): each holds a few blocks of temporaries
 GB = 1e9
@@ -164,9 +164,10 @@ def _ranks_or_selection(w: Workload, ranks: bool) -> list[tuple[str, int]]:
         return items
     if ranks:
         return [("ranks", k * n * 4), *items]
-    if w.method in ROW_RANKED:  # float32 row ranks; a block of rows sorted at a time (magnitudes, order, ranks)
+    if w.method in ROW_RANKED:  # int32 row ranks; a block of rows sorted at a time: magnitudes, int64 keys, the
+        # sort's keys, indices and two buffers of both, the rank positions and the row prefix
         return [("row ranks of one tensor per merge", k * big * 4),
-                ("sorting rows, a block at a time", min(big, ROW_BLOCK) * (s + 8 + 4 + 4)), *items]
+                ("sorting rows, a block at a time", min(big, ROW_BLOCK) * (s + 8 * 8 + 4 + 8)), *items]
     # int32 kept windows; one expert's magnitudes, float32's high halves, two masks and a comparison
     return [("kept windows of one tensor per merge", k * big * 4), ("selecting one expert's cut", big * (s + 7)),
             *items]

@@ -10,7 +10,7 @@ task arithmetic, whose merge of an entry needs nothing of its tensor but those v
 consecutive resident tensors that share them (`SPANNING`).
 
 Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep int32 magnitude ranks
-(sorted once, as mergekit sorts, so a new density costs no sort), DELLA float32 row ranks, when the plan has room
+(sorted once, as mergekit sorts, so a new density costs no sort), DELLA int32 row ranks, when the plan has room
 (`ranks`). Without them each merge works one tensor at a time on the device: TIES and breadcrumbs select each
 expert's magnitude cut (`mergefront.evaluators.methods.select`: equal kept counts, no sort), DELLA ranks the rows.
 """

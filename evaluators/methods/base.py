@@ -9,6 +9,8 @@ from typing import Protocol
 
 import torch
 
+from mergefront.evaluators.methods.row_ranks import rank_rows_into
+
 
 @dataclass
 class SegmentParams:
@@ -31,7 +33,8 @@ class SegmentData:
     `ranks` (`k x n`, int32): each entry's position in its task vector sorted by magnitude, in `rank_order`
     ("descending" for TIES, "ascending" for breadcrumbs), from the very sort call mergekit makes, so entries of equal
     magnitude fall on the same side of a cut as in mergekit; a density then keeps a rank window with no sort.
-    `row_rank` (`k x n`, float32): rank by magnitude within its row, scaled to [0, 1] (DELLA's keep probabilities).
+    `row_rank` (`k x n`, int32): rank by magnitude within its row, equal magnitudes by index (DELLA's keep
+    probabilities are a table of these, `KeepRule.probabilities`).
     """
 
     def __init__(self, base: torch.Tensor, tau: torch.Tensor, seed: int, shape: tuple[int, ...] = ()) -> None:
@@ -69,17 +72,14 @@ class SegmentData:
         self.ranks, self.rank_order = ranks, order
 
     def rank_rows(self) -> None:
-        """Rank each row's entries by magnitude, ascending, as mergekit's DELLA does (a 1-D tensor is one row); rows
-        of `ROW_BLOCK` entries at a time, so the sort's temporaries stay small beside the `k x n` result."""
+        """Rank each row's entries by magnitude, ascending, as mergekit's DELLA does (a 1-D tensor is one row; equal
+        magnitudes by index): a radix sort per block of rows (`row_ranks`), its temporaries small beside the
+        `k x n` result."""
         k, n = self.tau.shape
         cols = self.shape[-1] if len(self.shape) > 1 else n
-        rows, step = n // cols, max(1, ROW_BLOCK // cols)
-        row_rank = torch.empty((k, n), dtype=torch.float32, device=self.base.device)
+        row_rank = torch.empty((k, n), dtype=torch.int32, device=self.base.device)
         for i in range(k):
-            tau, out = self.tau[i].view(rows, cols), row_rank[i].view(rows, cols)
-            for start in range(0, rows, step):
-                order = torch.argsort(tau[start:start + step].abs(), dim=1)
-                out[start:start + step] = _inverse(order, cols).float() / max(cols - 1, 1)
+            rank_rows_into(self.tau[i], cols, row_rank[i])
         self.row_rank = row_rank
 
     def l1_norms(self) -> torch.Tensor:
@@ -90,9 +90,6 @@ class SegmentData:
                 l1 += self.tau[:, start:start + (1 << 20)].abs().sum(dim=1, dtype=torch.float64)
             self.l1 = l1
         return self.l1
-
-
-ROW_BLOCK = 1 << 22  # entries per DELLA row-ranking step
 
 
 def _inverse(order: torch.Tensor, size: int) -> torch.Tensor:
@@ -184,8 +181,8 @@ class KeepRule:
 
     magnitude and outliers: lo <= rank < hi (`SegmentData.ranks`: TIES keeps the first max(1, int(density x n)) in
     descending order; breadcrumbs skips the smallest, keeps int(density x n), and drops what is left at the top, at
-    most int(gamma x n) entries); random: random bits < hi; della: uniform draw < keep probability from the row
-    rank. An expert at density 1 keeps everything (`full`) and is not rescaled.
+    most int(gamma x n) entries); random: random bits < hi; della: uniform draw < the keep probability of the
+    entry's row rank (`probabilities`). An expert at density 1 keeps everything (`full`) and is not rescaled.
     """
 
     kind: str | None  # "magnitude", "outliers", "random", "della" or None (keep all)
@@ -223,12 +220,13 @@ class KeepRule:
             return torch.float32
         return dtype
 
-    def probability(self, row_rank: torch.Tensor, expert: int | None = None) -> torch.Tensor:
-        """DELLA's keep probabilities, density - epsilon (smallest in a row) to density + epsilon (largest), of one
-        expert's row ranks, or of all experts' (`k x m`) when `expert` is None."""
-        d, eps = (self.density[:, None], self.epsilon[:, None]) if expert is None else \
-            (self.density[expert], self.epsilon[expert])
-        return (d - eps) + row_rank * (2 * eps)
+    def probabilities(self, cols: int) -> torch.Tensor:
+        """DELLA's keep probability of each row rank in rows of `cols` entries, per expert (`k x cols`, float32):
+        density - epsilon for the smallest magnitude to density + epsilon for the largest, linear in rank / (cols - 1)
+        between, each operation in float32. The kernels look an entry's probability up by its rank."""
+        scaled = torch.arange(cols, dtype=torch.int32, device=self.density.device).float() / max(cols - 1, 1)
+        d, eps = self.density[:, None], self.epsilon[:, None]
+        return (d - eps) + scaled * (2 * eps)
 
     def rescale(self, data: SegmentData, kept: torch.Tensor, work: torch.dtype) -> torch.Tensor:
         """mergekit's L1 rescale of each sparsified task vector (`k`, in `work`): |tau|_1 / |kept tau|_1, both norms

@@ -78,19 +78,19 @@ def merge(recipe: Recipe, data: SegmentData, params: SegmentParams, out: torch.T
     divisor = torch.where(divisor.abs() < 1e-8, 1.0, divisor)
     lam = torch.tensor(params.lam, dtype=_accumulator(dtype), device=device)
     block = functools.partial(merge_block, recipe.sparsify, recipe.consensus, params.normalize, scaled, k)
-    step = fused.STEP if rule.kind == "della" else fused.ELEMENTWISE_STEP  # DELLA's probabilities: made per block
+    table = _table(rule, data)
     fused.blockwise(("merge", recipe.sparsify, recipe.consensus, params.normalize, scaled, k), block, data.base,
-                    lambda lo, hi: (*_mask_inputs(rule, data, lo, hi), scale, weight, divisor, lam,
-                                    data.base[lo:hi], out[lo:hi]), step)
+                    lambda lo, hi: (*_mask_inputs(rule, data, table, lo, hi), scale, weight, divisor, lam,
+                                    data.base[lo:hi], out[lo:hi]), fused.ELEMENTWISE_STEP)
 
 
 def kept_entries(recipe: Recipe, data: SegmentData, params: SegmentParams) -> torch.Tensor:
     """Which entries each expert keeps (`k x n`, bool), the masks `merge` applies."""
     k, n = data.tau.shape
     rule = KeepRule.of(recipe.sparsify, data, params)
-    _, ranks, _, keys, lo, hi, full = _mask_inputs(rule, data, 0, n)
+    _, ranks, table, _, keys, lo, hi, full = _mask_inputs(rule, data, _table(rule, data), 0, n)
     index = torch.arange(n, dtype=torch.int64, device=data.base.device)
-    masks = [keep_mask(rule.kind, i, ranks, index, keys, lo, hi, full) for i in range(k)]
+    masks = [keep_mask(rule.kind, i, ranks, table, index, keys, lo, hi, full) for i in range(k)]
     return torch.stack([torch.ones(n, dtype=torch.bool, device=index.device) if m is None else m for m in masks])
 
 
@@ -103,44 +103,53 @@ def _rescale(rule: KeepRule, data: SegmentData, work: torch.dtype) -> torch.Tens
     """Per expert, mergekit's |tau|_1 / |kept tau|_1 (`k`, in `work`): a first pass over the same masks."""
     k = data.tau.shape[0]
     block = functools.partial(kept_l1_block, rule.kind, k)
+    table = _table(rule, data)
     sums = fused.blockwise(("kept_l1", rule.kind, k), block, data.base,
-                           lambda lo, hi: _mask_inputs(rule, data, lo, hi))
+                           lambda lo, hi: _mask_inputs(rule, data, table, lo, hi))
     kept = torch.stack(sums).sum(dim=0)
     return rule.rescale(data, kept, work)
 
 
-def _mask_inputs(rule: KeepRule, data: SegmentData, lo: int, hi: int) -> tuple[Any, ...]:
-    """The mask inputs of one block: the experts' task vectors, ranks (DELLA: keep probabilities), the block's first
-    index, and the rule's per-expert values."""
+def _table(rule: KeepRule, data: SegmentData) -> torch.Tensor:
+    """DELLA's keep probability per expert and row rank (`k x cols`, computed outside the kernels: no fused
+    multiply-add, the same numbers on either path); an empty table for the other rules."""
+    if rule.kind != "della":
+        return torch.empty(0, dtype=torch.float32, device=data.base.device)
+    return rule.probabilities(data.shape[-1] if len(data.shape) > 1 else data.numel)
+
+
+def _mask_inputs(rule: KeepRule, data: SegmentData, table: torch.Tensor, lo: int, hi: int) -> tuple[Any, ...]:
+    """The mask inputs of one block: the experts' task vectors, ranks (TIES, breadcrumbs: magnitude ranks; DELLA:
+    row ranks), DELLA's probability table, the block's first index, and the rule's per-expert values."""
     k = data.tau.shape[0]
     ranks: list[torch.Tensor] = []
     if rule.ranking is not None:
         assert data.ranks is not None and data.rank_order == rule.ranking, "the engine ranks before these methods run"
         ranks = [data.ranks[i, lo:hi] for i in range(k)]
-    elif rule.kind == "della":  # computed outside the kernel (no fused multiply-add), the same either way
+    elif rule.kind == "della":
         assert data.row_rank is not None, "the engine ranks rows before DELLA runs"
-        ranks = [rule.probability(data.row_rank[i, lo:hi], i) for i in range(k)]
+        ranks = [data.row_rank[i, lo:hi] for i in range(k)]
     offset = torch.tensor(lo, dtype=torch.int64, device=data.base.device)
-    return [data.tau[i, lo:hi] for i in range(k)], ranks, offset, rule.keys, rule.lo, rule.hi, rule.full
+    return [data.tau[i, lo:hi] for i in range(k)], ranks, table, offset, rule.keys, rule.lo, rule.hi, rule.full
 
 
-def keep_mask(kind: str | None, i: int, ranks: Sequence[torch.Tensor], index: torch.Tensor, keys: torch.Tensor,
-              lo: torch.Tensor, hi: torch.Tensor, full: torch.Tensor) -> torch.Tensor | None:
+def keep_mask(kind: str | None, i: int, ranks: Sequence[torch.Tensor], table: torch.Tensor, index: torch.Tensor,
+              keys: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, full: torch.Tensor) -> torch.Tensor | None:
     """Expert i's kept entries of a block (`m`, bool), as `KeepRule` says; None when it keeps all."""
     if kind in ("magnitude", "outliers"):
         keep = (ranks[i] >= lo[i]) & (ranks[i] < hi[i])
     elif kind == "random":
         keep = random_bits(index, keys[i]) < hi[i]
     elif kind == "della":
-        keep = uniform(random_bits(index, keys[i])) < ranks[i]  # ranks: the keep probabilities
+        keep = uniform(random_bits(index, keys[i])) < table[i][ranks[i]]  # the row rank's keep probability
     else:
         return None
     return keep | full[i]
 
 
 def merge_block(kind: str | None, consensus: bool, normalize: bool, scaled: bool, k: int, taus: list[torch.Tensor],
-                ranks: list[torch.Tensor], offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor,
-                hi: torch.Tensor, full: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,
+                ranks: list[torch.Tensor], table: torch.Tensor, offset: torch.Tensor, keys: torch.Tensor,
+                lo: torch.Tensor, hi: torch.Tensor, full: torch.Tensor, scale: torch.Tensor, weight: torch.Tensor,
                 divisor: torch.Tensor, lam: torch.Tensor, base: torch.Tensor, out: torch.Tensor) -> None:
     """out = base + lam * merged deltas of one block (`m`), expert by expert, in mergekit's order and precision."""
     dtype = base.dtype
@@ -148,7 +157,7 @@ def merge_block(kind: str | None, consensus: bool, normalize: bool, scaled: bool
     deltas = []
     for i in range(k):
         delta = taus[i]
-        keep = keep_mask(kind, i, ranks, index, keys, lo, hi, full)
+        keep = keep_mask(kind, i, ranks, table, index, keys, lo, hi, full)
         if keep is not None:
             delta = torch.where(keep, delta, 0.0)
         if scaled:
@@ -175,7 +184,7 @@ def _sum(terms: list[torch.Tensor], acc: torch.dtype) -> torch.Tensor:
     return total
 
 
-def kept_l1_block(kind: str | None, k: int, taus: list[torch.Tensor], ranks: list[torch.Tensor],
+def kept_l1_block(kind: str | None, k: int, taus: list[torch.Tensor], ranks: list[torch.Tensor], table: torch.Tensor,
                   offset: torch.Tensor, keys: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
                   full: torch.Tensor) -> torch.Tensor:
     """Per expert, the L1 norm of its kept entries in one block (`k`, float64: the rescale rounds it once, so the
@@ -183,7 +192,7 @@ def kept_l1_block(kind: str | None, k: int, taus: list[torch.Tensor], ranks: lis
     index = torch.arange(taus[0].numel(), dtype=torch.int64, device=taus[0].device) + offset
     sums = []
     for i in range(k):
-        keep = keep_mask(kind, i, ranks, index, keys, lo, hi, full)
+        keep = keep_mask(kind, i, ranks, table, index, keys, lo, hi, full)
         magnitude = taus[i].abs()
         kept = magnitude if keep is None else torch.where(keep, magnitude, 0.0)
         # selected in the tensor's dtype, then widened: the same float64 terms as widening first, but the compiled

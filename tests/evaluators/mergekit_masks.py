@@ -136,7 +136,8 @@ def _keep_probabilities(data: Any, i: int, density: float, epsilon: float) -> tu
     n = data.tau.shape[1]
     if data.row_rank is None:  # DARE: one probability
         return torch.zeros(n, dtype=torch.float64), torch.full((n,), density, dtype=torch.float64)
-    rank = data.row_rank[i].double()
+    cols = data.shape[-1] if len(data.shape) > 1 else n
+    rank = data.row_rank[i].double() / max(cols - 1, 1)
     return rank, (density - epsilon) + rank * 2 * epsilon
 
 
