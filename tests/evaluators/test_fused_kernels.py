@@ -94,11 +94,11 @@ def _mergekit_ties(base: torch.Tensor, experts: list[torch.Tensor], weights: tup
     return base + (deltas * mask).sum(dim=0) / divisor, deltas.sum(dim=0)
 
 
-@pytest.mark.parametrize("method", ["ties", "dare_ties", "dare_linear"])
+@pytest.mark.parametrize("method", ["ties", "dare_ties", "dare_linear", "della"])
 def test_compiled_merges_do_not_depend_on_the_block_size(merger: ResidentMerger, method: str,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """Elementwise kernels take 16M entries a call (`ELEMENTWISE_STEP`): the same merge as in blocks of 64K."""
-    params = {"weight": (0.5, 0.3, -0.2, 0.8), "density": (0.3, 0.5, 1.0, 0.2)}
+    """Elementwise kernels take 256M entries a call (`ELEMENTWISE_STEP`): the same merge as in blocks of 64K."""
+    params = {"weight": (0.5, 0.3, -0.2, 0.8), "density": (0.3, 0.5, 1.0, 0.2), "epsilon": (0.1,) * 4}
     config = MergeConfig(method, params=params, seed=5)
     whole = merger.merge(config)["big"].clone()
     monkeypatch.setattr(fused, "ELEMENTWISE_STEP", 1 << 16)
