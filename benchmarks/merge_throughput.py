@@ -8,9 +8,12 @@ after each method and at the end; the highest figure is the denominator), then p
   - mergekit (in its own environment, benchmarks/.venv-mergekit): the same merge of the same checkpoints with
     the same configuration, per candidate; its time in `run_merge` and its wall time with process start;
   - for deterministic methods, the largest absolute difference between our merged tensors and mergekit's.
+With `--no-ranks`, TIES, breadcrumbs and DELLA keep no magnitude ranks (the memory plan's choice where they do not
+fit): each merge selects their cuts or ranks DELLA's rows, tensor by tensor, next to mergekit in the same run.
 Writes benchmarks/results/merge_throughput.json.
 
     .venv/bin/python benchmarks/merge_throughput.py [--quick] [--setup] [--methods ties,slerp] [--repeats 5]
+        [--no-ranks]
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ CACHE = HERE / ".cache"
 VENV = HERE / ".venv-mergekit"
 SETUP = f'python3 -m venv {VENV} && {VENV}/bin/pip install "torch==2.13.0" mergekit'
 GB = 1e9
+RANKED = {"ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}  # methods that rank magnitudes
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Row:
     ours_s: float  # best of the repeats, per candidate
     ours_median_s: float
     ours_first_s: float  # first merge, with the one-time sort / rank of magnitudes
+    ranks: str  # "kept" (ranked once), "select" (cuts selected / rows ranked each merge) or "-" (nothing ranked)
     bytes_per_merge: int
     gbps: float
     pct_memcpy: float
@@ -72,12 +77,13 @@ def ensure_mergekit_env() -> Path:
     return python
 
 
-def load_merger(folder: Path, n_experts: int) -> tuple[ResidentMerger, float, float]:
-    """A resident merger of the base and `n_experts` experts; seconds to read the files and to lay them out."""
+def load_merger(folder: Path, n_experts: int, ranks: bool = True) -> tuple[ResidentMerger, float, float]:
+    """A resident merger of the base and `n_experts` experts (magnitude ranks kept or not); seconds to read the
+    files and to lay them out."""
     start = time.perf_counter()
     models = [load_file(str(folder / name / "model.safetensors")) for name in model_names(n_experts)]
     loaded = time.perf_counter()
-    merger = ResidentMerger(models[0], models[1:], list(models[0]), device="cpu")
+    merger = ResidentMerger(models[0], models[1:], list(models[0]), device="cpu", ranks=ranks)
     return merger, loaded - start, time.perf_counter() - loaded
 
 
@@ -113,7 +119,7 @@ def time_ours(merger: ResidentMerger, cand: Candidate, repeats: int) -> tuple[fl
 
 
 def resident_per_expert(merger: ResidentMerger, cand: Candidate) -> int:
-    """Bytes kept per expert for this method: its task vector, plus int32 magnitude ranks or float32 row ranks."""
+    """Bytes kept per expert for this method: its task vector, plus int32 magnitude ranks or row ranks."""
     per = merger.task_vectors[0].nbytes
     if cand.method in ("ties", "breadcrumbs", "breadcrumbs_ties"):
         per += sum(d.ranks.nbytes for d in merger._data if d.ranks is not None) // merger.n_experts
@@ -156,7 +162,8 @@ def bench_method(merger: ResidentMerger, cand: Candidate, args: argparse.Namespa
     n = int(merger.base.numel())
     best = min(times)
     moved = cand.bytes_moved(n)
-    row = Row(cand.method, cand.n_experts, best, statistics.median(times), first, moved, moved / best / GB,
+    ranked = "-" if cand.method not in RANKED else "kept" if merger.ranks else "select"
+    row = Row(cand.method, cand.n_experts, best, statistics.median(times), first, ranked, moved, moved / best / GB,
               100 * moved / best / GB / memcpy, resident_per_expert(merger, cand), peak,
               bytes_formula=cand.bytes_formula)
     if mergekit is not None:
@@ -175,13 +182,13 @@ def _fmt(value: float | None, spec: str) -> str:
 def print_table(rows: list[Row], memcpy: float) -> None:
     print(f"\nmemcpy bandwidth (torch copy_ of 512 MiB, read + write, best of 10, highest of the run): "
           f"{memcpy:.2f} GB/s")
-    head = (f"{'method':<17}{'ours s/merge':>13}{'GB/s':>8}{'% memcpy':>10}{'first s':>9}{'MiB/expert':>11}"
+    head = (f"{'method':<17}{'ranks':<7}{'ours s/merge':>13}{'GB/s':>8}{'% memcpy':>10}{'first s':>9}{'MiB/expert':>11}"
             f"{'mergekit s':>11}{'(+start)':>9}{'speed-up':>10}{'max|diff|':>11}")
     print(head)
     print("-" * len(head))
     for r in rows:
         diff = _fmt(r.max_abs_diff, ".1e") if r.max_abs_diff is not None else ("random" if r.mergekit_s else "-")
-        print(f"{r.method:<17}{r.ours_s:>13.4f}{r.gbps:>8.2f}{r.pct_memcpy:>9.1f}%{r.ours_first_s:>9.3f}"
+        print(f"{r.method:<17}{r.ranks:<7}{r.ours_s:>13.4f}{r.gbps:>8.2f}{r.pct_memcpy:>9.1f}%{r.ours_first_s:>9.3f}"
               f"{r.resident_bytes_per_expert / 2**20:>11.0f}{_fmt(r.mergekit_s, '.2f'):>11}"
               f"{_fmt(r.mergekit_wall_s, '.2f'):>9}{_fmt(r.speedup, '.0f') + 'x':>10}{diff:>11}")
 
@@ -193,6 +200,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-mergekit", action="store_true", help="time our engine only")
     parser.add_argument("--methods", default=",".join(CANDIDATES), help="comma-separated method names")
     parser.add_argument("--repeats", type=int, default=5, help="timed merges per method (best is reported)")
+    parser.add_argument("--no-ranks", action="store_true",
+                        help="TIES, breadcrumbs and DELLA without kept ranks (cuts / row ranks each merge)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: results/, full run only)")
     return parser.parse_args(argv)
 
@@ -227,7 +236,7 @@ def run_all(args: argparse.Namespace, folder: Path, links: Links,
     setup: dict[str, float] = {}
     rows: list[Row] = []
     for k in sorted({CANDIDATES[m].n_experts for m in methods}, reverse=True):
-        merger, read_s, layout_s = load_merger(folder, k)
+        merger, read_s, layout_s = load_merger(folder, k, ranks=not args.no_ranks)
         setup[f"read_{k}_experts_s"], setup[f"layout_{k}_experts_s"] = read_s, layout_s
         for m in (m for m in methods if CANDIDATES[m].n_experts == k):
             row = bench_method(merger, CANDIDATES[m], args, links.best(), (python, folder) if python else None)
