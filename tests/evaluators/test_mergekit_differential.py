@@ -6,14 +6,16 @@ embeddings reach the compiled kernels, and a SLERP case whose tensors lie on bot
 cosine (0.9995). `pytest tests/evaluators/test_mergekit_differential.py --long` runs cases `--long-range` (default
 all `LONG_CASES`) of the long draw; each finished case appends its record to `LONG_CASES_FILE` (the last record of
 a case counts, so a long run can be made in slices), and the largest differences per method and dtype over every
-recorded case are written to `LONG_RESULT` (docs/merge-speed.md quotes it). The tinylm suite's folders go through
-`mergekit-yaml` in `test_mergekit_yaml.py`.
+recorded case are written to `LONG_RESULT` (docs/merge-speed.md quotes it), with the commits the records were
+made at. The tinylm suite's folders go through `mergekit-yaml` in `test_mergekit_yaml.py`.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,8 @@ def _record(result: Result) -> None:
     record = {"index": c.index, "method": c.method, "dtype": c.dtype, "k": c.k, "compiled": c.big,
               "tensors": result.tensors, "exact": result.exact, "max_abs_diff": result.max_diff,
               "share_of_allowed_ulps": result.max_ulps / allowed_ulps(c), "failures": result.failures[:3],
-              "between_thresholds": sum(DOT_THRESHOLD < abs(x) <= OLD_THRESHOLD for x in result.cosines)}
+              "between_thresholds": sum(DOT_THRESHOLD < abs(x) <= OLD_THRESHOLD for x in result.cosines),
+              "commit": _commit()}
     with LONG_CASES_FILE.open("a") as f:
         f.write(json.dumps(record) + "\n")
     records = {r["index"]: r for r in map(json.loads, LONG_CASES_FILE.read_text().splitlines())}
@@ -103,7 +106,20 @@ def _table(records: list[dict[str, Any]]) -> dict[str, object]:
     return {"draw": LONG_DRAW, "cases": len(records), "first_index": indices[0], "last_index": indices[-1],
             "failed": sum(bool(r["failures"]) for r in records),
             "slerp_tensors_between_thresholds": sum(r["between_thresholds"] for r in records),
-            "torch": torch.__version__, "mergekit": _mergekit_version(), "methods": rows}
+            "torch": torch.__version__, "mergekit": _mergekit_version(),
+            "commits": sorted({str(r.get("commit", "not recorded")) for r in records}), "methods": rows}
+
+
+@cache
+def _commit() -> str:
+    """The checkout the run merged with (`git describe --always --dirty`: a dirty tree is marked), so a table from
+    an older engine shows as one."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
+                              capture_output=True, text=True, timeout=30)
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
 
 
 def _mergekit_version() -> str:
