@@ -112,14 +112,19 @@ def _table(records: list[dict[str, Any]]) -> dict[str, object]:
 
 @cache
 def _commit() -> str:
-    """The checkout the run merged with (`git describe --always --dirty`: a dirty tree is marked), so a table from
-    an older engine shows as one."""
+    """The checkout the run merged with (its commit, `-dirty` when a tracked file outside `benchmarks/results`, which
+    the run itself writes, differs from it), so a table from an older engine shows as one."""
+    root = Path(__file__).parents[2]
     try:
-        done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent,
-                              capture_output=True, text=True, timeout=30)
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=30)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  ":(exclude)benchmarks/results"], cwd=root, capture_output=True, text=True,
+                                 timeout=30)
     except OSError:
         return "unknown"
-    return done.stdout.strip() or "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return commit + "-dirty" if changed.stdout.strip() else commit
 
 
 def _mergekit_version() -> str:
