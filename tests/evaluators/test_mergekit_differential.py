@@ -32,6 +32,7 @@ LONG_CASES = 2000
 RESULTS = Path(__file__).parents[2] / "benchmarks" / "results"
 LONG_RESULT = RESULTS / "mergekit_differential.json"
 LONG_CASES_FILE = RESULTS / "mergekit_differential_cases.jsonl"
+CODE = ("evaluators", "mergefront", "optimizers", "service", "surrogates", "tests", "pyproject.toml")  # what merges
 OLD_THRESHOLD = 1 - 1e-6  # where we once began to lerp: cosines between it and mergekit's were slerped
 SMALL = tuple(a for a in ARCHITECTURES if a.vocab * a.hidden < 1 << 16)
 BIG = tuple(a for a in ARCHITECTURES if a.vocab * a.hidden >= 1 << 16)
@@ -112,15 +113,14 @@ def _table(records: list[dict[str, Any]]) -> dict[str, object]:
 
 @cache
 def _commit() -> str:
-    """The checkout the run merged with (its commit, `-dirty` when a tracked file outside `benchmarks/results`, which
-    the run itself writes, differs from it), so a table from an older engine shows as one."""
+    """The checkout the run merged with (its commit, `-dirty` when a tracked file of the code, `CODE`, differs from
+    it: not the results the run writes, nor the docs), so a table from an older engine shows as one."""
     root = Path(__file__).parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               timeout=30)
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                  ":(exclude)benchmarks/results"], cwd=root, capture_output=True, text=True,
-                                 timeout=30)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE], cwd=root,
+                                 capture_output=True, text=True, timeout=30)
     except OSError:
         return "unknown"
     commit = head.stdout.strip() or "unknown"
