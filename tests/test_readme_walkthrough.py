@@ -46,6 +46,29 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path, cache_dir: Path) -> 
     assert front, printed[-3000:]
     assert int(front.group(1)) >= 2 and float(front.group(2)) > 0
     assert "copy_loss  reverse_exact_match  storage_mb" in printed
+    readme = (ROOT / "README.md").read_text()
+    quoted = re.search(r"```\n(Pareto front of job 1: \d+ of 32 completed evaluations.*?)```", readme, re.S)
+    assert quoted, "README quotes no front of the walk-through"
+    _assert_same_front(quoted.group(1).splitlines(), printed.splitlines())
+
+
+FRONT_LINE = re.compile(r"Pareto front of job 1: (\d+) of 32 completed evaluations, hypervolume ([0-9.e-]+) "
+                        r"\(reference point \[(.*)\]\)")
+
+
+def _assert_same_front(quoted: list[str], printed: list[str]) -> None:
+    """The walk-through's quoted front is a fresh run's: the same size and quoted members, its hypervolume and inferred
+    reference point to 1e-3 (the evaluator's float sums may differ in the last digits with the machine's threads)."""
+    said = FRONT_LINE.match(quoted[0])
+    got = next((m for m in map(FRONT_LINE.match, printed) if m), None)
+    assert said and got, (quoted[0], printed[-40:])
+    assert said.group(1) == got.group(1), (quoted[0], got.group(0))
+    assert float(said.group(2)) == pytest.approx(float(got.group(2)), rel=1e-3), (quoted[0], got.group(0))
+    assert [float(v) for v in said.group(3).split(",")] == pytest.approx(
+        [float(v) for v in got.group(3).split(",")], rel=1e-3, abs=1e-6), (quoted[0], got.group(0))
+    start = printed.index(got.group(0))
+    members = {line.split()[0] for line in printed[start + 2:start + 2 + int(got.group(1))]}
+    assert {row.split()[0] for row in quoted[2:]} <= members, (quoted, printed[start:start + 12])
 
 
 def test_readme_demo_output_is_what_a_fresh_run_prints(tmp_path: Path, cache_dir: Path) -> None:
@@ -59,9 +82,13 @@ def test_readme_demo_output_is_what_a_fresh_run_prints(tmp_path: Path, cache_dir
                          env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     _check_progress_bar(out.stderr, budget=64)
-    printed = out.stdout.splitlines()
+    _assert_quoted(quoted, out.stdout.splitlines())
+
+
+def _assert_quoted(quoted: list[str], printed: list[str]) -> None:
+    """The quoted front's first line is printed as is; its header and rows (cut at " ...") start printed lines."""
     assert quoted[0] in printed, f"README: {quoted[0]}\nprinted: {[p for p in printed if 'Pareto' in p]}"
-    for row in quoted[1:]:  # the header and rows, cut at " ..."
+    for row in quoted[1:]:
         assert any(line.startswith(row.removesuffix(" ...").rstrip()) for line in printed), (row, printed[-40:])
 
 
