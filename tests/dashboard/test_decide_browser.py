@@ -191,29 +191,29 @@ def test_csv_and_parquet_downloads_are_the_filtered_rest_files(browser: Any, job
     field.send_keys("rotated_accuracy >= 0.5")
     field.submit()
     _wait(browser, "return document.getElementById('filter-error').hidden")
-    browser.find_element(By.ID, "download-csv").click()
-    target = tmp_path / f"mergefront-job{job['id']}-evaluations.csv"
-    deadline = time.monotonic() + 30
-    while not target.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    expected = httpx.get(f"{job['url']}/v1/jobs/{job['id']}/evaluations.csv",
-                         params={"filter": "rotated_accuracy >= 0.5"}).text
+    target, expected = _download(browser, tmp_path, job, "csv", "rotated_accuracy >= 0.5")
     got = target.read_text()
-    assert got == expected
+    assert got == expected.decode()
     rows = list(csv.DictReader(io.StringIO(got)))
     assert rows and all(float(r["rotated_accuracy"]) >= 0.5 for r in rows)
 
     import pyarrow.parquet as pq
 
-    browser.find_element(By.ID, "download-parquet").click()  # the same query as Parquet
-    target = tmp_path / f"mergefront-job{job['id']}-evaluations.parquet"
+    target, expected_parquet = _download(browser, tmp_path, job, "parquet", "rotated_accuracy >= 0.5")  # same query
+    assert pq.read_table(target).equals(pq.read_table(io.BytesIO(expected_parquet)))
+    assert pq.read_table(target).num_rows == len(rows)
+
+
+def _download(browser: Any, folder: Path, job: dict[str, Any], kind: str, query: str) -> tuple[Path, bytes]:
+    """Click the page's `download-{kind}` button; the file the browser saved in `folder` (waited for, up to 30 s)
+    and the REST file of the same query (`evaluations.{kind}?filter=query`) to compare it with."""
+    browser.find_element(By.ID, f"download-{kind}").click()
+    target = folder / f"mergefront-job{job['id']}-evaluations.{kind}"
     deadline = time.monotonic() + 30
     while not target.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    expected_parquet = httpx.get(f"{job['url']}/v1/jobs/{job['id']}/evaluations.parquet",
-                                 params={"filter": "rotated_accuracy >= 0.5"}).content
-    assert pq.read_table(target).equals(pq.read_table(io.BytesIO(expected_parquet)))
-    assert pq.read_table(target).num_rows == len(rows)
+    expected = httpx.get(f"{job['url']}/v1/jobs/{job['id']}/evaluations.{kind}", params={"filter": query}).content
+    return target, expected
 
 
 def test_cancel_and_the_live_jobs_list_and_a_missing_job(browser: Any, job: dict[str, Any]) -> None:
