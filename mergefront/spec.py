@@ -134,6 +134,12 @@ class OptimizerSpec(_Strict):
     bayesian: bool = Field(False, description="map: sample where the surrogates' held-out error is largest")
     nested: bool = Field(False, description="map: merge pairs of experts, then merge the merges (Nested MAP)")
     screening_factor: int | None = Field(None, ge=1, le=100, description="saea: offspring bred per evaluated one")
+    refine: float = Field(0.0, ge=0.0, le=1.0, description="hybrid: share of the points after the initial design "
+                          "proposed inside small boxes around the ends of the evaluated front (0: none)")
+    refine_radius: float | None = Field(None, gt=0.0, le=0.5, description="hybrid: half-width of a refinement's "
+                                        "box in the unit cube (default 0.1)")
+    refine_means: bool = Field(False, description="hybrid: choose the refinements' anchors on the GPs' posterior "
+                               "means instead of single (noisy) evaluations")
     reevaluate: float = Field(0.0, ge=0.0, le=0.5, description="share of the budget spent evaluating front members "
                               "again with new mask seeds (0: none; at most 0.5); the front is then taken on each "
                               "point's mean, with its spread and number of evaluations")
@@ -142,7 +148,8 @@ class OptimizerSpec(_Strict):
     def _options_match_optimizer(self) -> OptimizerSpec:
         owners = {"initial_points": ("qnehvi", "map", "hybrid", "auto"), "weak_to_strong": ("qnehvi",),
                   "uncertainty_screening": ("qnehvi",), "bayesian": ("map",), "nested": ("map",),
-                  "screening_factor": ("saea",)}
+                  "screening_factor": ("saea",), "refine": ("hybrid",), "refine_radius": ("hybrid",),
+                  "refine_means": ("hybrid",)}
         for option, names in owners.items():
             if getattr(self, option) not in (None, False) and self.name not in names:
                 raise ValueError(f"{option} is an option of {' and '.join(names)}, not of {self.name}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mergefront.objectives import BUILTIN, UNIT_METRICS
 from mergefront.optimizers.auto import Choice, choose
 from mergefront.optimizers.base import Optimizer
-from mergefront.optimizers.hybrid import HybridOptimizer
+from mergefront.optimizers.hybrid import REFINE_RADIUS, HybridOptimizer
 from mergefront.optimizers.map import MAPOptimizer, one_hot_points
 from mergefront.optimizers.nested_map import NestedMAPOptimizer
 from mergefront.optimizers.nsga2 import NSGA2Optimizer
@@ -81,7 +81,9 @@ def make_optimizer(spec: JobSpec, space: SearchSpace) -> Optimizer:
                             bayesian=opt.bayesian)
     if opt.name == "hybrid":
         return HybridOptimizer(space, m, opt.seed, value_bounds=[_unit_bounds(o) for o in spec.objectives],
-                               ref_point=minimised_reference(spec), initial_points=opt.initial_points or sizes.used)
+                               ref_point=minimised_reference(spec), initial_points=opt.initial_points or sizes.used,
+                               refine=opt.refine, refine_radius=opt.refine_radius or REFINE_RADIUS,
+                               refine_means=opt.refine_means)
     if opt.name == "qnehvi":
         return QNEHVIOptimizer(space, m, opt.seed, ref_point=minimised_reference(spec),
                                initial_points=opt.initial_points or sizes.used, weak_to_strong=opt.weak_to_strong,

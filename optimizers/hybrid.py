@@ -10,11 +10,13 @@ marginal likelihood) as prior mean; on the benchmark that did worse than the con
 so it is not the default.
 
 `refine` (a share of the points after the design, default 0) takes that share of every ask's model-based points
-from small boxes: a cube of half-width `refine_radius` (in the unit cube, clipped to it) around an end of the
-evaluated front (the point best on one objective, the others breaking ties: an expert's corner early on, a
-shoulder of the front later), the anchors taken in turn, each candidate the qLogNEHVI maximiser inside its box.
-On the benchmark it gained on task arithmetic and lost late on the noisy DARE problem, nowhere by more than the
-seeds' spread at 16 and 32 evaluations (docs/optimizers.md), so it is off by default.
+from small boxes (`mergefront.optimizers.refinement`): by default a cube of half-width `refine_radius` (in the unit
+cube, clipped to it) around an end of the evaluated front (the point best on one objective: an expert's corner
+early on, a shoulder of the front later), the ends taken in turn, each candidate the qLogNEHVI maximiser inside its
+box. `refine_anchors="gaps"` (or `"both"`, alternating with the ends) spans the boxes across the front's largest
+gaps instead; `refine_means` picks the anchors on the GPs' posterior means (a noisy objective's lucky draw is no
+end of the front); `refine_adaptive` shrinks an end's box with the points already evaluated in it. What the
+benchmark showed for each, and what `auto` sets: docs/optimizers.md.
 
 Like every optimizer here, each ask is a pure function of the history, the in-flight points and the seed.
 """
@@ -38,6 +40,7 @@ from mergefront.optimizers.history import (
 )
 from mergefront.optimizers.map import MAPOptimizer, predicted_front, spread
 from mergefront.optimizers.qnehvi import AcquisitionSettings
+from mergefront.optimizers.refinement import ANCHORS, Anchors, cube, front_ends, refinement_boxes
 from mergefront.optimizers.space import SearchSpace
 from mergefront.surrogates.quadratic import QuadraticSurrogate
 
@@ -52,7 +55,8 @@ class HybridOptimizer(Optimizer):
                  value_bounds: Sequence[tuple[float, float] | None] | None = None,
                  ref_point: Sequence[float] | None = None, initial_points: int | None = None,
                  switch: Switch = "r2", prior_mean: bool = False, refine: float = 0.0,
-                 refine_radius: float = REFINE_RADIUS, settings: AcquisitionSettings | None = None) -> None:
+                 refine_radius: float = REFINE_RADIUS, refine_anchors: Anchors = "ends", refine_means: bool = False,
+                 refine_adaptive: bool = False, settings: AcquisitionSettings | None = None) -> None:
         super().__init__(space, n_objectives, seed)
         if ref_point is not None and len(ref_point) != n_objectives:
             raise ValueError(f"ref_point {list(ref_point)} has {len(ref_point)} values for {n_objectives} objectives")
@@ -62,12 +66,16 @@ class HybridOptimizer(Optimizer):
             raise ValueError(f"refine must be a share between 0 and 1, got {refine}")
         if not 0.0 < refine_radius <= 0.5:
             raise ValueError(f"refine_radius must be above 0 and at most 0.5 (half the unit cube), got {refine_radius}")
+        if refine_anchors not in ANCHORS:
+            raise ValueError(f"refine_anchors must be one of {', '.join(ANCHORS)}, got {refine_anchors!r}")
         self.map = MAPOptimizer(space, n_objectives, seed, value_bounds=value_bounds, initial_points=initial_points)
         self.initial_points = self.map.initial_points
         self.ref_point = None if ref_point is None else np.asarray(ref_point, dtype=float)  # minimised
         self.switch: Switch = switch
         self.prior_mean = prior_mean
         self.refine, self.refine_radius = refine, refine_radius
+        self.refine_anchors: Anchors = refine_anchors
+        self.refine_means, self.refine_adaptive = refine_means, refine_adaptive
         self.settings = settings or AcquisitionSettings()
 
     averages = False  # the GPs fit every evaluation of a repeated point (the quadratics too: a weighted fit)
@@ -126,24 +134,38 @@ class HybridOptimizer(Optimizer):
         return math.floor(self.refine * (after + n) + 1e-9) - math.floor(self.refine * after + 1e-9)
 
     def anchors(self, train_X: np.ndarray, train_Y: np.ndarray) -> np.ndarray:
-        """The ends of the evaluated front (`a x d`, a <= m): per objective the point best on it, the sum of all
-        objectives breaking ties (so it is on the front), each point once."""
-        rows = [int(np.lexsort((train_Y.sum(axis=1), train_Y[:, i]))[0]) for i in range(train_Y.shape[1])]
-        return train_X[list(dict.fromkeys(rows))]
+        """The ends of the evaluated front (`a x d`, a <= m): per objective the point best on it."""
+        return front_ends(train_X, train_Y)
 
     def box(self, anchor: np.ndarray) -> np.ndarray:
         """The `2 x d` trust region around `anchor`: a cube of half-width `refine_radius`, clipped to the unit cube."""
-        return np.clip(np.stack([anchor - self.refine_radius, anchor + self.refine_radius]), 0.0, 1.0)
+        return cube(anchor, self.refine_radius)
+
+    def anchor_values(self, train_X: np.ndarray, train_Y: np.ndarray, seed: int) -> np.ndarray:
+        """The values (`n x m`, minimised) the refinements' anchors are chosen on: the evaluations, or with
+        `refine_means` the GPs' posterior means at the evaluated points, so one lucky draw of a noisy objective
+        does not become an anchor (the evaluations where the GPs cannot be fitted)."""
+        if not self.refine_means:
+            return train_Y
+        from mergefront.surrogates.gp import GPSurrogate
+
+        try:
+            mean, _ = GPSurrogate.fit(train_X, -train_Y, seed).predict(train_X)  # n x m, maximised
+        except Exception as exc:  # noqa: BLE001  the evaluations themselves are still anchors
+            log.warning("hybrid: GP fit for the refinements' anchors failed (%s); the evaluations instead", exc)
+            return train_Y
+        return -mean
 
     def refined(self, n: int, first: int, history: Sequence[Observation], quad: QuadraticSurrogate,
                 pending: np.ndarray, seed: int) -> np.ndarray:
-        """`n` candidates (`n x d`), each the qLogNEHVI maximiser inside the box of the next anchor in turn (from
-        the `first`-th); a point drawn uniformly in its box where the GPs cannot be fitted."""
+        """`n` candidates (`n x d`), each the qLogNEHVI maximiser inside the box of refinement `first + j`
+        (`refinement_boxes`); a point drawn uniformly in its box where the GPs cannot be fitted."""
         train_X, train_Y = training_data(history, self.space.dim, self.n_objectives)
-        anchors = self.anchors(train_X, train_Y)
+        values = self.anchor_values(train_X, train_Y, seed)
+        boxes = refinement_boxes(train_X, values, n, first, self.refine_anchors, self.refine_radius,
+                                 self.refine_adaptive)
         out = np.empty((0, self.space.dim))
-        for j in range(n):
-            box = self.box(anchors[(first + j) % anchors.shape[0]])
+        for j, box in enumerate(boxes):
             chosen = self._nehvi(1, history, quad, np.vstack([pending, out]), seed + 1 + j, box=box)
             if chosen.shape[0] == 0:
                 rng = np.random.default_rng([seed, j])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from mergefront.errors import InvalidSpecError
 from mergefront.optimizers import (
     HybridOptimizer,
     MAPOptimizer,
@@ -88,3 +91,18 @@ def test_the_notes_say_what_nested_maps_pairs_take_of_the_budget(spec_data: dict
                                   "16) before the root merges them; the root never runs")):
         spec, space = _spec(spec_data, name="map", nested=True, budget=budget)
         assert any(n.startswith(expected) for n in budget_notes(spec, space)), budget_notes(spec, space)
+
+
+def test_refinement_is_an_option_of_hybrid_alone(spec_data: dict) -> None:
+    spec, space = _spec(spec_data, name="hybrid", refine=0.5, refine_radius=0.3, refine_means=True)
+    opt = make_optimizer(spec, space)
+    assert isinstance(opt, HybridOptimizer)
+    assert (opt.refine, opt.refine_radius, opt.refine_means) == (0.5, 0.3, True)
+    spec, space = _spec(spec_data, name="hybrid")
+    assert make_optimizer(spec, space).refine == 0.0  # type: ignore[attr-defined]
+    for name, option in (("map", {"refine": 0.25}), ("auto", {"refine_means": True}),
+                         ("qnehvi", {"refine_radius": 0.2})):
+        with pytest.raises(InvalidSpecError, match="is an option of hybrid"):
+            _spec(spec_data, name=name, **option)
+    with pytest.raises(InvalidSpecError, match="1"):  # a share is at most 1
+        _spec(spec_data, name="hybrid", refine=1.5)

@@ -34,6 +34,8 @@ FACTORIES: dict[str, Callable[[int], Optimizer]] = {
                                                 weak_to_strong=True, uncertainty_screening=True),
     "map": lambda seed: MAPOptimizer(SPACE, 2, seed, initial_points=6),
     "hybrid": lambda seed: HybridOptimizer(SPACE, 2, seed, initial_points=6, settings=FAST),
+    "hybrid-refine": lambda seed: HybridOptimizer(SPACE, 2, seed, initial_points=6, settings=FAST, refine=0.5,
+                                                  refine_anchors="both", refine_means=True, refine_adaptive=True),
     "map-bayesian": lambda seed: MAPOptimizer(SPACE, 2, seed, initial_points=6, bayesian=True),
     "map-nested": lambda seed: NestedMAPOptimizer(SPACE, 2, seed, bayesian=True),
     "saea": lambda seed: SAEAOptimizer(SPACE, 2, seed, population_size=8, screening_factor=4),
