@@ -40,21 +40,32 @@ def test_auto_is_the_default_and_picks_by_the_space(spec_data: dict) -> None:
 
 def test_auto_takes_the_hybrid_for_expert_weights_alone(spec_data: dict) -> None:
     spec_data["merge"] = {"method": "task_arithmetic", "weight": {"low": 0.0, "high": 1.0}}
+    spec_data["objectives"] = spec_data["objectives"][:2]  # two objectives: where refinement was measured
     spec, space = _spec(spec_data)  # 3 weights
-    assert isinstance(make_optimizer(spec, space), HybridOptimizer)
-    assert "optimizer auto: hybrid" in budget_notes(spec, space)[0]
+    opt = make_optimizer(spec, space)
+    assert isinstance(opt, HybridOptimizer)
+    assert (opt.refine, opt.refine_radius, opt.refine_means) == (0.25, 0.2, False)  # boxes twice the default
+    assert "optimizer auto: hybrid, refine: 0.25, refine_radius: 0.2 (" in budget_notes(spec, space)[0]
+    spec_data["objectives"].append({"task": "parity"})  # three: refinement not measured there, off
+    spec, space = _spec(spec_data)
+    assert make_optimizer(spec, space).refine == 0.0  # type: ignore[attr-defined]
+    assert "no local refinement (measured with at most 2 objectives)" in budget_notes(spec, space)[0]
 
 
 def test_auto_takes_the_hybrid_for_noisy_expert_weights_and_for_many_dimensions(spec_data: dict) -> None:
     spec_data["merge"] = {"method": "dare_linear", "weight": {"low": 0.0, "high": 1.0}, "density": 0.5}
-    spec, space = _spec(spec_data)  # 3 weights, random masks
-    assert isinstance(make_optimizer(spec, space), HybridOptimizer)
+    spec_data["objectives"] = spec_data["objectives"][:2]
+    spec, space = _spec(spec_data)  # 3 weights, random masks, two objectives
+    opt = make_optimizer(spec, space)
+    assert isinstance(opt, HybridOptimizer)
+    assert (opt.refine, opt.refine_radius, opt.refine_means) == (0.25, 0.1, True)  # anchors on the GPs' means
     assert "random masks" in budget_notes(spec, space)[0]
     # TIES per component over 4 experts and 4 groups of tensors: 16 weights and 16 densities
     per_component = SearchSpace(tuple(Parameter(f"{kind}.{e}.{g}", 0.0, 1.0, "", kind, e, g)
                                       for kind in ("weight", "density") for e in range(4) for g in "abcd"))
     choice = choose(per_component, 2, 48)
     assert choice.name == "hybrid" and choice.reason.startswith("32 dimensions")
+    assert choice.options == {}  # no refinement measured there
     assert choose(per_component, 2, 48, noisy=True).name == "qnehvi"  # random masks with densities: not measured
 
 
