@@ -22,6 +22,10 @@ depend on the reference front, only on the reference point, which is fixed).
 Writes benchmarks/results/sample_efficiency.json and .png.
 
     .venv/bin/python benchmarks/sample_efficiency.py [--seeds 5] [--problems ties-8] [--methods qnehvi,map]
+
+`--screen N` tries variants cheaply: each run stops after N evaluations (unfinished ones go on from
+benchmarks/.cache/screen/), and it prints HV@16, HV@32 and the evaluations to the best peer's kept HV@64, per seed
+and on the mean curve; nothing is written to the kept results or the report.
 """
 
 from __future__ import annotations
@@ -50,11 +54,13 @@ from search_problems import (  # noqa: E402
 )
 
 from mergefront.optimizers import Observation, make_optimizer, nondominated_mask  # noqa: E402
+from mergefront.optimizers.qnehvi import AcquisitionSettings  # noqa: E402
 from mergefront.optimizers.repeats import ask_with_repeats  # noqa: E402
 from mergefront.service.settings import Settings  # noqa: E402
 
 CACHE = HERE / "results" / "sample_efficiency"
 PARTIAL = HERE / ".cache" / "sample_efficiency"  # runs not finished yet (not in git)
+SCREEN = HERE / ".cache" / "screen"  # screening runs (--screen): never kept
 RESULTS = HERE / "results"
 BUDGETS = (16, 32, 48, 64)
 TARGET = 0.95
@@ -65,6 +71,12 @@ OPTIMIZERS: dict[str, dict[str, object]] = {"map-nested": {"name": "map", "neste
                                             "hybrid-prior-design": {"name": "hybrid"},
                                             "hybrid-refine": {"name": "hybrid"},
                                             "hybrid-refine-wide": {"name": "hybrid"},
+                                            "hybrid-warp": {"name": "hybrid"},
+                                            "hybrid-effort": {"name": "hybrid"},
+                                            "hybrid-gps": {"name": "hybrid"},
+                                            "hybrid-design4": {"name": "hybrid", "initial_points": 4},
+                                            "hybrid-design12": {"name": "hybrid", "initial_points": 12},
+                                            "hybrid-refine-wide-warp": {"name": "hybrid"},
                                             # a quarter of the spec's budget (48) on front members again, new seeds;
                                             # with auto's pick when it was measured (hybrid, no refinement)
                                             "auto-reevaluate": {"name": "hybrid", "reevaluate": 0.25},
@@ -74,19 +86,28 @@ VARIANTS: dict[str, dict[str, object]] = {  # measured and not kept as the defau
     "hybrid-prior-design": {"switch": "design", "prior_mean": True},  # those GPs right after MAP's design
     "hybrid-refine": {"refine": 0.25},  # a quarter of the points after the design in boxes around the front's ends
     "hybrid-refine-wide": {"refine": 0.25, "refine_radius": 0.2},  # the same, boxes twice as wide
+    "hybrid-warp": {"settings": AcquisitionSettings(outcome_warp="logit")},  # GPs on the logit of accuracies
+    "hybrid-effort": {"settings": AcquisitionSettings(num_restarts=10, raw_samples=512)},  # harder maximisation
+    "hybrid-gps": {"switch": "design"},  # constant-mean GPs right after MAP's design
+    "hybrid-design4": {},  # the one-hot points alone as the design
+    "hybrid-design12": {},  # one-hot points and 8 Sobol points
+    "hybrid-refine-wide-warp": {"refine": 0.25, "refine_radius": 0.2,
+                                "settings": AcquisitionSettings(outcome_warp="logit")},
 }
 PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
 BATCH = 4
 
 
-def run_ours(problem: Problem, name: str, seed: int, budget: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """The metrics the run saw (`budget x m`) in evaluation order, and the seconds spent proposing."""
+def run_ours(problem: Problem, name: str, seed: int, budget: int,
+             partial_dir: Path = PARTIAL) -> tuple[np.ndarray, np.ndarray, float]:
+    """The metrics the run saw (`budget x m`) in evaluation order, and the seconds spent proposing; the run so far
+    is kept in `partial_dir` after every batch."""
     spec = problem_spec(problem.name, {**OPTIMIZERS.get(name, {"name": name}), "seed": seed, "batch_size": BATCH})
     opt = make_optimizer(spec, problem.space)
     for attribute, value in VARIANTS.get(name, {}).items():
         setattr(opt, attribute, value)
     sign = np.where(problem.maximize, -1.0, 1.0)  # optimizers minimise
-    partial = PARTIAL / f"{problem.name}-{name}-{seed}.json"  # an interrupted run goes on from its last batch
+    partial = partial_dir / f"{problem.name}-{name}-{seed}.json"  # an interrupted run goes on from its last batch
     done: dict = json.loads(partial.read_text()) if partial.exists() else {"X": [], "Y": [], "proposal_seconds": 0.0}
     history = [Observation(tuple(x), tuple(sign * np.asarray(y))) for x, y in zip(done["X"], done["Y"], strict=True)]
     proposing = float(done["proposal_seconds"])
@@ -360,6 +381,39 @@ def plot(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def screen(problems: list[str], methods: list[str], seeds: int, budget: int) -> None:
+    """Run our `methods` for `budget` evaluations per seed and print, per problem and method, HV@16 and HV@32 (mean ±
+    std; per seed) and the evaluations to the best peer's mean HV@64 of the kept runs (per seed; mean curve).
+    Nothing is kept but the runs under SCREEN, which a later screen of the same method resumes."""
+    settings = Settings()
+    for name in problems:
+        problem = open_problem(name, settings.resolved_cache_dir)
+        _, ref_Y = reference_front(problem, CACHE)
+        ref_hv = problem.hypervolume(ref_Y)
+        peers = {m: [hv_curve(problem, json.loads(path.read_text()), ref_hv)[-1]  # every kept seed of the peer
+                     for path in sorted(run_path(name, m, 0).parent.glob(f"{name}-{m}-[0-9]*.json"))]
+                 for m in (*PEERS, "random")}
+        best = max((m for m in peers if peers[m]), key=lambda m: statistics.mean(peers[m]))
+        target = statistics.mean(peers[best])
+        print(f"{name}: best peer {best}, mean HV@64 {target:.3f} over its kept seeds {len(peers[best])}", flush=True)
+        for method in methods:
+            curves, seconds = [], []
+            for seed in range(seeds):
+                X, Y, proposing = run_ours(problem, method, seed, budget, SCREEN)
+                record = {"Y": Y.tolist()} if not problem.noisy else {
+                    "X": X.tolist(), "Y": [list(problem.truth(x)) for x in X], "observed": Y.tolist()}
+                curves.append(hv_curve(problem, record, ref_hv))
+                seconds.append(proposing)
+            cells = [f"hv@{b} {statistics.mean(c[b - 1] for c in curves):.3f} ± "
+                     f"{statistics.pstdev(c[b - 1] for c in curves):.3f} ("
+                     + ", ".join(f"{c[b - 1]:.3f}" for c in curves) + ")" for b in (16, 32) if b <= budget]
+            hits = [evaluations_to(c, target - 1e-12) for c in curves]
+            to_peer = evaluations_to(list(np.mean(curves, axis=0)), target - 1e-12)
+            print(f"  {method:<22} " + "  ".join(cells) + f"  to peer: {to_peer or f'>{budget}'} (per seed "
+                  + ", ".join(str(h or f">{budget}") for h in hits) + f")  {statistics.mean(seconds):.1f} s/run",
+                  flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
@@ -371,7 +425,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="more earlier reports to carry runs over from (before the last one; repeatable)")
     parser.add_argument("--rerun", default="",
                         help="methods to run again (after a change): their kept and earlier runs are replaced")
+    parser.add_argument("--screen", type=int, default=0,
+                        help="screen: stop each run of ours after this many evaluations and keep nothing")
     args = parser.parse_args(argv)
+    if args.screen:
+        screen(args.problems.split(","), args.methods.split(","), args.seeds, args.screen)
+        return 0
     previous = RESULTS / "sample_efficiency.json"
     paths = [*args.earlier, *([previous] if previous.exists() else [])]
     earlier = [] if args.fresh else [json.loads(p.read_text()) for p in paths]

@@ -140,6 +140,9 @@ class OptimizerSpec(_Strict):
                                         "box in the unit cube (default 0.1)")
     refine_means: bool = Field(False, description="hybrid: choose the refinements' anchors on the GPs' posterior "
                                "means instead of single (noisy) evaluations")
+    outcome_warp: Literal["logit"] | None = Field(
+        None, description="hybrid: fit each GP to the logit of an objective known to lie in [0, 1], such as an "
+        "accuracy; the acquisition stays on the objective's scale (default: the values themselves)")
     reevaluate: float = Field(0.0, ge=0.0, le=0.5, description="share of the budget spent evaluating front members "
                               "again with new mask seeds (0: none; at most 0.5); the front is then taken on each "
                               "point's mean, with its spread and number of evaluations")
@@ -149,7 +152,7 @@ class OptimizerSpec(_Strict):
         owners = {"initial_points": ("qnehvi", "map", "hybrid", "auto"), "weak_to_strong": ("qnehvi",),
                   "uncertainty_screening": ("qnehvi",), "bayesian": ("map",), "nested": ("map",),
                   "screening_factor": ("saea",), "refine": ("hybrid",), "refine_radius": ("hybrid",),
-                  "refine_means": ("hybrid",)}
+                  "refine_means": ("hybrid",), "outcome_warp": ("hybrid",)}
         for option, names in owners.items():
             if getattr(self, option) not in (None, False) and self.name not in names:
                 raise ValueError(f"{option} is an option of {' and '.join(names)}, not of {self.name}")

@@ -11,7 +11,7 @@ from mergefront.optimizers.hybrid import REFINE_RADIUS, HybridOptimizer
 from mergefront.optimizers.map import MAPOptimizer, one_hot_points
 from mergefront.optimizers.nested_map import NestedMAPOptimizer
 from mergefront.optimizers.nsga2 import NSGA2Optimizer
-from mergefront.optimizers.qnehvi import QNEHVIOptimizer
+from mergefront.optimizers.qnehvi import AcquisitionSettings, QNEHVIOptimizer
 from mergefront.optimizers.random_search import SobolSearch
 from mergefront.optimizers.saea import SAEAOptimizer
 from mergefront.optimizers.space import SearchSpace
@@ -83,7 +83,8 @@ def make_optimizer(spec: JobSpec, space: SearchSpace) -> Optimizer:
         return HybridOptimizer(space, m, opt.seed, value_bounds=[_unit_bounds(o) for o in spec.objectives],
                                ref_point=minimised_reference(spec), initial_points=opt.initial_points or sizes.used,
                                refine=opt.refine, refine_radius=opt.refine_radius or REFINE_RADIUS,
-                               refine_means=opt.refine_means)
+                               refine_means=opt.refine_means,
+                               settings=AcquisitionSettings(outcome_warp=opt.outcome_warp or "none"))
     if opt.name == "qnehvi":
         return QNEHVIOptimizer(space, m, opt.seed, ref_point=minimised_reference(spec),
                                initial_points=opt.initial_points or sizes.used, weak_to_strong=opt.weak_to_strong,

@@ -173,6 +173,10 @@ class HybridOptimizer(Optimizer):
             out = np.vstack([out, np.clip(chosen[:1], box[0], box[1])])
         return out
 
+    def maximised_bounds(self) -> list[tuple[float, float] | None]:
+        """Per objective, the interval its values lie in, in BoTorch's maximisation form (None where unknown)."""
+        return [None if w.low is None or w.high is None else (-w.high, -w.low) for w in self.map.warps]
+
     def reference_point(self, history: Sequence[Observation]) -> np.ndarray:
         """The reference point (`m`, minimised) the acquisition uses at this history."""
         if self.ref_point is not None:
@@ -192,7 +196,7 @@ class HybridOptimizer(Optimizer):
         priors = [quadratic_prior(f, sign=-1.0) for f in quad.fits] if self.prior_mean else None
         try:
             return propose(train_X, -train_Y, -self.reference_point(history), pending, n, seed, self.settings,
-                           priors=priors, box=box)
+                           priors=priors, box=box, value_bounds=self.maximised_bounds())
         except (RuntimeError, ValueError) as exc:
             log.warning("hybrid: model-based proposal failed (%s); proposing Sobol points instead", exc)
             return np.empty((0, self.space.dim))

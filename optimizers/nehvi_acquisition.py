@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.acquisition.multi_objective.utils import (
     get_default_partitioning_alpha,
     prune_inferior_points_multi_objective,
@@ -23,6 +25,7 @@ from botorch.sampling.normal import SobolQMCNormalSampler
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from mergefront.surrogates.gp import DTYPE, PriorFn, fit_gp_list, seeded_torch
+from mergefront.surrogates.quadratic import WARP_EPS
 
 if TYPE_CHECKING:
     from mergefront.optimizers.qnehvi import AcquisitionSettings
@@ -34,6 +37,7 @@ LARGE_FIT_ITERATIONS = 60  # L-BFGS-B iterations per GP fit then (hyperparameter
 LARGE_RESTARTS = 2  # L-BFGS-B starts per candidate then
 LARGE_RAW_SAMPLES = 64
 LARGE_ALPHA = 1e-2  # approximate box decomposition (BoTorch's own default above 4 objectives is 1e-3 .. 1e-2)
+OUTCOME_WARPS = ("none", "logit")
 DE_WEIGHT = 0.5  # F of the differential-evolution mutant a + F (b - c)
 DE_CROSSOVER = 0.5  # probability that a coordinate of the trial comes from the mutant
 
@@ -41,7 +45,8 @@ DE_CROSSOVER = 0.5  # probability that a coordinate of the trial comes from the 
 def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pending: np.ndarray, n: int,
             seed: int, settings: AcquisitionSettings, *, weak_to_strong: bool = False,
             uncertainty_screening: bool = False, priors: Sequence[PriorFn] | None = None,
-            box: np.ndarray | None = None) -> np.ndarray:
+            box: np.ndarray | None = None,
+            value_bounds: Sequence[tuple[float, float] | None] | None = None) -> np.ndarray:
     """Maximise qLogNEHVI for `n` candidates.
 
     Args:
@@ -53,19 +58,24 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
         seed: seeds the GP fit, the quasi-Monte-Carlo sampler and the optimiser's starts.
         priors: per objective, the GP's prior mean (maximised); default constant.
         box: `2 x d` lower and upper corners inside the unit cube the candidates must lie in; default the cube.
+        value_bounds: per objective, the interval its values lie in (maximised), or None; with `settings.outcome_warp`
+            the GPs fit those objectives warped (`OutcomeWarp`) and the acquisition maps their samples back.
 
     Returns:
         `n x d` candidates.
     """
     X = torch.as_tensor(train_X, dtype=DTYPE)
-    Y = torch.as_tensor(train_Y, dtype=DTYPE)
+    warps = _warps(settings.outcome_warp, value_bounds, train_Y.shape[1])
+    fitted = train_Y if warps is None else np.stack(
+        [y if w is None else w.forward(y) for w, y in zip(warps, train_Y.T, strict=True)], axis=1)
+    Y = torch.as_tensor(fitted, dtype=DTYPE)  # k x m, each objective in its GP's scale
     try:
         model = fit_gp_list(X, Y, seed, LARGE_FIT_ITERATIONS if X.shape[0] > LARGE_HISTORY else None, priors)
     except ModelFittingError as exc:
         raise RuntimeError(f"GP fit failed on {tuple(X.shape)} points: {exc}") from exc
     with seeded_torch(seed + 1), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numerical warnings of the optimiser; the best candidate is kept
-        acq = _acquisition(model, X, Y.shape[1], ref_point, pending, seed, settings)
+        acq = _acquisition(model, X, Y.shape[1], ref_point, pending, seed, settings, warps)
         q = 2 * n if uncertainty_screening else n
         bounds = torch.stack([torch.zeros(X.shape[1], dtype=DTYPE), torch.ones(X.shape[1], dtype=DTYPE)])
         if box is not None:
@@ -83,9 +93,48 @@ def propose(train_X: np.ndarray, train_Y: np.ndarray, ref_point: np.ndarray, pen
     return cands.numpy()
 
 
+@dataclass(frozen=True)
+class OutcomeWarp:
+    """The logit of an objective's place in the interval `[low, high]` it is known to lie in (maximised), the scale
+    its GP fits (as MAP's quadratics fit accuracies)."""
+
+    low: float
+    high: float
+
+    def forward(self, y: np.ndarray) -> np.ndarray:
+        t = np.clip((y - self.low) / (self.high - self.low), WARP_EPS, 1.0 - WARP_EPS)
+        return np.log(t) - np.log1p(-t)
+
+    def back(self, z: torch.Tensor) -> torch.Tensor:
+        return self.low + (self.high - self.low) * torch.sigmoid(z)
+
+
+def _warps(kind: str, bounds: Sequence[tuple[float, float] | None] | None, m: int) -> list[OutcomeWarp | None] | None:
+    """Per objective, its warp (None where no interval is known) when `kind` is `logit`; None when nothing is warped."""
+    if kind == "none" or bounds is None or all(b is None for b in bounds):
+        return None
+    if kind not in OUTCOME_WARPS:
+        raise ValueError(f"outcome_warp must be one of {', '.join(OUTCOME_WARPS)}, got {kind!r}")
+    if len(bounds) != m:
+        raise ValueError(f"{len(bounds)} objective bounds for {m} objectives")
+    return [None if b is None else OutcomeWarp(*b) for b in bounds]
+
+
+def _unwarp(warps: Sequence[OutcomeWarp | None]) -> GenericMCMultiOutputObjective:
+    """The acquisition's objective: GP samples (`... x m`, warped where a warp is given) on each objective's scale."""
+
+    def back(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        columns = [s if w is None else w.back(s) for w, s in zip(warps, samples.unbind(-1), strict=True)]
+        return torch.stack(columns, dim=-1)
+
+    return GenericMCMultiOutputObjective(back)
+
+
 def _acquisition(model: ModelListGP, X: torch.Tensor, m: int, ref_point: np.ndarray, pending: np.ndarray,
-                 seed: int, settings: AcquisitionSettings) -> qLogNoisyExpectedHypervolumeImprovement:
+                 seed: int, settings: AcquisitionSettings,
+                 warps: Sequence[OutcomeWarp | None] | None = None) -> qLogNoisyExpectedHypervolumeImprovement:
     X_pending = torch.as_tensor(pending, dtype=DTYPE) if pending.shape[0] else None
+    objective = None if warps is None else _unwarp(warps)
     ref = [float(v) for v in ref_point]
     samples, alpha, baseline = settings.mc_samples, get_default_partitioning_alpha(m), X
     if X.shape[0] > LARGE_HISTORY:
@@ -93,12 +142,13 @@ def _acquisition(model: ModelListGP, X: torch.Tensor, m: int, ref_point: np.ndar
         # LARGE_BASELINE points most likely to be Pareto-optimal, decompose approximately, use fewer samples.
         with torch.no_grad():
             baseline = prune_inferior_points_multi_objective(
-                model, X, ref_point=torch.as_tensor(ref, dtype=DTYPE), max_frac=LARGE_BASELINE / X.shape[0])
+                model, X, ref_point=torch.as_tensor(ref, dtype=DTYPE), objective=objective,
+                max_frac=LARGE_BASELINE / X.shape[0])
         samples, alpha = min(samples, LARGE_MC_SAMPLES), max(alpha, LARGE_ALPHA)
     return qLogNoisyExpectedHypervolumeImprovement(
         model=model, ref_point=ref, X_baseline=baseline,
         sampler=SobolQMCNormalSampler(sample_shape=torch.Size([samples]), seed=seed),
-        X_pending=X_pending, prune_baseline=baseline is X, alpha=alpha,
+        X_pending=X_pending, prune_baseline=baseline is X, alpha=alpha, objective=objective,
     )
 
 

@@ -38,12 +38,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AcquisitionSettings:
-    """How hard each ask works: Monte-Carlo samples, optimiser restarts and raw samples, L-BFGS-B iterations."""
+    """How hard each ask works (Monte-Carlo samples, optimiser restarts and raw samples, L-BFGS-B iterations) and
+    what the GPs fit: `outcome_warp="logit"` fits each GP to the logit of an objective known to lie in an interval
+    (accuracies), the acquisition still on the objective's own scale (`nehvi_acquisition.OutcomeWarp`)."""
 
     mc_samples: int = 64
     num_restarts: int = 4
     raw_samples: int = 128
     maxiter: int = 50
+    outcome_warp: str = "none"
 
 
 class QNEHVIOptimizer(Optimizer):

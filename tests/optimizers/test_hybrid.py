@@ -131,3 +131,46 @@ def test_refinement_takes_its_share_of_the_points_after_the_design() -> None:
                 {"refine_radius": float("inf")}):
         with pytest.raises(ValueError, match="refine"):
             HybridOptimizer(SPACE, 2, 0, **bad)  # type: ignore[arg-type]
+
+
+def test_warped_outcomes_fit_the_gps_on_logits_and_score_the_acquisition_on_accuracies(monkeypatch) -> None:
+    from mergefront.optimizers import nehvi_acquisition
+
+    seen: list[torch.Tensor] = []
+    fit = nehvi_acquisition.fit_gp_list
+    monkeypatch.setattr(nehvi_acquisition, "fit_gp_list", lambda X, Y, *a: seen.append(Y) or fit(X, Y, *a))
+    history = [Observation(o.x, tuple(-np.clip(np.asarray(o.values), 0.02, 0.98)))  # accuracies, minimised
+               for o in _history(lambda X: 1.0 - _quadratic(X), 12)]
+    warped = AcquisitionSettings(mc_samples=16, num_restarts=1, raw_samples=16, maxiter=15, outcome_warp="logit")
+    opt = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=warped, switch="design",
+                          value_bounds=[(-1.0, 0.0), (-1.0, 0.0)])
+    assert opt.maximised_bounds() == [(0.0, 1.0), (0.0, 1.0)]
+    asked = np.asarray(opt.ask(4, history))
+    assert asked.shape == (4, SPACE.dim) and ((asked >= 0.0) & (asked <= 1.0)).all()
+    accuracy = -np.asarray([o.values for o in history])  # 12 x 2
+    np.testing.assert_allclose(seen[-1].numpy(), np.log(accuracy / (1.0 - accuracy)), rtol=1e-9)
+    logit = nehvi_acquisition.OutcomeWarp(0.0, 1.0)
+    back = nehvi_acquisition._unwarp([logit, None])(torch.tensor([[[0.0, 5.0], [2.0, -3.0]]]))
+    np.testing.assert_allclose(back.numpy(), [[[0.5, 5.0], [1.0 / (1.0 + np.exp(-2.0)), -3.0]]])  # identity unwarped
+    y = np.array([0.003, 0.1, 0.5, 0.97])
+    np.testing.assert_allclose(logit.back(torch.as_tensor(logit.forward(y))).numpy(), y)
+    with pytest.raises(ValueError, match="outcome_warp must be one of"):
+        nehvi_acquisition._warps("probit", [(0.0, 1.0)], 1)
+    seen.clear()
+    HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST, switch="design",
+                    value_bounds=[(-1.0, 0.0), (-1.0, 0.0)]).ask(4, history)
+    np.testing.assert_allclose(seen[-1].numpy(), accuracy)  # off by default: the accuracies themselves
+
+
+def test_a_jobs_outcome_warp_reaches_the_hybrids_gps_and_belongs_to_the_hybrid_alone(spec_data: dict) -> None:
+    spec_data["optimizer"] = {"name": "hybrid", "budget": 24, "outcome_warp": "logit"}
+    spec = parse_spec(spec_data)
+    opt = make_optimizer(spec, build_space(spec.merge, spec.models.experts))
+    assert isinstance(opt, HybridOptimizer) and opt.settings.outcome_warp == "logit"
+    assert opt.maximised_bounds() == [(0.0, 1.0)] * 3  # accuracies: what the logit is taken of
+    spec_data["optimizer"] = {"name": "hybrid", "budget": 24}
+    spec = parse_spec(spec_data)
+    assert make_optimizer(spec, build_space(spec.merge, spec.models.experts)).settings.outcome_warp == "none"
+    spec_data["optimizer"] = {"name": "qnehvi", "outcome_warp": "logit"}
+    with pytest.raises(Exception, match="outcome_warp is an option of hybrid"):
+        parse_spec(spec_data)
