@@ -12,10 +12,11 @@ from mergefront.optimizers.map import one_hot_points
 from mergefront.optimizers.space import SearchSpace
 
 # hybrid's local refinement where the benchmark shows it pays (docs/optimizers.md): a quarter of the points after
-# the design inside boxes around the front's ends; with random masks the anchors chosen on the GPs' means. Measured
-# with two objectives only, so it is on up to REFINE_OBJECTIVES.
+# the design inside boxes around the front's ends; with random masks the anchors chosen on the GPs' means, without
+# them wider boxes and GPs on the logit of the accuracies. Measured with two objectives only, so it is on up to
+# REFINE_OBJECTIVES.
 REFINE_NOISY: dict[str, object] = {"refine": 0.25, "refine_means": True}
-REFINE_WEIGHTS: dict[str, object] = {"refine": 0.25, "refine_radius": 0.2}
+REFINE_WEIGHTS: dict[str, object] = {"refine": 0.25, "refine_radius": 0.2, "outcome_warp": "logit"}
 REFINE_OBJECTIVES = 2
 
 
@@ -53,7 +54,7 @@ def choose(space: SearchSpace, n_objectives: int, budget: int, *, noisy: bool = 
     if weights_only:
         return Choice("hybrid", f"{d} expert weights: MAP's one-hot start, then the GPs (qLogNEHVI), which keep "
                       "climbing where the quadratics level off" + _refinement(refines, "in boxes of half-width 0.2 "
-                      "around the front's ends"), REFINE_WEIGHTS if refines else {})
+                      "around the front's ends, the GPs on the logit of accuracies"), REFINE_WEIGHTS if refines else {})
     return Choice("map", f"{d} dimensions: MAP's one-hot design and quadratics lead at every budget up to "
                   f"{budget}")
 

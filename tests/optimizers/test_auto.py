@@ -45,10 +45,13 @@ def test_auto_takes_the_hybrid_for_expert_weights_alone(spec_data: dict) -> None
     opt = make_optimizer(spec, space)
     assert isinstance(opt, HybridOptimizer)
     assert (opt.refine, opt.refine_radius, opt.refine_means) == (0.25, 0.2, False)  # boxes twice the default
-    assert "optimizer auto: hybrid, refine: 0.25, refine_radius: 0.2 (" in budget_notes(spec, space)[0]
+    assert opt.settings.outcome_warp == "logit"
+    assert "optimizer auto: hybrid, refine: 0.25, refine_radius: 0.2, outcome_warp: logit (" in budget_notes(
+        spec, space)[0]
     spec_data["objectives"].append({"task": "parity"})  # three: refinement not measured there, off
     spec, space = _spec(spec_data)
-    assert make_optimizer(spec, space).refine == 0.0  # type: ignore[attr-defined]
+    opt = make_optimizer(spec, space)
+    assert isinstance(opt, HybridOptimizer) and opt.refine == 0.0 and opt.settings.outcome_warp == "none"
     assert "no local refinement (measured with at most 2 objectives)" in budget_notes(spec, space)[0]
 
 
@@ -59,6 +62,7 @@ def test_auto_takes_the_hybrid_for_noisy_expert_weights_and_for_many_dimensions(
     opt = make_optimizer(spec, space)
     assert isinstance(opt, HybridOptimizer)
     assert (opt.refine, opt.refine_radius, opt.refine_means) == (0.25, 0.1, True)  # anchors on the GPs' means
+    assert opt.settings.outcome_warp == "none"  # the logit warp was measured on DARE without means: not taken
     assert "random masks" in budget_notes(spec, space)[0]
     # TIES per component over 4 experts and 4 groups of tensors: 16 weights and 16 densities
     per_component = SearchSpace(tuple(Parameter(f"{kind}.{e}.{g}", 0.0, 1.0, "", kind, e, g)
