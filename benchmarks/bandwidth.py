@@ -8,6 +8,11 @@ it, measured in the same process, with the same threads, in the same run:
 Each measurement is the best of 10 copies (one untimed before). A benchmark measures at its start, after each
 method (or placement) and at its end, and divides by the highest figure of the run (`Links.best`): a copy timed
 while other processes loaded this shared machine never makes a merge look faster than it is.
+
+On a shared host the copy's own figure moves by 2x within minutes, so a merge timed at one moment against the
+copy at another says little. Each benchmark therefore also pairs them (`Probe`): before every timed merge it
+times the link's copy (best of 3, buffers kept), and reports the median over the merges of (the merge's rate /
+the copy's rate just before it): both figures taken under the same load.
 """
 
 from __future__ import annotations
@@ -52,6 +57,41 @@ def host_to_device_gbps(device: torch.device, nbytes: int = NBYTES) -> float:
     src = torch.empty(nbytes // 4, dtype=torch.float32, pin_memory=device.type == "cuda").uniform_()
     dst = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
     return nbytes / best_seconds(lambda: dst.copy_(src, non_blocking=True), device, 10)[1] / GB
+
+
+class Probe:
+    """One link's copy with its buffers kept, to time right before each timed merge (paired ratios)."""
+
+    def __init__(self, device: torch.device, link: str = DEVICE_COPY, nbytes: int = NBYTES) -> None:
+        self.device, self.link = device, link
+        host = link == HOST_TO_DEVICE
+        self.src = torch.empty(nbytes // 4, dtype=torch.float32, device="cpu" if host else device,
+                               pin_memory=host and device.type == "cuda").uniform_()
+        self.dst = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+        self.moved = nbytes if host else 2 * nbytes  # host-to-device: bytes copied; device: read + written
+        self.samples: list[float] = []
+
+    def gbps(self, repeats: int = 3) -> float:
+        """The link's rate now (best of `repeats` copies, one untimed before), kept in `samples`."""
+        rate = self.moved / best_seconds(lambda: self.dst.copy_(self.src, non_blocking=True), self.device,
+                                         repeats)[1] / GB
+        self.samples.append(rate)
+        return rate
+
+
+def paired(fn: Callable[[], object], moved: int, probe: Probe, repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of each of `repeats` calls of `fn`, each timed right after the probe's copy; and per call, its rate
+    (`moved` bytes / seconds) as a share of that copy's rate."""
+    times, shares = [], []
+    for _ in range(repeats):
+        link = probe.gbps()
+        sync(probe.device)
+        start = time.perf_counter()
+        fn()
+        sync(probe.device)
+        times.append(time.perf_counter() - start)
+        shares.append(moved / times[-1] / GB / link)
+    return times, shares
 
 
 class Links:

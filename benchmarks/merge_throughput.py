@@ -4,7 +4,9 @@ Builds (once, cached in benchmarks/.cache/) a synthetic Llama-shaped base of 134
 HF-style checkpoints, measures this machine's memory-copy bandwidth in the same run (`bandwidth.py`: at the start,
 after each method and at the end; the highest figure is the denominator), then per method:
   - ours: `ResidentMerger.merge` per candidate, weights already resident (the first merge, which also sorts or
-    ranks magnitudes once, is reported apart); bytes a merge must move / time, and that as % of memcpy;
+    ranks magnitudes once, is reported apart); bytes a merge must move / time, and that as % of memcpy: the best
+    merge against the run's highest copy, and paired (each merge against the copy timed just before it, the
+    median over the merges; `bandwidth.py` says why);
   - mergekit (in its own environment, benchmarks/.venv-mergekit): the same merge of the same checkpoints with
     the same configuration, per candidate; its time in `run_merge` and its wall time with process start;
   - for deterministic methods, the largest absolute difference between our merged tensors and mergekit's.
@@ -36,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bandwidth import Links  # noqa: E402
+from bandwidth import Links, Probe, paired  # noqa: E402
 from merge_candidates import CANDIDATES, Candidate  # noqa: E402
 from synthetic_llama import FULL, QUICK, ensure_checkpoints, model_names  # noqa: E402
 
@@ -59,7 +61,8 @@ class Row:
     ranks: str  # "kept" (ranked once), "select" (cuts selected / rows ranked each merge) or "-" (nothing ranked)
     bytes_per_merge: int
     gbps: float
-    pct_memcpy: float
+    pct_memcpy: float  # the best merge against the run's highest copy
+    pct_memcpy_paired: float  # median over the merges of each against the copy timed just before it
     resident_bytes_per_expert: int
     peak_extra_bytes: int | None  # resident-set growth during merges (temporaries), when the kernel reports it
     mergekit_s: float | None = None  # in run_merge (read, merge, write), process start excluded
@@ -102,20 +105,19 @@ def _rss(field: str) -> int:
     return 0
 
 
-def time_ours(merger: ResidentMerger, cand: Candidate, repeats: int) -> tuple[float, list[float], int | None]:
-    """Seconds of the first merge, of each later one, and the resident-set growth during the later ones."""
+def time_ours(merger: ResidentMerger, cand: Candidate, repeats: int, probe: Probe, moved: int
+              ) -> tuple[float, list[float], list[float], int | None]:
+    """Seconds of the first merge and of each later one (each right after a copy: `bandwidth.paired`), each later
+    one's rate as a share of that copy's, and the resident-set growth during the later ones."""
     start = time.perf_counter()
     merger.merge(cand.ours(seed=0))
     first = time.perf_counter() - start
     can_peak = _peak_rss_reset()
     before = _rss("VmRSS")
-    times = []
-    for r in range(repeats):
-        start = time.perf_counter()
-        merger.merge(cand.ours(seed=r))
-        times.append(time.perf_counter() - start)
+    seeds = iter(range(repeats))
+    times, shares = paired(lambda: merger.merge(cand.ours(seed=next(seeds))), moved, probe, repeats)
     merger.merge(cand.ours(seed=0))  # leave the seed-0 merge in the buffer
-    return first, times, (_rss("VmHWM") - before) if can_peak else None
+    return first, times, shares, (_rss("VmHWM") - before) if can_peak else None
 
 
 def resident_per_expert(merger: ResidentMerger, cand: Candidate) -> int:
@@ -155,17 +157,17 @@ def max_abs_diff(ours: dict[str, torch.Tensor], out: Path) -> float:
     return max(float((ours[k] - theirs[k].to(ours[k].dtype)).abs().max()) for k in ours)
 
 
-def bench_method(merger: ResidentMerger, cand: Candidate, args: argparse.Namespace, memcpy: float,
+def bench_method(merger: ResidentMerger, cand: Candidate, args: argparse.Namespace, memcpy: float, probe: Probe,
                  mergekit: tuple[Path, Path] | None) -> Row:
     """One method's row; `memcpy` is the run's best copy bandwidth so far (`main` recomputes % at the end)."""
-    first, times, peak = time_ours(merger, cand, args.repeats)
     n = int(merger.base.numel())
-    best = min(times)
     moved = cand.bytes_moved(n)
+    first, times, shares, peak = time_ours(merger, cand, args.repeats, probe, moved)
+    best = min(times)
     ranked = "-" if cand.method not in RANKED else "kept" if merger.ranks else "select"
     row = Row(cand.method, cand.n_experts, best, statistics.median(times), first, ranked, moved, moved / best / GB,
-              100 * moved / best / GB / memcpy, resident_per_expert(merger, cand), peak,
-              bytes_formula=cand.bytes_formula)
+              100 * moved / best / GB / memcpy, 100 * statistics.median(shares), resident_per_expert(merger, cand),
+              peak, bytes_formula=cand.bytes_formula)
     if mergekit is not None:
         python, folder = mergekit
         row.mergekit_s, row.mergekit_wall_s, out = run_mergekit(python, cand, folder)
@@ -181,14 +183,16 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def print_table(rows: list[Row], memcpy: float) -> None:
     print(f"\nmemcpy bandwidth (torch copy_ of 512 MiB, read + write, best of 10, highest of the run): "
-          f"{memcpy:.2f} GB/s")
-    head = (f"{'method':<17}{'ranks':<7}{'ours s/merge':>13}{'GB/s':>8}{'% memcpy':>10}{'first s':>9}{'MiB/expert':>11}"
+          f"{memcpy:.2f} GB/s; paired: each merge against the copy (best of 3) timed just before it, median")
+    head = (f"{'method':<17}{'ranks':<7}{'ours s/merge':>13}{'GB/s':>8}{'% memcpy':>10}{'paired':>8}{'first s':>9}"
+            f"{'MiB/expert':>11}"
             f"{'mergekit s':>11}{'(+start)':>9}{'speed-up':>10}{'max|diff|':>11}")
     print(head)
     print("-" * len(head))
     for r in rows:
         diff = _fmt(r.max_abs_diff, ".1e") if r.max_abs_diff is not None else ("random" if r.mergekit_s else "-")
-        print(f"{r.method:<17}{r.ranks:<7}{r.ours_s:>13.4f}{r.gbps:>8.2f}{r.pct_memcpy:>9.1f}%{r.ours_first_s:>9.3f}"
+        print(f"{r.method:<17}{r.ranks:<7}{r.ours_s:>13.4f}{r.gbps:>8.2f}{r.pct_memcpy:>9.1f}%"
+              f"{r.pct_memcpy_paired:>7.1f}%{r.ours_first_s:>9.3f}"
               f"{r.resident_bytes_per_expert / 2**20:>11.0f}{_fmt(r.mergekit_s, '.2f'):>11}"
               f"{_fmt(r.mergekit_wall_s, '.2f'):>9}{_fmt(r.speedup, '.0f') + 'x':>10}{diff:>11}")
 
@@ -218,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     links.measure()
     print(f"model: {shape.n_params() / 1e6:.1f}M parameters ({folder}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; memcpy {links.best():.2f} GB/s", flush=True)
-    rows, setup = run_all(args, folder, links, python)
+    probe = Probe(torch.device("cpu"))
+    rows, setup = run_all(args, folder, links, probe, python)
     links.measure()
     memcpy = links.best()  # the highest of the run is every row's denominator
     for r in rows:
@@ -227,10 +232,10 @@ def main(argv: list[str] | None = None) -> None:
     print("memcpy measured (GB/s, in order): " + ", ".join(f"{v:.1f}" for v in links.samples["device copy"]))
     out = args.out or (None if args.quick else HERE / "results" / "merge_throughput.json")
     if out is not None:
-        write_json(out, shape.n_params(), links, setup, rows)
+        write_json(out, shape.n_params(), links, probe, setup, rows)
 
 
-def run_all(args: argparse.Namespace, folder: Path, links: Links,
+def run_all(args: argparse.Namespace, folder: Path, links: Links, probe: Probe,
             python: Path | None) -> tuple[list[Row], dict[str, float]]:
     methods = [m for m in args.methods.split(",") if m]
     setup: dict[str, float] = {}
@@ -239,19 +244,23 @@ def run_all(args: argparse.Namespace, folder: Path, links: Links,
         merger, read_s, layout_s = load_merger(folder, k, ranks=not args.no_ranks)
         setup[f"read_{k}_experts_s"], setup[f"layout_{k}_experts_s"] = read_s, layout_s
         for m in (m for m in methods if CANDIDATES[m].n_experts == k):
-            row = bench_method(merger, CANDIDATES[m], args, links.best(), (python, folder) if python else None)
+            row = bench_method(merger, CANDIDATES[m], args, links.best(), probe,
+                               (python, folder) if python else None)
             rows.append(row)
             after = links.measure()["device copy"]
-            print(f"  {m}: ours {row.ours_s:.4f} s ({row.gbps:.2f} GB/s), first {row.ours_first_s:.3f} s, "
+            print(f"  {m}: ours {row.ours_s:.4f} s ({row.gbps:.2f} GB/s, paired {row.pct_memcpy_paired:.1f} % of "
+                  f"memcpy), first {row.ours_first_s:.3f} s, "
                   f"mergekit {_fmt(row.mergekit_s, '.2f')} s, max|diff| {_fmt(row.max_abs_diff, '.1e')}; "
                   f"memcpy after it {after:.1f} GB/s", flush=True)
         del merger
     return rows, setup
 
 
-def write_json(path: Path, n_params: int, links: Links, setup: dict[str, float], rows: list[Row]) -> None:
+def write_json(path: Path, n_params: int, links: Links, probe: Probe, setup: dict[str, float],
+               rows: list[Row]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"parameters": n_params, "memcpy_gbps": links.best(), "memcpy_samples_gbps": links.samples["device copy"],
+           "memcpy_paired_samples_gbps": probe.samples,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
            "one_time_setup_s": setup, "rows": [asdict(r) for r in rows]}

@@ -16,10 +16,11 @@ against the link that bounds it, measured in the same run:
   - mmap: the same (k + 1) x n x s bytes read from the memory-mapped files (page cache) each merge, against the
     host-to-device copy.
 Both links are measured as `bandwidth.py` says (at the start, after each placement and at the end; each row is
-divided by the highest figure of the run). Plus the peak device memory (CUDA: the allocator's peak; CPU: the
-process's peak resident set growth, which is also the host's) per placement. Models are the synthetic Llama of
-`synthetic_llama.py`, generated on the fly (`--size 1b` and up for a GPU), in memory for resident and stream, as
-files for mmap.
+divided by the highest figure of the run), and each timed merge is also paired with its link's copy timed just
+before it (`% paired`: the median over the merges of the merge's rate against that copy's). Plus the peak
+device memory (CUDA: the allocator's peak; CPU: the process's peak resident set growth, which is also the host's)
+per placement. Models are the synthetic Llama of `synthetic_llama.py`, generated on the fly (`--size 1b` and up
+for a GPU), in memory for resident and stream, as files for mmap.
 
     .venv/bin/python benchmarks/placement_throughput.py [--device cuda] [--size 1b] [--dtype bfloat16]
         [--methods task_arithmetic,ties] [--placements resident,stream,stream-staged,mmap] [--out FILE]
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -41,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bandwidth import DEVICE_COPY, HOST_TO_DEVICE, Links, best_seconds  # noqa: E402
+from bandwidth import DEVICE_COPY, HOST_TO_DEVICE, Links, Probe, paired, sync  # noqa: E402
 from merge_candidates import CANDIDATES, Candidate  # noqa: E402
 from synthetic_llama import FULL, QUICK, SIZES, ensure_checkpoints, synthetic_models  # noqa: E402
 
@@ -66,7 +68,8 @@ class Row:
     link: str  # "device copy" or "host-to-device copy"
     link_gbps: float
     gbps: float
-    pct_link: float
+    pct_link: float  # the best merge against the run's highest copy of its link
+    pct_link_paired: float  # median over the merges of each against its link's copy timed just before it
     peak_device_bytes: int | None
     peak_host_bytes: int | None
 
@@ -109,17 +112,23 @@ def build(placement: str, models: tuple[dict, list[dict]] | None, folder: Path |
 
 
 def bench(args: argparse.Namespace, placement: str, cand: Candidate, merger: ResidentMerger,
-          links: Links, device: torch.device, host_before: int) -> Row:
-    first, best = best_seconds(lambda: merger.merge(cand.ours(seed=1)), device, args.repeats)
+          links: Links, probes: dict[str, Probe], device: torch.device, host_before: int) -> Row:
     n, s, k = merger.out.numel(), merger.out.element_size(), cand.n_experts
     if placement == "resident" or (placement == "stream" and device.type == "cpu"):  # read in place on a CPU
         moved, link = (k + 2) * n * s + (k * n * 4 if merger.ranks and cand.method in RANKED else 0), DEVICE_COPY
     else:
         moved, link = (k + 1) * n * s, HOST_TO_DEVICE
+    sync(device)
+    start = time.perf_counter()
+    merger.merge(cand.ours(seed=1))
+    sync(device)
+    first = time.perf_counter() - start
+    times, shares = paired(lambda: merger.merge(cand.ours(seed=1)), moved, probes[link], args.repeats)
+    best = min(times)
     device_peak, host_peak = peaks(device, host_before)
     gbps = moved / best / GB
     return Row(cand.method, placement, k, merger.ranks, best, first, moved, link, links.best(link), gbps,
-               100 * gbps / links.best(link), device_peak, host_peak)
+               100 * gbps / links.best(link), 100 * statistics.median(shares), device_peak, host_peak)
 
 
 RANKED = {"ties", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}
@@ -138,9 +147,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
           f"{links.best(HOST_TO_DEVICE):.1f} GB/s", flush=True)
     models = synthetic_models(shape, args.experts, dtype, device) if set(placements) - {"mmap"} else None
     folder = ensure_checkpoints(shape, CACHE, args.experts, dtype=dtype) if "mmap" in placements else None
+    probes = {name: Probe(device, name) for name in (DEVICE_COPY, HOST_TO_DEVICE)}
     rows = []
     for placement in placements:
-        rows += _placement_rows(args, placement, methods, models, folder, links, device)
+        rows += _placement_rows(args, placement, methods, models, folder, links, probes, device)
         links.measure()
     for r in rows:  # every row against the highest figure of the run
         r.link_gbps = links.best(r.link)
@@ -150,11 +160,13 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             "threads": torch.get_num_threads(), "parameters": shape.n_params(), "experts": args.experts,
             "dtype": args.dtype, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "links_gbps": {name: links.best(name) for name in links.samples}, "links": links.summary(),
+            "paired_copies_gbps": {name: probe.samples for name, probe in probes.items()},
             "rows": [asdict(r) for r in rows]}
 
 
 def _placement_rows(args: argparse.Namespace, placement: str, methods: list[str], models: tuple | None,
-                    folder: Path | None, links: Links, device: torch.device) -> list[Row]:
+                    folder: Path | None, links: Links, probes: dict[str, Probe], device: torch.device
+                    ) -> list[Row]:
     rows = []
     for k in sorted({CANDIDATES[m].n_experts for m in methods}, reverse=True):
         for ranks in ((True, False) if placement == "resident" and RANKED & set(methods) else (False,)):
@@ -164,10 +176,11 @@ def _placement_rows(args: argparse.Namespace, placement: str, methods: list[str]
             for m in methods:
                 if CANDIDATES[m].n_experts != k or (ranks and m not in RANKED):
                     continue
-                row = bench(args, placement, CANDIDATES[m], merger, links, device, host_before)
+                row = bench(args, placement, CANDIDATES[m], merger, links, probes, device, host_before)
                 rows.append(row)
                 print(f"  {placement:<13} {m:<17} {_ranks(row):<7}{row.seconds:8.4f} s  "
-                      f"{row.gbps:7.2f} GB/s  {row.pct_link:5.1f} % of {row.link}  first {row.first_seconds:.2f} s",
+                      f"{row.gbps:7.2f} GB/s  {row.pct_link:5.1f} % of {row.link} ({row.pct_link_paired:.1f} % "
+                      f"paired)  first {row.first_seconds:.2f} s",
                       flush=True)
             del merger
     return rows
@@ -190,11 +203,13 @@ def _gb(nbytes: int | None) -> str:
 
 def print_table(rows: list[Row]) -> None:
     head = (f"{'placement':<14}{'method':<18}{'ranks':<7}{'s/merge':>9}{'first s':>9}{'GB/s':>8}{'% link':>8}"
+            f"{'paired':>8}"
             f"{'peak dev GB':>12}{'peak host GB':>13}  link")
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
         print(f"{r.placement:<14}{r.method:<18}{_ranks(r):<7}{r.seconds:>9.4f}{r.first_seconds:>9.2f}{r.gbps:>8.2f}"
-              f"{r.pct_link:>7.1f}%{_gb(r.peak_device_bytes):>12}{_gb(r.peak_host_bytes):>13}  "
+              f"{r.pct_link:>7.1f}%{r.pct_link_paired:>7.1f}%{_gb(r.peak_device_bytes):>12}"
+              f"{_gb(r.peak_host_bytes):>13}  "
               f"{r.link} ({r.link_gbps:.1f} GB/s)")
 
 

@@ -4,10 +4,11 @@ in place.
 The merged tensors are laid out in one flat output buffer (`n` numbers) on the device, which every merge
 overwrites; the tensors handed out by `merge` are views into it, valid until the next merge. The base and the task
 vectors of the `k` experts live in a store (`mergefront.evaluators.stores`): resident on the device, in pinned
-host memory streamed to the device tensor by tensor, or in the memory-mapped checkpoint files. Methods run tensor
-by tensor (`mergefront.evaluators.methods`), each with the parameter values of the groups the tensor falls in;
-task arithmetic, whose merge of an entry needs nothing of its tensor but those values, runs over spans of
-consecutive resident tensors that share them (`SPANNING`).
+host memory streamed to the device block by block (consecutive tensors packed up to the largest one's size), or
+in the memory-mapped checkpoint files. Methods run tensor by tensor (`mergefront.evaluators.methods`), each with
+the parameter values of the groups the tensor falls in; task arithmetic, whose merge of an entry needs nothing of
+its tensor but those values, runs over spans of consecutive tensors that share them (`SPANNING`), cut only where a
+store's block ends.
 
 Memory, per expert: one task vector in the checkpoint's dtype; TIES and breadcrumbs keep int32 magnitude ranks
 (sorted once, as mergekit sorts, so a new density costs no sort), DELLA int32 row ranks, when the plan has room
@@ -27,16 +28,17 @@ from mergefront.evaluators.methods import NEEDS_ROW_RANKS, RANKING, REGISTRY, Se
 from mergefront.evaluators.methods.base import KeepRule
 from mergefront.evaluators.methods.select import rank_windows
 from mergefront.evaluators.methods.sparse import RECIPES, kept_entries
-from mergefront.evaluators.stores import MmapStore, ResidentStore, Segment, Store, StreamStore, layout
+from mergefront.evaluators.stores import Block, MmapStore, ResidentStore, Segment, Store, StreamStore, layout
 from mergefront.granularity import Granularity
 from mergefront.methods import METHODS, PER_EXPERT
 
 METHOD_NAMES = tuple(REGISTRY)
 VALUE_NAMES = (*PER_EXPERT, "lambda", "t")
 # Methods whose merged entry depends only on that entry's base and task-vector values and its tensor's parameter
-# values (no ranks, masks or norms per tensor): consecutive resident tensors with the same values merge as one span
-# of the flat layout, to the same numbers, in one call of the method (a whole model at whole-model granularity: a
-# few kernel calls instead of about 280 calls and tensor set-ups, whose overhead was a quarter of a CPU merge).
+# values (no ranks, masks or norms per tensor): consecutive tensors with the same values merge as one span of the
+# flat layout (within one block of the store), to the same numbers, in one call of the method (a whole model at
+# whole-model granularity: a few kernel calls instead of about 280 calls and tensor set-ups, whose overhead was a
+# quarter of a CPU merge).
 SPANNING = {"task_arithmetic"}
 
 
@@ -114,15 +116,24 @@ class ResidentMerger:
         return slice(seg.offset, seg.offset + seg.numel)
 
     def _each(self) -> Iterator[tuple[int, SegmentData]]:
-        """Each segment in turn with its base and task vectors on the device (the next one's copy in flight)."""
-        self.store.prefetch(0)
-        for j, data in enumerate(self._data):
-            data.base, data.tau = self.store.segment(j)
-            self.store.prefetch(j + 1)
-            try:
+        """Each segment in turn with its base and task vectors on the device (the next block's copy in flight)."""
+        for b, block, base, tau in self._blocks():
+            for j in range(block.first, block.end):
+                seg, data = self.segments[j], self._data[j]
+                lo, hi = seg.offset - block.offset, seg.offset - block.offset + seg.numel
+                data.base, data.tau = base[lo:hi], tau[:, lo:hi]
                 yield j, data
+
+    def _blocks(self) -> Iterator[tuple[int, Block, torch.Tensor, torch.Tensor]]:
+        """The store's blocks in turn, each open on the device while the next one's copy is in flight."""
+        self.store.prefetch(0)
+        for b, block in enumerate(self.store.blocks):
+            base, tau = self.store.open(b)
+            self.store.prefetch(b + 1)
+            try:
+                yield b, block, base, tau
             finally:
-                self.store.done(j)
+                self.store.done(b)
 
     def changed(self) -> list[tuple[int, int]]:
         """(entries the last merge changed from the base, all entries) of each merged tensor."""
@@ -138,10 +149,15 @@ class ResidentMerger:
         method = REGISTRY.get(config.method)
         if method is None:
             raise ValueError(f"unknown merge method {config.method!r}; known: {METHOD_NAMES}")
-        if config.method in SPANNING and isinstance(self.store, ResidentStore):
-            for lo, hi, params in self._spans(config):
-                data = SegmentData(self.store.base[lo:hi], self.store.task_vectors[:, lo:hi], config.seed)
-                method(data, params, self.out[lo:hi])
+        if config.method in SPANNING:
+            spans = list(self._spans(config))
+            for _, block, base, tau in self._blocks():  # a span crossing blocks is merged in each block's part
+                start, end = block.offset, block.offset + block.numel
+                for lo, hi, params in spans:
+                    lo, hi = max(lo, start), min(hi, end)
+                    if lo < hi:
+                        data = SegmentData(base[lo - start:hi - start], tau[:, lo - start:hi - start], config.seed)
+                        method(data, params, self.out[lo:hi])
             return self.tensors()
         for seg, data, params in self._inputs(config):
             method(data, params, self.out[seg.offset:seg.offset + seg.numel])

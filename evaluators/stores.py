@@ -1,16 +1,20 @@
-"""Stores: where a merger's base and task vectors live (a job's placement), and how each tensor's reach the device.
+"""Stores: where a merger's base and task vectors live (a job's placement), and how they reach the device.
 
-A store hands the merge engine one tensor ("segment") at a time: its base (`n_j`) and task vectors (`k x n_j`) on
-the device, ready to read. The merge loop asks for segment `j` (`segment`), starts bringing `j + 1` (`prefetch`),
-merges `j`, then says `j`'s buffers may be reused (`done`).
+A store hands the merge engine one block at a time: consecutive merged tensors ("segments") whose base (`m`) and
+task vectors (`k x m`) are on the device together, ready to read. The merge loop opens block `b` (`open`), starts
+bringing `b + 1` (`prefetch`), merges every tensor of `b` (or, for task arithmetic, every span of tensors with the
+same values at once), then says `b`'s buffers may be reused (`done`).
 
-- `ResidentStore`: everything on the device; segments are views, nothing moves.
-- `StreamStore`: base and task vectors in host memory (pinned on CUDA), laid out segment by segment, each segment
-  one contiguous block `[base_j, tau_1j, ..., tau_kj]`; on CUDA they are copied into one of two device staging
-  buffers on a side stream, so the next segment's copy runs while this one merges. On the CPU the host block is
-  the device's memory and is read in place unless `staging` asks for the copy (tests use it).
-- `MmapStore`: nothing held; each merge reads the base's and every expert's tensor from their memory-mapped files
-  (the page cache keeps what fits), copies them into a staging buffer and forms `tau_i = expert_i - base` there.
+- `ResidentStore`: everything on the device, one block of every tensor; nothing moves.
+- `StreamStore`: base and task vectors in host memory (pinned on CUDA), block by block, each block one contiguous
+  run `[base_b, tau_1b, ..., tau_kb]`; consecutive tensors are packed into a block up to the largest tensor's
+  size, so the staging memory is what one tensor needs and a model crosses in a few large copies, not one per
+  tensor. On CUDA each block is copied into one of two device staging buffers on a side stream, so the next
+  block's copy runs while this one merges. On the CPU the host block is the device's memory and is read in place
+  unless `staging` asks for the copy (tests use it).
+- `MmapStore`: nothing held; each merge reads the base's and every expert's tensors from their memory-mapped files
+  (the page cache keeps what fits), copies them into a staging buffer block by block and forms
+  `tau_i = expert_i - base` there.
 
 Task vectors are computed the same way everywhere (`expert.to(dtype) - base` in the merge's dtype), so every store
 gives the merge the same numbers, bit for bit.
@@ -36,19 +40,42 @@ class Segment:
     shape: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class Block:
+    """Segments `first` to `end - 1`, entries `offset` to `offset + numel - 1` of the flat layout."""
+
+    first: int
+    end: int
+    offset: int
+    numel: int
+
+
+def pack(segments: Sequence[Segment], capacity: int) -> list[Block]:
+    """Consecutive segments in blocks of at most `capacity` entries (a larger segment is a block of its own)."""
+    blocks: list[Block] = []
+    first = 0
+    for j in range(1, len(segments) + 1):
+        size = segments[j - 1].offset + segments[j - 1].numel - segments[first].offset
+        if j == len(segments) or size + segments[j].numel > capacity:
+            blocks.append(Block(first, j, segments[first].offset, size))
+            first = j
+    return blocks
+
+
 class Store(Protocol):
     k: int
+    blocks: list[Block]
 
-    def segment(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Segment `j`'s base (`n_j`) and task vectors (`k x n_j`) on the device, ready to read."""
+    def open(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block `b`'s base (`m`) and task vectors (`k x m`) on the device, ready to read."""
         ...
 
-    def prefetch(self, j: int) -> None:
-        """Start bringing segment `j` to the device (nothing to do where it already is)."""
+    def prefetch(self, b: int) -> None:
+        """Start bringing block `b` to the device (nothing to do where it already is, or past the last block)."""
         ...
 
-    def done(self, j: int) -> None:
-        """Segment `j`'s merge has been issued: its staging buffer may be refilled once the device has read it."""
+    def done(self, b: int) -> None:
+        """Block `b`'s merge has been issued: its staging buffer may be refilled once the device has read it."""
         ...
 
 
@@ -71,7 +98,7 @@ class ResidentStore:
                  segments: Sequence[Segment], device: torch.device, dtype: torch.dtype) -> None:
         n = sum(s.numel for s in segments)
         self.k = len(experts)
-        self.segments = list(segments)
+        self.blocks = [Block(0, len(segments), 0, n)]
         self.base = torch.empty(n, dtype=dtype, device=device)
         self.task_vectors = torch.empty((self.k, n), dtype=dtype, device=device)  # k x n
         for seg in segments:  # expert by expert, tensor by tensor: one model's files mapped at a time
@@ -83,16 +110,20 @@ class ResidentStore:
                 torch.sub(_flat(expert, seg, device, dtype), self.base[sl], out=self.task_vectors[i, sl])
             _release(expert)
 
-    def segment(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seg = self.segments[j]
-        sl = slice(seg.offset, seg.offset + seg.numel)
-        return self.base[sl], self.task_vectors[:, sl]
+    def open(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.base, self.task_vectors
 
-    def prefetch(self, j: int) -> None:
+    def prefetch(self, b: int) -> None:
         return None
 
-    def done(self, j: int) -> None:
+    def done(self, b: int) -> None:
         return None
+
+
+def _views(buffer: torch.Tensor, k: int, numel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A block's `[base, tau_1, ..., tau_k]` run as base (`numel`) and task vectors (`k x numel`)."""
+    run = buffer[:(k + 1) * numel]
+    return run[:numel], run[numel:].view(k, numel)
 
 
 class _Staging:
@@ -106,72 +137,73 @@ class _Staging:
         self.ready: list[Any] = [torch.cuda.Event() if self.cuda else None for _ in range(2)]
         self.free: list[Any] = [torch.cuda.Event() if self.cuda else None for _ in range(2)]
 
-    def fill(self, j: int, numel: int, write: Any) -> None:
-        """Run `write(block)` into segment `j`'s buffer (`(k + 1) x numel`), on the side stream on CUDA."""
-        block = self.buffers[j % 2][:(self.k + 1) * numel]
+    def fill(self, b: int, numel: int, write: Any) -> None:
+        """Run `write(run)` into block `b`'s buffer (`(k + 1) x numel`), on the side stream on CUDA."""
+        run = self.buffers[b % 2][:(self.k + 1) * numel]
         if not self.cuda:
-            write(block)
+            write(run)
             return
         with torch.cuda.stream(self.stream):
-            self.stream.wait_event(self.free[j % 2])  # the merge two segments back has read this buffer
-            write(block)
-            self.ready[j % 2].record(self.stream)
+            self.stream.wait_event(self.free[b % 2])  # the merge two blocks back has read this buffer
+            write(run)
+            self.ready[b % 2].record(self.stream)
 
-    def view(self, j: int, numel: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def view(self, b: int, numel: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cuda:
-            torch.cuda.current_stream().wait_event(self.ready[j % 2])
-        block = self.buffers[j % 2][:(self.k + 1) * numel]
-        return block[:numel], block[numel:].view(self.k, numel)
+            torch.cuda.current_stream().wait_event(self.ready[b % 2])
+        return _views(self.buffers[b % 2], self.k, numel)
 
-    def done(self, j: int) -> None:
+    def done(self, b: int) -> None:
         if self.cuda:
-            self.free[j % 2].record(torch.cuda.current_stream())
+            self.free[b % 2].record(torch.cuda.current_stream())
 
 
 class StreamStore:
-    """Base and task vectors in (pinned) host memory, segment-major; copied to the device segment by segment."""
+    """Base and task vectors in (pinned) host memory, block-major; copied to the device block by block."""
 
     def __init__(self, base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],
                  segments: Sequence[Segment], device: torch.device, dtype: torch.dtype,
                  staging: bool | None = None) -> None:
         self.k = len(experts)
         self.segments = list(segments)
+        largest = max(s.numel for s in segments)
+        self.blocks = pack(segments, largest)
         cpu = torch.device("cpu")
         n = sum(s.numel for s in segments)
         self.host = torch.empty((self.k + 1) * n, dtype=dtype, pin_memory=device.type == "cuda")
-        for seg in segments:
-            self._base_view(seg).copy_(_flat(base, seg, cpu, dtype))
+        for block in self.blocks:
+            block_base = self._in_host(block)[0]
+            for seg in self.segments[block.first:block.end]:
+                block_base[seg.offset - block.offset:][:seg.numel].copy_(_flat(base, seg, cpu, dtype))
         _release(base)
         for i, expert in enumerate(experts):
-            for seg in segments:
-                torch.sub(_flat(expert, seg, cpu, dtype), self._base_view(seg), out=self._block(seg)[1][i])
+            for block in self.blocks:
+                block_base, block_tau = self._in_host(block)
+                for seg in self.segments[block.first:block.end]:
+                    at = slice(seg.offset - block.offset, seg.offset - block.offset + seg.numel)
+                    torch.sub(_flat(expert, seg, cpu, dtype), block_base[at], out=block_tau[i, at])
             _release(expert)
         stage = device.type != "cpu" if staging is None else staging
-        self.staging = _Staging(self.k, max(s.numel for s in segments), device, dtype) if stage else None
+        self.staging = _Staging(self.k, largest, device, dtype) if stage else None
 
-    def _base_view(self, seg: Segment) -> torch.Tensor:
-        return self._block(seg)[0]
+    def _in_host(self, block: Block) -> tuple[torch.Tensor, torch.Tensor]:
+        return _views(self.host[(self.k + 1) * block.offset:], self.k, block.numel)
 
-    def _block(self, seg: Segment) -> tuple[torch.Tensor, torch.Tensor]:
-        start = (self.k + 1) * seg.offset
-        block = self.host[start:start + (self.k + 1) * seg.numel]
-        return block[:seg.numel], block[seg.numel:].view(self.k, seg.numel)
+    def open(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        block = self.blocks[b]
+        return self._in_host(block) if self.staging is None else self.staging.view(b, block.numel)
 
-    def segment(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        seg = self.segments[j]
-        return self._block(seg) if self.staging is None else self.staging.view(j, seg.numel)
-
-    def prefetch(self, j: int) -> None:
-        if self.staging is None or j >= len(self.segments):
+    def prefetch(self, b: int) -> None:
+        if self.staging is None or b >= len(self.blocks):
             return
-        seg = self.segments[j]
-        start = (self.k + 1) * seg.offset
-        source = self.host[start:start + (self.k + 1) * seg.numel]
-        self.staging.fill(j, seg.numel, lambda block: block.copy_(source, non_blocking=True))
+        block = self.blocks[b]
+        start = (self.k + 1) * block.offset
+        source = self.host[start:start + (self.k + 1) * block.numel]
+        self.staging.fill(b, block.numel, lambda run: run.copy_(source, non_blocking=True))
 
-    def done(self, j: int) -> None:
+    def done(self, b: int) -> None:
         if self.staging is not None:
-            self.staging.done(j)
+            self.staging.done(b)
 
 
 class MmapStore:
@@ -181,28 +213,31 @@ class MmapStore:
                  segments: Sequence[Segment], device: torch.device, dtype: torch.dtype) -> None:
         self.k = len(experts)
         self.segments = list(segments)
+        largest = max(s.numel for s in segments)
+        self.blocks = pack(segments, largest)
         self.models = [base, *experts]
-        self.dtype = dtype
-        self.staging = _Staging(self.k, max(s.numel for s in segments), device, dtype)
+        self.staging = _Staging(self.k, largest, device, dtype)
 
-    def segment(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.staging.view(j, self.segments[j].numel)
+    def open(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.staging.view(b, self.blocks[b].numel)
 
-    def prefetch(self, j: int) -> None:
-        if j >= len(self.segments):
+    def prefetch(self, b: int) -> None:
+        if b >= len(self.blocks):
             return
-        seg = self.segments[j]
+        block = self.blocks[b]
 
-        def write(block: torch.Tensor) -> None:
-            parts = block.view(self.k + 1, seg.numel)
-            for part, model in zip(parts, self.models, strict=True):
-                part.copy_(model[seg.key].reshape(-1), non_blocking=True)
+        def write(run: torch.Tensor) -> None:
+            parts = run.view(self.k + 1, block.numel)
+            for seg in self.segments[block.first:block.end]:
+                at = slice(seg.offset - block.offset, seg.offset - block.offset + seg.numel)
+                for part, model in zip(parts, self.models, strict=True):
+                    part[at].copy_(model[seg.key].reshape(-1), non_blocking=True)
             parts[1:].sub_(parts[0])  # tau_i = expert_i - base, as the other stores compute it
 
-        self.staging.fill(j, seg.numel, write)
+        self.staging.fill(b, block.numel, write)
 
-    def done(self, j: int) -> None:
-        self.staging.done(j)
+    def done(self, b: int) -> None:
+        self.staging.done(b)
 
 
 def layout(base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],

@@ -217,3 +217,15 @@ def test_tinylm_worker_scores_alike_when_its_memory_forces_stream_and_mmap(cache
     with pytest.raises(InvalidSpecError, match="no placement fits") as info:
         CandidateEvaluator(replace(setup, device_memory=stream.device_bytes // 2))
     assert info.value.loc == ("resources", "device_memory")
+
+
+def test_blocks_pack_consecutive_tensors_up_to_the_largest() -> None:
+    from mergefront.evaluators.stores import Segment, pack
+
+    sizes = [5, 3, 9, 1, 1, 7, 2, 9, 4]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    segments = [Segment(f"t{i}", o, n, (n,)) for i, (o, n) in enumerate(zip(offsets, sizes, strict=True))]
+    blocks = pack(segments, max(sizes))
+    assert [(b.first, b.end) for b in blocks] == [(0, 2), (2, 3), (3, 6), (6, 7), (7, 8), (8, 9)]
+    assert all(b.offset == offsets[b.first] and b.numel == sum(sizes[b.first:b.end]) for b in blocks)
+    assert all(b.numel <= max(sizes) for b in blocks)
