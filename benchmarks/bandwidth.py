@@ -68,6 +68,7 @@ class Probe:
         self.src = torch.empty(nbytes // 4, dtype=torch.float32, device="cpu" if host else device,
                                pin_memory=host and device.type == "cuda").uniform_()
         self.dst = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+        self.dst.copy_(self.src)  # touched now: its pages never count in a merge's peak memory
         self.moved = nbytes if host else 2 * nbytes  # host-to-device: bytes copied; device: read + written
         self.samples: list[float] = []
 

@@ -117,21 +117,21 @@ class ResidentMerger:
 
     def _each(self) -> Iterator[tuple[int, SegmentData]]:
         """Each segment in turn with its base and task vectors on the device (the next block's copy in flight)."""
-        for b, block, base, tau in self._blocks():
+        for block, base, tau in self._blocks():
             for j in range(block.first, block.end):
                 seg, data = self.segments[j], self._data[j]
                 lo, hi = seg.offset - block.offset, seg.offset - block.offset + seg.numel
                 data.base, data.tau = base[lo:hi], tau[:, lo:hi]
                 yield j, data
 
-    def _blocks(self) -> Iterator[tuple[int, Block, torch.Tensor, torch.Tensor]]:
+    def _blocks(self) -> Iterator[tuple[Block, torch.Tensor, torch.Tensor]]:
         """The store's blocks in turn, each open on the device while the next one's copy is in flight."""
         self.store.prefetch(0)
         for b, block in enumerate(self.store.blocks):
             base, tau = self.store.open(b)
             self.store.prefetch(b + 1)
             try:
-                yield b, block, base, tau
+                yield block, base, tau
             finally:
                 self.store.done(b)
 
@@ -151,7 +151,7 @@ class ResidentMerger:
             raise ValueError(f"unknown merge method {config.method!r}; known: {METHOD_NAMES}")
         if config.method in SPANNING:
             spans = list(self._spans(config))
-            for _, block, base, tau in self._blocks():  # a span crossing blocks is merged in each block's part
+            for block, base, tau in self._blocks():  # a span crossing blocks is merged in each block's part
                 start, end = block.offset, block.offset + block.numel
                 for lo, hi, params in spans:
                     lo, hi = max(lo, start), min(hi, end)
