@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -236,7 +237,12 @@ def test_cancel_and_the_live_jobs_list_and_a_missing_job(browser: Any, job: dict
     runner.start()
     _wait(browser, "const k = (document.body.dataset.loaded || '').split(':');"
                    "return k[0] === 'running' && Number(k[1]) >= 2", timeout=120)
-    browser.find_element(By.ID, "cancel-job").click()
+    for _ in range(5):  # the running job's page redraws its bar as it polls: a button found may be replaced
+        try:
+            browser.find_element(By.ID, "cancel-job").click()
+            break
+        except StaleElementReferenceException:
+            continue
     browser.switch_to.alert.accept()
     _wait(browser, "return document.body.dataset.jobState === 'cancelled'")
     runner.join(timeout=120)
@@ -329,7 +335,12 @@ def test_rename_notes_and_delete_from_the_job_page_and_the_jobs_list(browser: An
 
     browser.get(f"{url}/jobs/{kept}")
     _wait(browser, "return document.body.dataset.jobState === 'pending'")
-    browser.find_element(By.ID, "cancel-job").click()
+    for _ in range(5):  # the running job's page redraws its bar as it polls: a button found may be replaced
+        try:
+            browser.find_element(By.ID, "cancel-job").click()
+            break
+        except StaleElementReferenceException:
+            continue
     browser.switch_to.alert.accept()
     _wait(browser, "return document.body.dataset.jobState === 'cancelled'")
     browser.find_element(By.ID, "delete-job").click()
