@@ -98,6 +98,14 @@ PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
 BATCH = 4
 
 
+def run_record(problem: Problem, X: np.ndarray, Y: np.ndarray, proposing: float) -> dict:
+    """What a run keeps: its metrics (a noisy problem's truth at its points, and what it observed) and seconds."""
+    if problem.noisy:
+        return {"X": X.tolist(), "Y": [list(problem.truth(x)) for x in X], "observed": Y.tolist(),
+                "proposal_seconds": proposing}
+    return {"Y": Y.tolist(), "proposal_seconds": proposing}
+
+
 def run_ours(problem: Problem, name: str, seed: int, budget: int,
              partial_dir: Path = PARTIAL) -> tuple[np.ndarray, np.ndarray, float]:
     """The metrics the run saw (`budget x m`) in evaluation order, and the seconds spent proposing; the run so far
@@ -170,11 +178,7 @@ def cached_run(problem: Problem, method: str, seed: int, budget: int, again: boo
         return dict(json.loads(path.read_text()))
     runner: Callable[..., tuple[np.ndarray, np.ndarray, float]] = (
         run_peer if method.startswith("optuna") else run_ours)
-    X, Y, proposing = runner(problem, method, seed, budget)
-    record = {"Y": Y.tolist(), "proposal_seconds": proposing}
-    if problem.noisy:
-        record = {"X": X.tolist(), "Y": [list(problem.truth(x)) for x in X], "observed": Y.tolist(),
-                  "proposal_seconds": proposing}
+    record = run_record(problem, *runner(problem, method, seed, budget))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     (PARTIAL / path.name).unlink(missing_ok=True)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import sample_efficiency  # noqa: E402
-from sample_efficiency import CACHE, PARTIAL, RESULTS, evaluations_to, hv_curve, run_ours  # noqa: E402
+from sample_efficiency import CACHE, PARTIAL, RESULTS, evaluations_to, hv_curve, run_ours, run_record  # noqa: E402
 from search_problems import open_problem, reference_front  # noqa: E402
 
 from mergefront.service.settings import Settings  # noqa: E402
@@ -61,11 +61,7 @@ def screened_run(problem, variant: str, seed: int, stop: int) -> dict:  # type: 
     base, attributes = parse_variant(variant)
     sample_efficiency.OPTIMIZERS[variant] = sample_efficiency.OPTIMIZERS.get(base, {"name": base})
     sample_efficiency.VARIANTS[variant] = {**sample_efficiency.VARIANTS.get(base, {}), **attributes}
-    X, Y, proposing = run_ours(problem, variant, seed, stop)  # unfinished, it goes on from PARTIAL's file
-    record = {"Y": Y.tolist(), "proposal_seconds": proposing}
-    if problem.noisy:
-        record = {"X": X.tolist(), "Y": [list(problem.truth(x)) for x in X], "observed": Y.tolist(),
-                  "proposal_seconds": proposing}
+    record = run_record(problem, *run_ours(problem, variant, seed, stop))  # unfinished: goes on from PARTIAL's file
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record))
     return record

@@ -217,6 +217,17 @@ def _download(browser: Any, folder: Path, job: dict[str, Any], kind: str, query:
     return target, expected
 
 
+def _click_redrawn(browser: Any, element_id: str) -> None:
+    """Click a button the job page may redraw as it polls (a button found may be replaced before the click)."""
+    for _ in range(5):
+        try:
+            browser.find_element(By.ID, element_id).click()
+            return
+        except StaleElementReferenceException:
+            continue
+    browser.find_element(By.ID, element_id).click()
+
+
 def test_cancel_and_the_live_jobs_list_and_a_missing_job(browser: Any, job: dict[str, Any]) -> None:
     browser.get(job["url"])
     _wait(browser, f"return document.querySelector('tr.job-row[data-job-id=\"{job['id']}\"]')")
@@ -237,12 +248,7 @@ def test_cancel_and_the_live_jobs_list_and_a_missing_job(browser: Any, job: dict
     runner.start()
     _wait(browser, "const k = (document.body.dataset.loaded || '').split(':');"
                    "return k[0] === 'running' && Number(k[1]) >= 2", timeout=120)
-    for _ in range(5):  # the running job's page redraws its bar as it polls: a button found may be replaced
-        try:
-            browser.find_element(By.ID, "cancel-job").click()
-            break
-        except StaleElementReferenceException:
-            continue
+    _click_redrawn(browser, "cancel-job")
     browser.switch_to.alert.accept()
     _wait(browser, "return document.body.dataset.jobState === 'cancelled'")
     runner.join(timeout=120)
@@ -335,12 +341,7 @@ def test_rename_notes_and_delete_from_the_job_page_and_the_jobs_list(browser: An
 
     browser.get(f"{url}/jobs/{kept}")
     _wait(browser, "return document.body.dataset.jobState === 'pending'")
-    for _ in range(5):  # the running job's page redraws its bar as it polls: a button found may be replaced
-        try:
-            browser.find_element(By.ID, "cancel-job").click()
-            break
-        except StaleElementReferenceException:
-            continue
+    _click_redrawn(browser, "cancel-job")
     browser.switch_to.alert.accept()
     _wait(browser, "return document.body.dataset.jobState === 'cancelled'")
     browser.find_element(By.ID, "delete-job").click()
