@@ -77,6 +77,7 @@ OPTIMIZERS: dict[str, dict[str, object]] = {"map-nested": {"name": "map", "neste
                                             "hybrid-design4": {"name": "hybrid", "initial_points": 4},
                                             "hybrid-design12": {"name": "hybrid", "initial_points": 12},
                                             "hybrid-refine-wide-warp": {"name": "hybrid"},
+                                            "hybrid-design4-refine-wide-warp": {"name": "hybrid", "initial_points": 4},
                                             # a quarter of the spec's budget (48) on front members again, new seeds;
                                             # with auto's pick when it was measured (hybrid, no refinement)
                                             "auto-reevaluate": {"name": "hybrid", "reevaluate": 0.25},
@@ -93,6 +94,8 @@ VARIANTS: dict[str, dict[str, object]] = {  # measured and not kept as the defau
     "hybrid-design12": {},  # one-hot points and 8 Sobol points
     "hybrid-refine-wide-warp": {"refine": 0.25, "refine_radius": 0.2,
                                 "settings": AcquisitionSettings(outcome_warp="logit")},
+    "hybrid-design4-refine-wide-warp": {"refine": 0.25, "refine_radius": 0.2,  # the same, one-hot points as design
+                                        "settings": AcquisitionSettings(outcome_warp="logit")},
 }
 PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
 BATCH = 4

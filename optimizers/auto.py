@@ -13,11 +13,12 @@ from mergefront.optimizers.space import SearchSpace
 
 # hybrid's local refinement where the benchmark shows it pays (docs/optimizers.md): a quarter of the points after
 # the design inside boxes around the front's ends; with random masks the anchors chosen on the GPs' means, without
-# them wider boxes and GPs on the logit of the accuracies. Measured with two objectives only, so it is on up to
-# REFINE_OBJECTIVES.
+# them wider boxes and GPs on the logit of the accuracies. Each is on up to the number of objectives it was measured
+# with: the noisy one on two, the other on two and four (task_arithmetic-4-2obj, task_arithmetic-4).
 REFINE_NOISY: dict[str, object] = {"refine": 0.25, "refine_means": True}
 REFINE_WEIGHTS: dict[str, object] = {"refine": 0.25, "refine_radius": 0.2, "outcome_warp": "logit"}
-REFINE_OBJECTIVES = 2
+REFINE_OBJECTIVES_NOISY = 2
+REFINE_OBJECTIVES = 4
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,11 @@ def choose(space: SearchSpace, n_objectives: int, budget: int, *, noisy: bool = 
     objectives that are `noisy` (a merge method with random masks)."""
     d, experts = space.dim, one_hot_points(space).shape[0]
     weights_only = all(p.kind == "weight" for p in space.parameters) and d == experts
-    refines = n_objectives <= REFINE_OBJECTIVES
     if noisy and weights_only:
+        refines = n_objectives <= REFINE_OBJECTIVES_NOISY
         return Choice("hybrid", f"{d} expert weights and random masks: MAP's one-hot start, then the GPs "
                       "(qLogNEHVI), which learn the noise level" + _refinement(refines, "around the front's ends, "
-                      "chosen on the GPs' means"), REFINE_NOISY if refines else {})
+                      "chosen on the GPs' means", REFINE_OBJECTIVES_NOISY), REFINE_NOISY if refines else {})
     if noisy:
         return Choice("qnehvi", "random masks make the objectives noisy; the GPs learn the noise level")
     if d > 24:
@@ -52,14 +53,16 @@ def choose(space: SearchSpace, n_objectives: int, budget: int, *, noisy: bool = 
         return Choice("map", f"{d} dimensions over {experts} experts: pairs of experts first (Nested MAP)",
                       {"nested": True})
     if weights_only:
+        refines = n_objectives <= REFINE_OBJECTIVES
         return Choice("hybrid", f"{d} expert weights: MAP's one-hot start, then the GPs (qLogNEHVI), which keep "
                       "climbing where the quadratics level off" + _refinement(refines, "in boxes of half-width 0.2 "
-                      "around the front's ends, the GPs on the logit of accuracies"), REFINE_WEIGHTS if refines else {})
+                      "around the front's ends, the GPs on the logit of accuracies", REFINE_OBJECTIVES),
+                      REFINE_WEIGHTS if refines else {})
     return Choice("map", f"{d} dimensions: MAP's one-hot design and quadratics lead at every budget up to "
                   f"{budget}")
 
 
-def _refinement(refines: bool, where: str) -> str:
+def _refinement(refines: bool, where: str, measured: int) -> str:
     if refines:
         return f"; a quarter of the later points refine {where}"
-    return f"; no local refinement (measured with at most {REFINE_OBJECTIVES} objectives)"
+    return f"; no local refinement (measured with at most {measured} objectives)"

@@ -48,11 +48,14 @@ def test_auto_takes_the_hybrid_for_expert_weights_alone(spec_data: dict) -> None
     assert opt.settings.outcome_warp == "logit"
     assert "optimizer auto: hybrid, refine: 0.25, refine_radius: 0.2, outcome_warp: logit (" in budget_notes(
         spec, space)[0]
-    spec_data["objectives"].append({"task": "parity"})  # three: refinement not measured there, off
+    spec_data["objectives"].append({"task": "parity"})  # three: within the four it was measured with
     spec, space = _spec(spec_data)
     opt = make_optimizer(spec, space)
-    assert isinstance(opt, HybridOptimizer) and opt.refine == 0.0 and opt.settings.outcome_warp == "none"
-    assert "no local refinement (measured with at most 2 objectives)" in budget_notes(spec, space)[0]
+    assert isinstance(opt, HybridOptimizer) and opt.refine == 0.25 and opt.settings.outcome_warp == "logit"
+    assert choose(space, 4, 64).options == {"refine": 0.25, "refine_radius": 0.2, "outcome_warp": "logit"}
+    five = choose(space, 5, 64)  # more objectives than it was measured with: off
+    assert five.name == "hybrid" and five.options == {}
+    assert "no local refinement (measured with at most 4 objectives)" in five.reason
 
 
 def test_auto_takes_the_hybrid_for_noisy_expert_weights_and_for_many_dimensions(spec_data: dict) -> None:
@@ -64,6 +67,9 @@ def test_auto_takes_the_hybrid_for_noisy_expert_weights_and_for_many_dimensions(
     assert (opt.refine, opt.refine_radius, opt.refine_means) == (0.25, 0.1, True)  # anchors on the GPs' means
     assert opt.settings.outcome_warp == "none"  # the logit warp was measured on DARE without means: not taken
     assert "random masks" in budget_notes(spec, space)[0]
+    three = choose(space, 3, 48, noisy=True)  # the noisy refinement was measured with two objectives only
+    assert three.name == "hybrid" and three.options == {}
+    assert "no local refinement (measured with at most 2 objectives)" in three.reason
     # TIES per component over 4 experts and 4 groups of tensors: 16 weights and 16 densities
     per_component = SearchSpace(tuple(Parameter(f"{kind}.{e}.{g}", 0.0, 1.0, "", kind, e, g)
                                       for kind in ("weight", "density") for e in range(4) for g in "abcd"))
