@@ -78,6 +78,8 @@ OPTIMIZERS: dict[str, dict[str, object]] = {"map-nested": {"name": "map", "neste
                                             "hybrid-design12": {"name": "hybrid", "initial_points": 12},
                                             "hybrid-refine-wide-warp": {"name": "hybrid"},
                                             "hybrid-design4-refine-wide-warp": {"name": "hybrid", "initial_points": 4},
+                                            "hybrid-refine-wide-warp-half": {"name": "hybrid"},
+                                            "hybrid-refine-means-half": {"name": "hybrid"},
                                             # a quarter of the spec's budget (48) on front members again, new seeds;
                                             # with auto's pick when it was measured (hybrid, no refinement)
                                             "auto-reevaluate": {"name": "hybrid", "reevaluate": 0.25},
@@ -96,6 +98,9 @@ VARIANTS: dict[str, dict[str, object]] = {  # measured and not kept as the defau
                                 "settings": AcquisitionSettings(outcome_warp="logit")},
     "hybrid-design4-refine-wide-warp": {"refine": 0.25, "refine_radius": 0.2,  # the same, one-hot points as design
                                         "settings": AcquisitionSettings(outcome_warp="logit")},
+    "hybrid-refine-wide-warp-half": {"refine": 0.25, "refine_radius": 0.2,  # refining in the first 32 of 64 only
+                                     "settings": AcquisitionSettings(outcome_warp="logit"), "refine_until": 32},
+    "hybrid-refine-means-half": {"refine": 0.25, "refine_means": True, "refine_until": 32},  # DARE's, the same
 }
 PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
 BATCH = 4

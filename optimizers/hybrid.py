@@ -15,7 +15,8 @@ cube, clipped to it) around an end of the evaluated front (the point best on one
 early on, a shoulder of the front later), the ends taken in turn, each candidate the qLogNEHVI maximiser inside its
 box. `refine_anchors="gaps"` (or `"both"`, alternating with the ends) spans the boxes across the front's largest
 gaps instead; `refine_means` picks the anchors on the GPs' posterior means (a noisy objective's lucky draw is no
-end of the front); `refine_adaptive` shrinks an end's box with the points already evaluated in it. What the
+end of the front); `refine_adaptive` shrinks an end's box with the points already evaluated in it; `refine_until`
+stops refining once that many points are known. What the
 benchmark showed for each, and what `auto` sets: docs/optimizers.md.
 
 Like every optimizer here, each ask is a pure function of the history, the in-flight points and the seed.
@@ -56,7 +57,8 @@ class HybridOptimizer(Optimizer):
                  ref_point: Sequence[float] | None = None, initial_points: int | None = None,
                  switch: Switch = "r2", prior_mean: bool = False, refine: float = 0.0,
                  refine_radius: float = REFINE_RADIUS, refine_anchors: Anchors = "ends", refine_means: bool = False,
-                 refine_adaptive: bool = False, settings: AcquisitionSettings | None = None) -> None:
+                 refine_adaptive: bool = False, refine_until: int | None = None,
+                 settings: AcquisitionSettings | None = None) -> None:
         super().__init__(space, n_objectives, seed)
         if ref_point is not None and len(ref_point) != n_objectives:
             raise ValueError(f"ref_point {list(ref_point)} has {len(ref_point)} values for {n_objectives} objectives")
@@ -66,6 +68,8 @@ class HybridOptimizer(Optimizer):
             raise ValueError(f"refine must be a share between 0 and 1, got {refine}")
         if not 0.0 < refine_radius <= 0.5:
             raise ValueError(f"refine_radius must be above 0 and at most 0.5 (half the unit cube), got {refine_radius}")
+        if refine_until is not None and refine_until < 1:
+            raise ValueError(f"refine_until must be an evaluation count of at least 1, got {refine_until}")
         if refine_anchors not in ANCHORS:
             raise ValueError(f"refine_anchors must be one of {', '.join(ANCHORS)}, got {refine_anchors!r}")
         self.map = MAPOptimizer(space, n_objectives, seed, value_bounds=value_bounds, initial_points=initial_points)
@@ -76,6 +80,7 @@ class HybridOptimizer(Optimizer):
         self.refine, self.refine_radius = refine, refine_radius
         self.refine_anchors: Anchors = refine_anchors
         self.refine_means, self.refine_adaptive = refine_means, refine_adaptive
+        self.refine_until = refine_until  # no refinement once this many points are known (None: the whole run)
         self.settings = settings or AcquisitionSettings()
 
     averages = False  # the GPs fit every evaluation of a repeated point (the quadratics too: a weighted fit)
@@ -128,10 +133,15 @@ class HybridOptimizer(Optimizer):
 
     def refinements_due(self, after: int, n: int) -> int:
         """How many of `n` new points, asked when `after` points past the design are known, refine locally: the
-        share `refine` of the points past the design, counted over the whole run (one in four at 0.25)."""
+        share `refine` of the points past the design, counted over the whole run (one in four at 0.25), up to the
+        `refine_until`-th point of the run."""
         if self.refine == 0.0:
             return 0
-        return math.floor(self.refine * (after + n) + 1e-9) - math.floor(self.refine * after + 1e-9)
+        end = after + n
+        if self.refine_until is not None:
+            cap = max(0, self.refine_until - self.initial_points)
+            after, end = min(after, cap), min(end, cap)
+        return math.floor(self.refine * end + 1e-9) - math.floor(self.refine * after + 1e-9)
 
     def anchors(self, train_X: np.ndarray, train_Y: np.ndarray) -> np.ndarray:
         """The ends of the evaluated front (`a x d`, a <= m): per objective the point best on it."""

@@ -122,13 +122,16 @@ def test_refinement_takes_its_share_of_the_points_after_the_design() -> None:
     assert [quarter.refinements_due(after, 4) for after in (0, 4, 8)] == [1, 1, 1]
     assert [quarter.refinements_due(after, 1) for after in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
     assert HybridOptimizer(SPACE, 2, 0).refinements_due(0, 4) == 0  # off by default
+    until = HybridOptimizer(SPACE, 2, 0, initial_points=4, settings=FAST, refine=0.25, refine_until=12)
+    assert [until.refinements_due(after, 4) for after in (0, 4, 8, 12)] == [1, 1, 0, 0]  # none from point 12 on
+    assert [until.refinements_due(after, 1) for after in range(10)] == [0, 0, 0, 1, 0, 0, 0, 1, 0, 0]
     history = _history(_quadratic, 12)
     X, Y = np.asarray([o.x for o in history]), np.asarray([o.values for o in history])
     asked = np.asarray(quarter.ask(4, history))
     near = np.abs(asked[:, None, :] - quarter.anchors(X, Y)[None, :, :]).max(axis=-1).min(axis=1) <= 0.05 + 1e-12
     assert near[-1]  # the last of the four is the refinement
     for bad in ({"refine": -0.1}, {"refine": float("nan")}, {"refine": 1.5}, {"refine_radius": 0.0},
-                {"refine_radius": float("inf")}):
+                {"refine_radius": float("inf")}, {"refine_until": 0}):
         with pytest.raises(ValueError, match="refine"):
             HybridOptimizer(SPACE, 2, 0, **bad)  # type: ignore[arg-type]
 
