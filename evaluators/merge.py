@@ -119,9 +119,8 @@ class ResidentMerger:
         """Each segment in turn with its base and task vectors on the device (the next block's copy in flight)."""
         for block, base, tau in self._blocks():
             for j in range(block.first, block.end):
-                seg, data = self.segments[j], self._data[j]
-                lo, hi = seg.offset - block.offset, seg.offset - block.offset + seg.numel
-                data.base, data.tau = base[lo:hi], tau[:, lo:hi]
+                at, data = block.local(self.segments[j]), self._data[j]
+                data.base, data.tau = base[at], tau[:, at]
                 yield j, data
 
     def _blocks(self) -> Iterator[tuple[Block, torch.Tensor, torch.Tensor]]:

@@ -49,6 +49,10 @@ class Block:
     offset: int
     numel: int
 
+    def local(self, seg: Segment) -> slice:
+        """Where segment `seg` (one of this block's) lies within the block's entries."""
+        return slice(seg.offset - self.offset, seg.offset - self.offset + seg.numel)
+
 
 def pack(segments: Sequence[Segment], capacity: int) -> list[Block]:
     """Consecutive segments in blocks of at most `capacity` entries (a larger segment is a block of its own)."""
@@ -174,20 +178,25 @@ class StreamStore:
         for block in self.blocks:
             block_base = self._in_host(block)[0]
             for seg in self.segments[block.first:block.end]:
-                block_base[seg.offset - block.offset:][:seg.numel].copy_(_flat(base, seg, cpu, dtype))
+                block_base[block.local(seg)].copy_(_flat(base, seg, cpu, dtype))
         _release(base)
         for i, expert in enumerate(experts):
             for block in self.blocks:
                 block_base, block_tau = self._in_host(block)
                 for seg in self.segments[block.first:block.end]:
-                    at = slice(seg.offset - block.offset, seg.offset - block.offset + seg.numel)
+                    at = block.local(seg)
                     torch.sub(_flat(expert, seg, cpu, dtype), block_base[at], out=block_tau[i, at])
             _release(expert)
         stage = device.type != "cpu" if staging is None else staging
         self.staging = _Staging(self.k, largest, device, dtype) if stage else None
 
+    def _run(self, block: Block) -> torch.Tensor:
+        """Block `block`'s `[base, tau_1, ..., tau_k]` run in host memory."""
+        start = (self.k + 1) * block.offset
+        return self.host[start:start + (self.k + 1) * block.numel]
+
     def _in_host(self, block: Block) -> tuple[torch.Tensor, torch.Tensor]:
-        return _views(self.host[(self.k + 1) * block.offset:], self.k, block.numel)
+        return _views(self._run(block), self.k, block.numel)
 
     def open(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         block = self.blocks[b]
@@ -197,8 +206,7 @@ class StreamStore:
         if self.staging is None or b >= len(self.blocks):
             return
         block = self.blocks[b]
-        start = (self.k + 1) * block.offset
-        source = self.host[start:start + (self.k + 1) * block.numel]
+        source = self._run(block)
         self.staging.fill(b, block.numel, lambda run: run.copy_(source, non_blocking=True))
 
     def done(self, b: int) -> None:
@@ -229,7 +237,7 @@ class MmapStore:
         def write(run: torch.Tensor) -> None:
             parts = run.view(self.k + 1, block.numel)
             for seg in self.segments[block.first:block.end]:
-                at = slice(seg.offset - block.offset, seg.offset - block.offset + seg.numel)
+                at = block.local(seg)
                 for part, model in zip(parts, self.models, strict=True):
                     part[at].copy_(model[seg.key].reshape(-1), non_blocking=True)
             parts[1:].sub_(parts[0])  # tau_i = expert_i - base, as the other stores compute it
