@@ -33,15 +33,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of one call of `fn`, the device's queued work finished before and after."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> tuple[float, float]:
     """Seconds of a first call, and the best of `repeats` later ones."""
-    times = []
-    for _ in range(repeats + 1):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
+    times = [seconds(fn, device) for _ in range(repeats + 1)]
     return times[0], min(times[1:])
 
 
@@ -86,11 +89,7 @@ def paired(fn: Callable[[], object], moved: int, probe: Probe, repeats: int) -> 
     times, shares = [], []
     for _ in range(repeats):
         link = probe.gbps()
-        sync(probe.device)
-        start = time.perf_counter()
-        fn()
-        sync(probe.device)
-        times.append(time.perf_counter() - start)
+        times.append(seconds(fn, probe.device))
         shares.append(moved / times[-1] / GB / link)
     return times, shares
 

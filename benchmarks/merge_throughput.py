@@ -38,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bandwidth import Links, Probe, paired  # noqa: E402
+from bandwidth import Links, Probe, paired, seconds  # noqa: E402
 from merge_candidates import CANDIDATES, Candidate  # noqa: E402
 from synthetic_llama import FULL, QUICK, ensure_checkpoints, model_names  # noqa: E402
 
@@ -109,9 +109,7 @@ def time_ours(merger: ResidentMerger, cand: Candidate, repeats: int, probe: Prob
               ) -> tuple[float, list[float], list[float], int | None]:
     """Seconds of the first merge and of each later one (each right after a copy: `bandwidth.paired`), each later
     one's rate as a share of that copy's, and the resident-set growth during the later ones."""
-    start = time.perf_counter()
-    merger.merge(cand.ours(seed=0))
-    first = time.perf_counter() - start
+    first = seconds(lambda: merger.merge(cand.ours(seed=0)), probe.device)
     can_peak = _peak_rss_reset()
     before = _rss("VmRSS")
     seeds = iter(range(repeats))

@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from bandwidth import DEVICE_COPY, HOST_TO_DEVICE, Links, Probe, paired, sync  # noqa: E402
+from bandwidth import DEVICE_COPY, HOST_TO_DEVICE, Links, Probe, paired, seconds  # noqa: E402
 from merge_candidates import CANDIDATES, Candidate  # noqa: E402
 from synthetic_llama import FULL, QUICK, SIZES, ensure_checkpoints, synthetic_models  # noqa: E402
 
@@ -118,11 +118,7 @@ def bench(args: argparse.Namespace, placement: str, cand: Candidate, merger: Res
         moved, link = (k + 2) * n * s + (k * n * 4 if merger.ranks and cand.method in RANKED else 0), DEVICE_COPY
     else:
         moved, link = (k + 1) * n * s, HOST_TO_DEVICE
-    sync(device)
-    start = time.perf_counter()
-    merger.merge(cand.ours(seed=1))
-    sync(device)
-    first = time.perf_counter() - start
+    first = seconds(lambda: merger.merge(cand.ours(seed=1)), device)
     times, shares = paired(lambda: merger.merge(cand.ours(seed=1)), moved, probes[link], args.repeats)
     best = min(times)
     device_peak, host_peak = peaks(device, host_before)
