@@ -84,6 +84,9 @@ OPTIMIZERS: dict[str, dict[str, object]] = {"map-nested": {"name": "map", "neste
                                             # with auto's pick when it was measured (hybrid, no refinement)
                                             "auto-reevaluate": {"name": "hybrid", "reevaluate": 0.25},
                                             "qnehvi-reevaluate": {"name": "qnehvi", "reevaluate": 0.25}}
+# the wider refinement with the GPs on the logit of the accuracies (auto's pick for expert weights without masks)
+WIDE_WARP: dict[str, object] = {"refine": 0.25, "refine_radius": 0.2,
+                                "settings": AcquisitionSettings(outcome_warp="logit")}
 VARIANTS: dict[str, dict[str, object]] = {  # measured and not kept as the default (docs/optimizers.md says why)
     "hybrid-prior": {"prior_mean": True},  # the R² switch, then GPs whose prior mean is the fitted quadratic
     "hybrid-prior-design": {"switch": "design", "prior_mean": True},  # those GPs right after MAP's design
@@ -94,12 +97,9 @@ VARIANTS: dict[str, dict[str, object]] = {  # measured and not kept as the defau
     "hybrid-gps": {"switch": "design"},  # constant-mean GPs right after MAP's design
     "hybrid-design4": {},  # the one-hot points alone as the design
     "hybrid-design12": {},  # one-hot points and 8 Sobol points
-    "hybrid-refine-wide-warp": {"refine": 0.25, "refine_radius": 0.2,
-                                "settings": AcquisitionSettings(outcome_warp="logit")},
-    "hybrid-design4-refine-wide-warp": {"refine": 0.25, "refine_radius": 0.2,  # the same, one-hot points as design
-                                        "settings": AcquisitionSettings(outcome_warp="logit")},
-    "hybrid-refine-wide-warp-half": {"refine": 0.25, "refine_radius": 0.2,  # refining in the first 32 of 64 only
-                                     "settings": AcquisitionSettings(outcome_warp="logit"), "refine_until": 32},
+    "hybrid-refine-wide-warp": WIDE_WARP,
+    "hybrid-design4-refine-wide-warp": WIDE_WARP,  # the same, the one-hot points alone as the design
+    "hybrid-refine-wide-warp-half": {**WIDE_WARP, "refine_until": 32},  # refining in the first 32 of 64 only
     "hybrid-refine-means-half": {"refine": 0.25, "refine_means": True, "refine_until": 32},  # DARE's, the same
 }
 PEERS = ("optuna-nsga2", "optuna-tpe", "optuna-gp")
