@@ -18,6 +18,7 @@ from mergefront import __version__
 from mergefront.cli_admin import add_commands, add_server_options
 from mergefront.cli_jobs import add_job_commands
 from mergefront.errors import MergefrontError
+from mergefront.interrupts import interrupt
 from mergefront.report import format_front
 
 
@@ -25,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv); return the exit status."""
     args = _parser().parse_args(argv)
     try:
-        with _stops_on_sigterm(whole_process=argv is None):
+        with _stops_on_signals(whole_process=argv is None):
             return int(args.func(args) or 0)
     except MergefrontError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -41,22 +42,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextmanager
-def _stops_on_sigterm(whole_process: bool) -> Iterator[None]:
-    """SIGTERM stops a command as Ctrl-C does (its job released); when the command is the whole process (not a
-    call from Python), Ray and every process it started stop with it, Ray's agents included. `serve` leaves
-    SIGTERM to uvicorn, which stops the same way."""
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
+def _stops_on_signals(whole_process: bool) -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (its job released), and neither lands inside a database transaction
+    (mergefront.interrupts); when the command is the whole process (not a call from Python), Ray and every process
+    it started stop with it, Ray's agents included. `serve` leaves both signals to uvicorn, which stops the same
+    way."""
     if not whole_process or threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.signal(signal.SIGTERM, interrupt)
+    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
         if "ray" in sys.modules:
             from mergefront.evaluators.pool import shutdown_ray
 

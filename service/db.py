@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mergefront.errors import StorageError
+from mergefront.interrupts import held
 from mergefront.service.settings import DB_IDLE_SECONDS
 
 log = logging.getLogger(__name__)
@@ -106,19 +107,20 @@ def storage_error(exc: SQLAlchemyError, doing: str = "the request") -> StorageEr
 @contextmanager
 def session_scope(factory: sessionmaker[Session], doing: str = "the request") -> Iterator[Session]:
     """A session that commits on success, rolls back on error, and reports database errors as StorageError (whose
-    message says it happened during `doing`)."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except SQLAlchemyError as exc:
-        _rollback(session)
-        raise storage_error(exc, doing) from exc
-    except BaseException:
-        _rollback(session)
-        raise
-    finally:
-        session.close()
+    message says it happened during `doing`). A Ctrl-C meanwhile is raised after it (`mergefront.interrupts`)."""
+    with held():  # Ctrl-C waits for the transaction's end (mergefront.interrupts)
+        session = factory()
+        try:
+            yield session
+            session.commit()
+        except SQLAlchemyError as exc:
+            _rollback(session)
+            raise storage_error(exc, doing) from exc
+        except BaseException:
+            _rollback(session)
+            raise
+        finally:
+            session.close()
 
 
 def _rollback(session: Session) -> None:
