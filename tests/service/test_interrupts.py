@@ -55,8 +55,8 @@ def test_ctrl_c_at_any_moment_of_a_transaction_leaves_the_database_free(database
     try:
         for attempt in range(300):
             timer = threading.Timer(rng.uniform(0, 0.004), os.kill, (os.getpid(), signal.SIGINT))
-            timer.start()
             try:
+                timer.start()  # in the try: the signal may come before the next line
                 for _ in range(100_000):
                     with session_scope(sessions) as s:
                         s.execute(text("UPDATE probe SET n = n + 1 WHERE id = 1"))
