@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mergefront.local_server import free_port, wait_until_serving
+from tests.quoted import quoted_for_this_cpu
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +48,9 @@ def test_readme_walkthrough_runs_as_written(tmp_path: Path, cache_dir: Path) -> 
     assert int(front.group(1)) >= 2 and float(front.group(2)) > 0
     assert "copy_loss  reverse_exact_match  storage_mb" in printed
     readme = (ROOT / "README.md").read_text()
-    quoted = re.search(r"```\n(Pareto front of job 1: \d+ of 32 completed evaluations.*?)```", readme, re.S)
-    assert quoted, "README quotes no front of the walk-through"
-    _assert_same_front(quoted.group(1).splitlines(), printed.splitlines())
+    quoted = quoted_for_this_cpu(readme, r"Pareto front of job 1: \d+ of 32 completed evaluations",
+                                 "the README's walk-through front")
+    _assert_same_front(quoted.splitlines(), printed.splitlines())
 
 
 FRONT_LINE = re.compile(r"Pareto front of job 1: (\d+) of 32 completed evaluations, hypervolume ([0-9.e-]+) "
@@ -74,9 +75,8 @@ def _assert_same_front(quoted: list[str], printed: list[str]) -> None:
 def test_readme_demo_output_is_what_a_fresh_run_prints(tmp_path: Path, cache_dir: Path) -> None:
     """The demo's quoted front (its size, hypervolume and rows, abridged with "...") is a fresh run's output."""
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```\n(Pareto front of job 1: \d+ of 64 completed evaluations.*?)```", readme, re.S)
-    assert block, "README quotes no demo front"
-    quoted = block.group(1).splitlines()
+    quoted = quoted_for_this_cpu(readme, r"Pareto front of job 1: \d+ of 64 completed evaluations",
+                                 "the README's demo front").splitlines()
     env = {**os.environ, "MERGEFRONT_HOME": str(tmp_path), "MERGEFRONT_CACHE_DIR": str(cache_dir)}
     out = subprocess.run([str(Path(sys.executable).parent / "mergefront"), "run", "examples/digits.yaml"], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=900)
@@ -109,8 +109,8 @@ def test_the_digits_build_table_in_the_docs_is_what_a_fresh_build_prints(tmp_pat
     """docs/suites.md quotes the table `python -m mergefront.evaluators.suites.digits DIR` prints (seed 0); its
     progress goes to stderr."""
     page = (ROOT / "docs" / "suites.md").read_text()
-    block = re.search(r"```\n(task +base +expert +merge 1/N +merge sum\nrotated .*?)```", page, re.S)
-    assert block, "docs/suites.md quotes no digits build table"
+    quoted = quoted_for_this_cpu(page, r"task +base +expert +merge 1/N +merge sum\nrotated ",
+                                 "docs/suites.md's digits build table")
     out = subprocess.run([sys.executable, "-m", "mergefront.evaluators.suites.digits", str(tmp_path / "digits")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -118,7 +118,7 @@ def test_the_digits_build_table_in_the_docs_is_what_a_fresh_build_prints(tmp_pat
     assert steps[0] == "building bench://digits (once: later jobs read it from the cache)", out.stderr[-2000:]
     assert any(line.startswith("bench://digits training: 100%") and "1200/1200" in line for line in steps)
     printed = [line.rstrip() for line in out.stdout.splitlines()]
-    for line in block.group(1).splitlines():
+    for line in quoted.splitlines():
         assert line.rstrip() in printed, (line, out.stdout[-2000:])
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from mergefront.evaluators.suites.tinylm import MANIFEST, TASKS, TinyLMSuite, Tr
 from mergefront.evaluators.suites.tinylm_data import held_out, load_held_out
 from mergefront.evaluators.suites.tinylm_tasks import IGNORE, PAD, VOCAB, to_text
 from mergefront.suites import BUILTIN_SUITES, SUITE_METRICS
+from tests.quoted import quoted_for_this_cpu
 
 TINY = Training(base_steps=3, expert_steps=3, batch_size=8)
 MARGIN = 0.02
@@ -181,9 +181,9 @@ def test_the_build_table_in_the_docs_is_a_fresh_builds(suite_path: Path) -> None
     """docs/suites.md quotes the validation table a build prints (seed 0); the session's cache is built fresh, and
     its manifest keeps that build's figures, printed by the same `format_table`."""
     page = (Path(__file__).resolve().parents[2] / "docs" / "suites.md").read_text()
-    block = re.search(r"```\n(task +base +expert +merge 1/N +merge sum +\| .*?\ncopy .*?)```", page, re.S)
-    assert block, "docs/suites.md quotes no tinylm build table"
-    quoted = [line.rstrip() for line in block.group(1).splitlines()]
+    block = quoted_for_this_cpu(page, r"task +base +expert +merge 1/N +merge sum +\| .*?\ncopy ",
+                                "docs/suites.md's tinylm build table")
+    quoted = [line.rstrip() for line in block.splitlines()]
     assert quoted == [line.rstrip() for line in tinylm_module.format_table(_validation(suite_path)).splitlines()]
 
 
