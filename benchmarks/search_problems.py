@@ -13,6 +13,7 @@ reference front.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ TASKS = {"digits": ("rotated", "inverted", "parity", "mod3"), "tinylm": ("copy",
 UNIT = {"low": 0.0, "high": 1.0}
 DENSITY = {"low": 0.1, "high": 1.0}
 TRUTH_SEED = 2**31 - 1  # truth seeds count down from here: no run's candidate seed comes near
+#: torch's CPU capability of the machines that measured the kept reference fronts and runs (benchmarks/results):
+#: a CPU of another kind rounds otherwise, trains other suites and so answers other problems (check_cpu)
+KEPT_CPU = os.environ.get("MERGEFRONT_BENCH_CPU", "AVX512")
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class Problem:
 
     @cached_property
     def evaluator(self) -> CandidateEvaluator:
+        check_cpu()
         suite = self.definition.suite
         suite_dir = ensure_suite(suite, self.cache_root, verbose=False)
         objectives = tuple(ObjectiveSetup(o.key, o.task, o.split, o.metric_name) for o in self.spec.objectives)
@@ -232,6 +237,21 @@ def _refine(problem: Problem, X: np.ndarray, seed: int) -> tuple[np.ndarray, np.
     minimize(Metrics(), NSGA2(pop_size=population, sampling=X[start]),
              ("n_eval", problem.definition.refine_evaluations), seed=seed, verbose=False)
     return np.vstack(seen_X), np.vstack(seen_Y)
+
+
+def check_cpu() -> None:
+    """Refuse to evaluate on another kind of CPU than the kept results' (`KEPT_CPU`): its float rounding trains
+    other suites, so its evaluations would be scored against another problem's reference front and runs."""
+    import torch
+
+    here = torch.backends.cpu.get_cpu_capability()
+    if here != KEPT_CPU:
+        raise SystemExit(
+            f"the kept reference fronts and runs under benchmarks/results were measured on a CPU with torch's CPU "
+            f"capability {KEPT_CPU}; this one is {here}, which trains other bench:// suites, so what it evaluates "
+            f"answers another problem. The kept runs still rebuild the tables (--cached-only). To measure on this "
+            f"CPU, move the kept results away and set MERGEFRONT_BENCH_CPU={here}: every reference front and run is "
+            "then computed afresh")
 
 
 def reference_path(cache_dir: Path, problem: str) -> Path:
